@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The full test suite on a fresh machine: Debian packages + libvirtd (setup-libvirt.sh),
+# npm dependencies (npm ci compiles the @unraid/libvirt addon and the TypeScript), then npm test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup-libvirt.sh
+npm ci --no-audit --no-fund
+npm test

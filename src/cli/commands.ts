@@ -1,0 +1,4 @@
+/** Every subcommand, in the order `ocivirt --help` lists them. One import and one entry each. */
+import type { Command } from './command.js';
+
+export const COMMANDS: Command[] = [];
