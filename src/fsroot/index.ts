@@ -1,0 +1,2 @@
+export { resolveInRoot, resolveInRootSync, pathComponents, MAX_SYMLINKS, type ResolveOptions } from './resolve.js';
+export { readFileInRoot } from './read.js';
