@@ -1,0 +1,182 @@
+/**
+ * What the spool holds: each top-level item is an entry, a bundle directory (config.json), an
+ * image-layout directory (oci-layout) or a `.tar` image archive. Names starting with '.' are
+ * ignored (editors and `rsync` stage files that way); everything else that is not one of the three,
+ * symlinks included, is refused with a reason. Each entry gets its domain name and a fingerprint
+ * that changes when the entry does, so the daemon can skip unchanged entries cheaply.
+ *
+ * The spool is only read: no file in it is created, changed or locked here.
+ */
+import { createHash } from 'node:crypto';
+import type { Stats } from 'node:fs';
+import { lstat, readdir, stat } from 'node:fs/promises';
+import { isAbsolute, join } from 'node:path';
+import { InputError } from '../errors.js';
+import { checkNamePrefix, domainNameFor } from './names.js';
+import { readSmallRegularFile, UnreadableFile } from './read.js';
+
+export type SpoolEntryKind = 'bundle' | 'layout' | 'archive';
+
+export interface SpoolEntry {
+  /** The item's name in the spool (`web-1`, `web-1.tar`). */
+  name: string;
+  path: string;
+  kind: SpoolEntryKind;
+  domainName: string;
+  /** Changes whenever the entry changes (content of its metadata, identity of its data). */
+  fingerprint: string;
+}
+
+export interface RefusedEntry {
+  name: string;
+  path: string;
+  reason: string;
+  /** Set when the entry was recognised but refused (for example for a name collision). */
+  kind?: SpoolEntryKind;
+  domainName?: string;
+}
+
+export interface ScanOptions {
+  /** Prepended to every domain name (a-z, 0-9, '-'). */
+  prefix?: string;
+}
+
+/** Entries examined at once: enough to hide disk latency, few enough to keep file handles low. */
+const CONCURRENCY = 32;
+
+type Classified = { kind: SpoolEntryKind; fingerprint: string } | { reason: string };
+
+export async function scanSpool(dir: string, opts: ScanOptions = {}): Promise<{ entries: SpoolEntry[]; refused: RefusedEntry[] }> {
+  const prefix = opts.prefix ?? '';
+  checkNamePrefix(prefix);
+  let listing: string[];
+  try {
+    listing = await readdir(dir);
+  } catch (e) {
+    throw new InputError(`cannot read the spool directory (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file: dir });
+  }
+  const names = listing.filter((n) => !n.startsWith('.')).sort();
+
+  const classified = new Array<Classified>(names.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(CONCURRENCY, names.length) }, async () => {
+      while (next < names.length) {
+        const i = next++;
+        classified[i] = await classify(join(dir, names[i]!));
+      }
+    }),
+  );
+
+  const refused: RefusedEntry[] = [];
+  const candidates: SpoolEntry[] = [];
+  names.forEach((name, i) => {
+    const path = join(dir, name);
+    const c = classified[i]!;
+    if ('reason' in c) return refused.push({ name, path, reason: c.reason });
+    const base = c.kind === 'archive' ? name.slice(0, -'.tar'.length) : name;
+    const named = domainNameFor(base, prefix);
+    if ('reason' in named) return refused.push({ name, path, kind: c.kind, reason: named.reason });
+    candidates.push({ name, path, kind: c.kind, domainName: named.name, fingerprint: c.fingerprint });
+  });
+
+  // Two entries for one domain name: neither wins, so nothing depends on the order of a listing.
+  const byDomain = new Map<string, SpoolEntry[]>();
+  for (const e of candidates) byDomain.set(e.domainName, [...(byDomain.get(e.domainName) ?? []), e]);
+  const entries: SpoolEntry[] = [];
+  for (const e of candidates) {
+    const same = byDomain.get(e.domainName)!;
+    if (same.length === 1) {
+      entries.push(e);
+      continue;
+    }
+    const others = same.filter((o) => o !== e).map((o) => `'${o.name}'`);
+    refused.push({
+      name: e.name,
+      path: e.path,
+      kind: e.kind,
+      domainName: e.domainName,
+      reason: `name collision: '${e.name}' and ${others.join(', ')} would all be domain '${e.domainName}'; rename one of them`,
+    });
+  }
+  refused.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return { entries, refused };
+}
+
+/** What one top-level item is, with its fingerprint, or why it is refused. */
+async function classify(path: string): Promise<Classified> {
+  let st: Stats;
+  try {
+    st = await lstat(path);
+  } catch (e) {
+    return { reason: `cannot be examined (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})` };
+  }
+  if (st.isSymbolicLink()) return { reason: 'is a symlink: spool entries must be real directories or files (a link could point anywhere on the host)' };
+  if (st.isFile()) {
+    if (!path.endsWith('.tar')) return { reason: 'is a file but not a .tar image archive' };
+    // An archive is read whole later; its identity (inode, size, times) is enough to see a change.
+    return { kind: 'archive', fingerprint: `archive:${identity(st)}` };
+  }
+  if (!st.isDirectory()) return { reason: 'is neither a directory nor a regular file' };
+
+  const [config, layout] = await Promise.all([lstatOrNull(join(path, 'config.json')), lstatOrNull(join(path, 'oci-layout'))]);
+  if (config && layout) return { reason: 'has both config.json (bundle) and oci-layout (image layout): it must be one or the other' };
+  try {
+    if (config) return { kind: 'bundle', fingerprint: await bundleFingerprint(path) };
+    if (layout) return { kind: 'layout', fingerprint: await layoutFingerprint(path) };
+  } catch (e) {
+    if (e instanceof UnreadableFile) return { reason: e.message };
+    throw e;
+  }
+  return { reason: 'is a directory with neither config.json (a bundle) nor oci-layout (an image layout)' };
+}
+
+async function lstatOrNull(path: string): Promise<Stats | null> {
+  try {
+    return await lstat(path);
+  } catch {
+    return null;
+  }
+}
+
+function identity(st: Stats): string {
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+}
+
+/**
+ * sha256 of config.json plus the identity of the rootfs directory it names: a new config or a
+ * replaced rootfs (renamed in, re-created) changes it. Files changed deep inside the same rootfs
+ * directory do not; they are the container's data, not its definition.
+ */
+async function bundleFingerprint(bundle: string): Promise<string> {
+  const config = await readSmallRegularFile(join(bundle, 'config.json')).catch(rethrowAs('config.json'));
+  const hash = createHash('sha256').update(config.data);
+  let rootPath: unknown;
+  try {
+    rootPath = (JSON.parse(config.data.toString('utf8')) as { root?: { path?: unknown } })?.root?.path;
+  } catch {
+    // not JSON: the bundle module refuses it with the JSON error; the content hash still tracks edits
+  }
+  if (typeof rootPath === 'string' && rootPath !== '') {
+    const rootfs = isAbsolute(rootPath) ? rootPath : `${bundle}/${rootPath}`; // as the kernel resolves it: no lexical `..`
+    const st = await stat(rootfs).catch(() => null);
+    hash.update(`\0rootfs:${st ? identity(st) : 'missing'}`);
+  }
+  return `bundle:sha256:${hash.digest('hex')}`;
+}
+
+/** sha256 of index.json (it names every manifest; blobs are content-addressed beneath it). */
+async function layoutFingerprint(layout: string): Promise<string> {
+  const [index, marker] = await Promise.all([
+    readSmallRegularFile(join(layout, 'index.json')).catch(rethrowAs('index.json')),
+    readSmallRegularFile(join(layout, 'oci-layout')).catch(rethrowAs('oci-layout')),
+  ]);
+  return `layout:sha256:${createHash('sha256').update(marker.data).update('\0').update(index.data).digest('hex')}`;
+}
+
+function rethrowAs(file: string) {
+  return (e: unknown): never => {
+    if (e instanceof UnreadableFile) throw new UnreadableFile(`${file} ${e.message}`);
+    throw e;
+  };
+}

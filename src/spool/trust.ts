@@ -1,0 +1,155 @@
+/**
+ * Trust boundaries (issue 5). Whoever can write the spool can run containers as root, so:
+ * - the spool, state and export directories must not be writable by anyone but their owner
+ *   (root or the user ocivirt runs as), nor may any directory above them let someone else
+ *   rename them away, unless a setting allows it (then the problems come back as warnings);
+ * - a bundle's root.path must resolve, symlinks followed, to a directory inside the bundle, and
+ *   every mount that takes a host path must take it from inside the bundle or under a configured
+ *   allow-list, so `root.path: "/"` or a bind of `/` cannot hand a container the host.
+ * Both only look (stat, realpath); the daemon decides what to do with the answer.
+ */
+import type { Stats } from 'node:fs';
+import { realpath, stat } from 'node:fs/promises';
+import { dirname, isAbsolute, join, relative, sep } from 'node:path';
+import { InputError } from '../errors.js';
+import type { Mount, RuntimeConfig } from '../oci/runtime-spec.js';
+
+export interface DirectoryTrustOptions {
+  /** Accept what would be refused, reporting it as warnings (the daemon logs them loudly). */
+  allowInsecure?: boolean;
+  /** The user ocivirt runs as; default: this process's. */
+  uid?: number;
+}
+
+const mode = (st: Stats) => `0${(st.mode & 0o7777).toString(8)}`;
+
+/**
+ * Refuses (InputError naming the directory) a directory that another user could write, or
+ * replace by writing one of its parents. A sticky parent (like /tmp) is fine: there nobody but
+ * the owner can rename what we own.
+ */
+export async function checkDirectoryTrust(path: string, opts: DirectoryTrustOptions = {}): Promise<{ warnings: string[] }> {
+  const uid = opts.uid ?? process.getuid?.() ?? 0;
+  let real: string;
+  try {
+    real = await realpath(path);
+  } catch (e) {
+    throw new InputError(`cannot be used (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file: path });
+  }
+  const st = await stat(real);
+  if (!st.isDirectory()) throw new InputError('is not a directory', { file: path });
+
+  const problems: string[] = [];
+  const trustedOwner = (s: Stats) => s.uid === 0 || s.uid === uid;
+  if (!trustedOwner(st)) problems.push(`${real} is owned by uid ${st.uid}, not by root or uid ${uid}`);
+  if (st.mode & 0o022) problems.push(`${real} is writable by group or others (mode ${mode(st)})`);
+  for (let dir = dirname(real), child = real; dir !== child; child = dir, dir = dirname(dir)) {
+    const parent = await stat(dir);
+    if (!trustedOwner(parent)) problems.push(`parent ${dir} is owned by uid ${parent.uid}, not by root or uid ${uid}`);
+    if (parent.mode & 0o022 && !(parent.mode & 0o1000))
+      problems.push(`parent ${dir} is writable by group or others without the sticky bit (mode ${mode(parent)}), so ${child} can be swapped`);
+  }
+  if (problems.length === 0) return { warnings: [] };
+  if (opts.allowInsecure) return { warnings: problems.map((p) => `insecure (allowed by setting): ${p}`) };
+  throw new InputError(`refused: ${problems[0]} (whoever can write it can run containers as root; fix the mode or owner)`, { file: path });
+}
+
+/** Filesystems whose `source` is a label, never a host path. */
+const PSEUDO_FILESYSTEMS = new Set(['proc', 'sysfs', 'tmpfs', 'devpts', 'mqueue', 'cgroup', 'cgroup2', 'securityfs', 'hugetlbfs', 'devtmpfs']);
+/** Mount options that name host directories (overlay). */
+const PATH_OPTIONS = /^(lowerdir|upperdir|workdir)=(.*)$/;
+
+export interface BundlePaths {
+  /** root.path resolved, symlinks followed: use this, not the configured string. */
+  rootfs: string;
+  /** The host paths mounts take, resolved, by mount index. */
+  mountSources: { index: number; field: string; path: string }[];
+}
+
+/**
+ * Checks where a bundle's paths really lead. Relative paths are relative to the bundle, as the
+ * runtime-spec says. Throws an InputError naming `<bundle>/config.json` and the field.
+ */
+export async function checkBundlePaths(config: RuntimeConfig, bundleDir: string, allowList: readonly string[]): Promise<BundlePaths> {
+  const file = join(bundleDir, 'config.json');
+  const bundle = await realpath(bundleDir).catch((e: NodeJS.ErrnoException) => {
+    throw new InputError(`bundle directory cannot be used (${e.code ?? e.message})`, { file });
+  });
+  const allowed = await resolveAllowList(allowList);
+
+  const real = async (p: string, field: string) => {
+    // No path.resolve/join: they drop `x/..` lexically, while the kernel (and libvirt) follow
+    // `x` first when it is a symlink. realpath(3) resolves the string as the kernel would.
+    const full = isAbsolute(p) ? p : `${bundle}/${p}`;
+    try {
+      return await realpath(full);
+    } catch (e) {
+      throw new InputError(`${JSON.stringify(p)} cannot be resolved (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file, field });
+    }
+  };
+
+  const rootPath = config.root?.path;
+  if (typeof rootPath !== 'string' || rootPath === '') throw new InputError('required', { file, field: 'root.path' });
+  const rootfs = await real(rootPath, 'root.path');
+  if (!isStrictlyInside(rootfs, bundle))
+    throw new InputError(`${JSON.stringify(rootPath)} resolves to ${rootfs}, outside the bundle ${bundle}: the rootfs must be a directory inside its bundle`, {
+      file,
+      field: 'root.path',
+    });
+  if (!(await stat(rootfs)).isDirectory()) throw new InputError(`${JSON.stringify(rootPath)} is not a directory`, { file, field: 'root.path' });
+
+  const mountSources: BundlePaths['mountSources'] = [];
+  for (const [index, m] of (config.mounts ?? []).entries()) {
+    for (const { field, path } of hostPathsOf(m, `mounts[${index}]`, file)) {
+      const resolved = await real(path, field);
+      const ok = isInsideOrSame(resolved, bundle) || allowed.some((a) => isInsideOrSame(resolved, a));
+      if (!ok)
+        throw new InputError(
+          `host path ${JSON.stringify(path)} resolves to ${resolved}, outside the bundle and the allowed mount sources (${
+            allowed.length ? allowed.join(', ') : 'none configured'
+          })`,
+          { file, field },
+        );
+      mountSources.push({ index, field, path: resolved });
+    }
+  }
+  return { rootfs, mountSources };
+}
+
+/** The host paths a mount would expose: a bind's source, a non-pseudo filesystem's device, overlay dirs. */
+function hostPathsOf(m: Mount, at: string, file: string): { field: string; path: string }[] {
+  const options = m.options ?? [];
+  const isBind = m.type === 'bind' || options.includes('bind') || options.includes('rbind');
+  const out: { field: string; path: string }[] = [];
+  if (isBind) {
+    if (typeof m.source !== 'string' || m.source === '') throw new InputError('a bind mount needs a source', { file, field: `${at}.source` });
+    out.push({ field: `${at}.source`, path: m.source });
+    return out;
+  }
+  if (m.type !== undefined && PSEUDO_FILESYSTEMS.has(m.type)) return out;
+  if (typeof m.source === 'string' && isAbsolute(m.source)) out.push({ field: `${at}.source`, path: m.source });
+  options.forEach((o, i) => {
+    const match = PATH_OPTIONS.exec(o);
+    if (match) for (const p of match[2]!.split(':')) if (p !== '') out.push({ field: `${at}.options[${i}]`, path: p });
+  });
+  return out;
+}
+
+async function resolveAllowList(list: readonly string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of list) {
+    if (!isAbsolute(entry)) throw new InputError(`allowed mount source ${JSON.stringify(entry)} must be an absolute path`, { field: 'bindAllowList' });
+    const real = await realpath(entry).catch(() => null); // a missing directory allows nothing
+    if (real !== null) out.push(real);
+  }
+  return out;
+}
+
+function isStrictlyInside(path: string, dir: string): boolean {
+  const rel = relative(dir, path);
+  return rel !== '' && !rel.startsWith('..' + sep) && rel !== '..' && !isAbsolute(rel);
+}
+
+function isInsideOrSame(path: string, dir: string): boolean {
+  return path === dir || isStrictlyInside(path, dir);
+}
