@@ -57,33 +57,48 @@ export async function scanSpool(dir: string, opts: ScanOptions = {}): Promise<{ 
   }
   const names = listing.filter((n) => !n.startsWith('.')).sort();
 
-  const classified = new Array<Classified>(names.length);
+  const inspected = new Array<SpoolEntry | RefusedEntry>(names.length);
   let next = 0;
   await Promise.all(
     Array.from({ length: Math.min(CONCURRENCY, names.length) }, async () => {
       while (next < names.length) {
         const i = next++;
-        classified[i] = await classify(join(dir, names[i]!));
+        inspected[i] = await inspect(dir, names[i]!, prefix);
       }
     }),
   );
+  const refused = inspected.filter((x): x is RefusedEntry => 'reason' in x);
+  const resolved = refuseCollisions(inspected.filter((x): x is SpoolEntry => !('reason' in x)));
+  return { entries: resolved.entries, refused: [...refused, ...resolved.refused].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)) };
+}
 
-  const refused: RefusedEntry[] = [];
-  const candidates: SpoolEntry[] = [];
-  names.forEach((name, i) => {
-    const path = join(dir, name);
-    const c = classified[i]!;
-    if ('reason' in c) return refused.push({ name, path, reason: c.reason });
-    const base = c.kind === 'archive' ? name.slice(0, -'.tar'.length) : name;
-    const named = domainNameFor(base, prefix);
-    if ('reason' in named) return refused.push({ name, path, kind: c.kind, reason: named.reason });
-    candidates.push({ name, path, kind: c.kind, domainName: named.name, fingerprint: c.fingerprint });
-  });
+/**
+ * One top-level item, for a daemon that rescans only what changed: an entry, a refusal, or
+ * null for a name that is ignored. Collisions need every entry: see `refuseCollisions`.
+ */
+export async function inspectEntry(dir: string, name: string, opts: ScanOptions = {}): Promise<SpoolEntry | RefusedEntry | null> {
+  const prefix = opts.prefix ?? '';
+  checkNamePrefix(prefix);
+  if (name.startsWith('.') || name === '' || name.includes('/')) return null;
+  return inspect(dir, name, prefix);
+}
 
-  // Two entries for one domain name: neither wins, so nothing depends on the order of a listing.
+async function inspect(dir: string, name: string, prefix: string): Promise<SpoolEntry | RefusedEntry> {
+  const path = join(dir, name);
+  const c = await classify(path);
+  if ('reason' in c) return { name, path, reason: c.reason };
+  const base = c.kind === 'archive' ? name.slice(0, -'.tar'.length) : name;
+  const named = domainNameFor(base, prefix);
+  if ('reason' in named) return { name, path, kind: c.kind, reason: named.reason };
+  return { name, path, kind: c.kind, domainName: named.name, fingerprint: c.fingerprint };
+}
+
+/** Two entries for one domain name: neither wins, so nothing depends on the order of a listing. */
+export function refuseCollisions(candidates: readonly SpoolEntry[]): { entries: SpoolEntry[]; refused: RefusedEntry[] } {
   const byDomain = new Map<string, SpoolEntry[]>();
   for (const e of candidates) byDomain.set(e.domainName, [...(byDomain.get(e.domainName) ?? []), e]);
   const entries: SpoolEntry[] = [];
+  const refused: RefusedEntry[] = [];
   for (const e of candidates) {
     const same = byDomain.get(e.domainName)!;
     if (same.length === 1) {
@@ -99,7 +114,6 @@ export async function scanSpool(dir: string, opts: ScanOptions = {}): Promise<{ 
       reason: `name collision: '${e.name}' and ${others.join(', ')} would all be domain '${e.domainName}'; rename one of them`,
     });
   }
-  refused.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   return { entries, refused };
 }
 

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { InputError } from '../../src/errors.js';
-import { scanSpool } from '../../src/spool/scan.js';
+import { inspectEntry, refuseCollisions, scanSpool } from '../../src/spool/scan.js';
 
 let spool = '';
 test.before.each(() => {
@@ -223,6 +223,22 @@ test('the spool is never written to (tree and times unchanged by a scan)', async
   await scanSpool(spool);
   await scanSpool(spool, { prefix: 'p-' });
   assert.equal(snapshot(), before);
+});
+
+test('inspectEntry gives what scanSpool gives for one name; refuseCollisions finds the clashes', async () => {
+  bundle('web-1');
+  archive('web-1.tar');
+  layout('db');
+  symlinkSync('/', join(spool, 'root'));
+  const scan = await scanSpool(spool, { prefix: 'x-' });
+  const one = await Promise.all(['db', 'root', 'web-1', 'web-1.tar'].map((n) => inspectEntry(spool, n, { prefix: 'x-' })));
+  assert.equal(one[0], byName(scan.entries, 'db'));
+  assert.equal(one[1], byName(scan.refused, 'root'));
+  assert.is(await inspectEntry(spool, '.hidden'), null);
+  const clash = refuseCollisions(one.filter((x) => x !== null && !('reason' in x)) as Parameters<typeof refuseCollisions>[0]);
+  assert.equal(clash.entries.map((e) => e.name), ['db']);
+  assert.equal(clash.refused.map((r) => r.name), ['web-1', 'web-1.tar']);
+  assert.equal(clash.refused, scan.refused.filter((r) => r.name.startsWith('web-1')));
 });
 
 test('a missing spool directory is an InputError naming it', async () => {
