@@ -83,7 +83,7 @@ class Walk {
 
 function lstatOrUndefinedSync(p: string): Stats | undefined {
   try {
-    return lstatSync(p);
+    return lstatSync(p, { throwIfNoEntry: false }); // no exception for ENOENT: this is the hot path
   } catch (e) {
     // ENOENT: not there (yet); ENOTDIR: a non-directory in the middle, which the caller's own
     // syscall will report. Neither is a link to follow.

@@ -1,0 +1,117 @@
+/**
+ * applyLayer: one uncompressed layer tar onto a rootfs, in a worker thread (see worker.ts and
+ * writer.ts for the rules). The caller decompresses, verifies digests, and owns the staging
+ * directory; this function only reads the stream, with bounded memory in flight.
+ */
+import { lstat } from 'node:fs/promises';
+import { Worker } from 'node:worker_threads';
+import { InputError } from '../errors.js';
+import type { TarLimits } from './tar-reader.js';
+import type { FromWorker, ToWorker, WorkerInput } from './worker.js';
+import type { LayerStats } from './writer.js';
+
+export type { LayerStats } from './writer.js';
+export type { TarLimits } from './tar-reader.js';
+
+/**
+ * Default limits: far above any real layer (the largest Debian/Ubuntu layers are a few GiB and
+ * a few 100k entries) and low enough that a bomb stops early with a clear message.
+ */
+export const DEFAULT_LIMITS: TarLimits = {
+  maxBytes: 32 * 1024 ** 3,
+  maxEntries: 1_000_000,
+  maxNameLength: 4096,
+  maxSparseRealSize: 64 * 1024 ** 3,
+};
+
+export interface ApplyLayerOptions {
+  /** The layer's digest or name, for error messages. */
+  layer: string;
+  limits?: Partial<TarLimits>;
+  /** Create device nodes (default false: skipped with a warning). */
+  allowDevices?: boolean;
+  onWarning?: (msg: string) => void;
+  /** Total uncompressed bytes read so far. */
+  onProgress?: (bytesRead: number) => void;
+}
+
+/** Bytes sent to the worker and not yet applied: bounds memory whatever the layer size. */
+const MAX_IN_FLIGHT = 8 * 1024 * 1024;
+
+export async function applyLayer(rootfs: string, tar: NodeJS.ReadableStream, opts: ApplyLayerOptions): Promise<LayerStats> {
+  const st = await lstat(rootfs).catch(() => undefined);
+  if (st === undefined || !st.isDirectory()) {
+    throw new InputError('rootfs is not a directory', { file: opts.layer, field: rootfs });
+  }
+  const input: WorkerInput = {
+    rootfs,
+    limits: { ...DEFAULT_LIMITS, ...opts.limits },
+    allowDevices: opts.allowDevices ?? false,
+  };
+  const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: input });
+
+  let inFlight = 0;
+  let wakeSender: (() => void) | undefined;
+  let settled = false;
+  const result = new Promise<LayerStats>((resolve, reject) => {
+    const settle = (f: () => void) => {
+      if (settled) return;
+      settled = true;
+      wakeSender?.();
+      f();
+    };
+    worker.on('message', (m: FromWorker) => {
+      switch (m.type) {
+        case 'ack':
+          inFlight -= m.bytes;
+          if (inFlight < MAX_IN_FLIGHT / 2) wakeSender?.();
+          break;
+        case 'warning':
+          opts.onWarning?.(`${opts.layer}: ${m.msg}`);
+          break;
+        case 'done':
+          settle(() => resolve(m.stats));
+          break;
+        case 'inputError':
+          settle(() => reject(new InputError(m.reason, { file: opts.layer, field: m.field })));
+          break;
+        case 'error': {
+          const err: NodeJS.ErrnoException = new Error(`${opts.layer}: ${m.message}`);
+          err.code = m.code;
+          if (m.stack) err.stack = m.stack;
+          settle(() => reject(err));
+        }
+      }
+    });
+    worker.on('error', (err) => settle(() => reject(err)));
+    worker.on('exit', (code) => settle(() => reject(new Error(`${opts.layer}: layer worker exited (${code}) before finishing`))));
+  });
+  result.catch(() => {}); // observed below; avoid an unhandled rejection while the sender runs
+
+  const send = async () => {
+    let total = 0;
+    for await (const chunk of tar as AsyncIterable<Buffer | string>) {
+      if (settled) return;
+      const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+      // A copy with its own ArrayBuffer, moved (not cloned) to the worker.
+      const data = new Uint8Array(buf);
+      const length = data.byteLength; // read before the transfer detaches it
+      worker.postMessage({ type: 'chunk', data } satisfies ToWorker, [data.buffer]);
+      inFlight += length;
+      total += length;
+      opts.onProgress?.(total);
+      while (inFlight >= MAX_IN_FLIGHT && !settled) await new Promise<void>((r) => (wakeSender = r));
+      wakeSender = undefined;
+    }
+    if (!settled) worker.postMessage({ type: 'end' } satisfies ToWorker);
+  };
+
+  try {
+    const sending = send();
+    sending.catch(() => {}); // its failure reaches us through the race
+    await Promise.race([sending.then(() => result), result]);
+    return await result;
+  } finally {
+    await worker.terminate();
+  }
+}

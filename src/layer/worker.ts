@@ -1,0 +1,69 @@
+/**
+ * The worker thread that applies one layer: tar chunks arrive by message, are parsed and written
+ * with synchronous fs calls (the fastest way to make many small files from Node), and each chunk
+ * is acknowledged so the sender can bound what is in flight. The daemon's event loop never runs
+ * any of this.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { InputError } from '../errors.js';
+import { TarReader, type TarLimits } from './tar-reader.js';
+import { LayerWriter } from './writer.js';
+
+export interface WorkerInput {
+  rootfs: string;
+  limits: TarLimits;
+  allowDevices: boolean;
+}
+
+export type ToWorker = { type: 'chunk'; data: Uint8Array } | { type: 'end' };
+
+export type FromWorker =
+  | { type: 'ack'; bytes: number }
+  | { type: 'warning'; msg: string }
+  | { type: 'done'; stats: import('./writer.js').LayerStats }
+  | { type: 'inputError'; reason: string; field: string | undefined }
+  | { type: 'error'; message: string; code: string | undefined; stack: string | undefined };
+
+const port = parentPort!;
+const input = workerData as WorkerInput;
+const post = (m: FromWorker) => port.postMessage(m);
+
+const writer = new LayerWriter(input.rootfs, {
+  allowDevices: input.allowDevices,
+  onWarning: (msg) => post({ type: 'warning', msg }),
+});
+const reader = new TarReader(writer, input.limits);
+let failed = false;
+
+function fail(err: unknown): void {
+  failed = true;
+  try {
+    writer.abort();
+  } catch {
+    // the first error is the one to report
+  }
+  if (err instanceof InputError) post({ type: 'inputError', reason: err.reason, field: err.field ?? reader.current });
+  else {
+    const e = err as NodeJS.ErrnoException;
+    post({ type: 'error', message: e?.message ?? String(err), code: e?.code, stack: e?.stack });
+  }
+  port.close();
+}
+
+port.on('message', (m: ToWorker) => {
+  if (failed) return;
+  try {
+    if (m.type === 'chunk') {
+      reader.write(Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength));
+      post({ type: 'ack', bytes: m.data.byteLength });
+    } else {
+      reader.end();
+      writer.finish();
+      writer.stats.bytes = reader.bytesRead;
+      post({ type: 'done', stats: writer.stats });
+      port.close();
+    }
+  } catch (err) {
+    fail(err);
+  }
+});

@@ -1,0 +1,407 @@
+/**
+ * Applies the entries of one layer to a rootfs, synchronously (it runs in a worker thread, see
+ * apply.ts), exactly as image-spec layer.md says, and never outside the rootfs.
+ *
+ * Safety model: every parent path is resolved by fsroot (component by component, symlinks scoped
+ * to the root), and the last component is never followed: it is lstat'ed, removed if it has the
+ * wrong type and created fresh (O_EXCL|O_NOFOLLOW for files; symlink/link/mkfifo/mkdir never
+ * follow). Metadata goes through the fd of the file we just created, or l* calls. This is sound
+ * with path strings only because we own the staging directory: nothing else writes there while a
+ * layer is applied, so what lstat saw is what the next syscall finds.
+ *
+ * Whiteouts only hit lower layers: every path this layer creates is remembered (with its
+ * ancestors), and a whiteout or an opaque marker removes only what this layer did not create,
+ * whatever the order of the entries.
+ */
+import * as fs from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { listAttributesSync, removeAttributeSync, setAttributeSync } from '@napi-rs/xattr';
+import { mkfifoSync } from 'mkfifo';
+import { InputError } from '../errors.js';
+import { resolveInRootSync } from '../fsroot/index.js';
+import type { TarEntry, TarSink } from './tar-reader.js';
+
+export interface LayerStats {
+  /** Tar entries (PAX and GNU meta headers not counted). */
+  entries: number;
+  /** Uncompressed bytes of the tar stream. */
+  bytes: number;
+  files: number;
+  dirs: number;
+  symlinks: number;
+  hardlinks: number;
+  fifos: number;
+  devices: number;
+  /** Whiteout files and opaque markers. */
+  whiteouts: number;
+  skippedDevices: number;
+}
+
+export function emptyStats(): LayerStats {
+  return { entries: 0, bytes: 0, files: 0, dirs: 0, symlinks: 0, hardlinks: 0, fifos: 0, devices: 0, whiteouts: 0, skippedDevices: 0 };
+}
+
+export interface WriterOptions {
+  allowDevices: boolean;
+  onWarning: (msg: string) => void;
+}
+
+const WHITEOUT = '.wh.';
+const OPAQUE = '.wh..wh..opq';
+const MAX_WARNINGS = 100;
+
+/**
+ * Which xattrs a layer may set. user.*: ordinary data. security.capability: file capabilities
+ * are part of the image (ping, etc.). system.posix_acl_*: ACLs are permissions like the mode.
+ * Everything else is skipped with a warning: trusted.* is where overlayfs keeps its own
+ * whiteout/opaque/redirect markers (an image must not plant those for a later overlay mount on
+ * the host); security.selinux, security.ima/evm/apparmor/SMACK* are labels of the host's policy,
+ * not the image's (umoci drops security.selinux for the same reason); other namespaces are
+ * unknown to the kernel or filesystem-specific (system.nfs4_acl).
+ */
+export function xattrAllowed(name: string): boolean {
+  return (
+    (name.startsWith('user.') && name.length > 5) ||
+    name === 'security.capability' ||
+    name === 'system.posix_acl_access' ||
+    name === 'system.posix_acl_default'
+  );
+}
+
+interface DirFinal {
+  mode: number | undefined;
+  atime: number;
+  mtime: number;
+}
+
+/** fs errors that mean "the layer asks for something impossible", as opposed to a host failure. */
+const INPUT_CODES = new Set(['ENOTDIR', 'EISDIR', 'ENAMETOOLONG', 'EEXIST', 'ELOOP', 'ENOTEMPTY', 'EINVAL', 'EMLINK']);
+
+export class LayerWriter implements TarSink {
+  readonly stats = emptyStats();
+  /** Host paths this layer created or replaced, and every directory above them. */
+  private readonly touched = new Set<string>();
+  private readonly touchedAncestors = new Set<string>();
+  /** Tar parent path -> resolved host directory; cleared whenever a directory or symlink goes away. */
+  private readonly parentCache = new Map<string, string>();
+  /** Directories whose mode and times are set at the end, after their children. */
+  private readonly dirFinal = new Map<string, DirFinal>();
+  private file: { fd: number; path: string; entry: TarEntry } | undefined;
+  private readonly asRoot = process.getuid?.() === 0;
+  private warnings = 0;
+  private current = '';
+
+  constructor(
+    private readonly root: string,
+    private readonly opts: WriterOptions,
+  ) {}
+
+  private fail(reason: string): never {
+    throw new InputError(reason, { field: this.current });
+  }
+
+  private warn(msg: string): void {
+    if (++this.warnings <= MAX_WARNINGS) this.opts.onWarning(`${this.current}: ${msg}`);
+    else if (this.warnings === MAX_WARNINGS + 1) this.opts.onWarning('further warnings for this layer are not shown');
+  }
+
+  entry(e: TarEntry): void {
+    this.current = e.name;
+    this.stats.entries++;
+    try {
+      this.apply(e);
+    } catch (err) {
+      this.closeFile();
+      throw this.asInputError(err);
+    }
+  }
+
+  data(chunk: Buffer, position: number): void {
+    if (this.file === undefined) return; // data of an entry we do not write (whiteout, skipped device)
+    let off = 0;
+    while (off < chunk.length) off += fs.writeSync(this.file.fd, chunk, off, chunk.length - off, position + off);
+  }
+
+  entryEnd(): void {
+    const f = this.file;
+    if (f === undefined) return;
+    try {
+      if (f.entry.sparse !== undefined) fs.ftruncateSync(f.fd, f.entry.sparse.realSize);
+      if (this.asRoot) fs.fchownSync(f.fd, f.entry.uid, f.entry.gid);
+      this.setXattrs(f.path, f.entry, false, false);
+      fs.fchmodSync(f.fd, f.entry.mode & 0o7777); // after chown, which clears setuid/setgid
+      fs.futimesSync(f.fd, f.entry.atime ?? f.entry.mtime, f.entry.mtime);
+    } finally {
+      this.closeFile();
+    }
+  }
+
+  /** After the last entry: directory modes and times, now that their children are in place. */
+  finish(): void {
+    for (const [path, d] of this.dirFinal) {
+      const st = fs.lstatSync(path, { throwIfNoEntry: false });
+      if (st === undefined || !st.isDirectory()) continue; // replaced later in this layer
+      if (d.mode !== undefined) fs.chmodSync(path, d.mode);
+      fs.lutimesSync(path, d.atime, d.mtime);
+    }
+  }
+
+  /** Closes a half-written file after an error. */
+  abort(): void {
+    this.closeFile();
+  }
+
+  private closeFile(): void {
+    if (this.file !== undefined) {
+      const fd = this.file.fd;
+      this.file = undefined;
+      fs.closeSync(fd);
+    }
+  }
+
+  private asInputError(err: unknown): unknown {
+    if (err instanceof InputError) return err.field === undefined ? new InputError(err.reason, { field: this.current }) : err;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== undefined && INPUT_CODES.has(code)) {
+      return new InputError(`cannot apply entry (${code}: ${(err as Error).message})`, { field: this.current });
+    }
+    if (err instanceof Error) err.message = `${this.current}: ${err.message}`;
+    return err;
+  }
+
+  /** The entry's path as components: leading `/` and `./` dropped (as GNU tar, containerd and umoci do), `..` refused. */
+  private components(name: string, what: string): string[] {
+    const comps = name.split('/').filter((c) => c !== '' && c !== '.');
+    if (comps.includes('..')) this.fail(`${what} contains ".." (path traversal)`);
+    return comps;
+  }
+
+  private apply(e: TarEntry): void {
+    const comps = this.components(e.name, 'name');
+    const base = comps[comps.length - 1];
+    if (base === undefined) {
+      if (e.type !== '5') this.fail('entry would change the type of the rootfs itself');
+      this.applyDirMetadata(this.root, e, true);
+      return;
+    }
+    const parentComps = comps.slice(0, -1);
+    if (base.startsWith(WHITEOUT)) {
+      this.stats.whiteouts++;
+      if (base === OPAQUE) return this.opaque(parentComps);
+      if (base.startsWith(WHITEOUT + WHITEOUT)) this.fail('malformed whiteout: the ".wh..wh." prefix is reserved');
+      const victim = base.slice(WHITEOUT.length);
+      if (victim === '' || victim === '.' || victim === '..') this.fail(`malformed whiteout "${base}": it names no file`);
+      return this.whiteout(parentComps, victim);
+    }
+    switch (e.type) {
+      case '0':
+      case '5':
+      case '2':
+      case '1':
+      case '6':
+        break;
+      case '3':
+      case '4':
+        if (!this.opts.allowDevices) {
+          this.stats.skippedDevices++;
+          this.warn(`device node ${e.devmajor}:${e.devminor} skipped (devices are not allowed in layers)`);
+          return;
+        }
+        break;
+      default:
+        this.fail(`unsupported entry type "${e.type}"`);
+    }
+    const parent = this.parentDir(parentComps);
+    const target = join(parent, base);
+    this.markTouched(target, parent);
+    switch (e.type) {
+      case '0': return this.regular(target, e);
+      case '5': return this.directory(target, e);
+      case '2': return this.symlink(target, e);
+      case '1': return this.hardlink(target, e);
+      case '6': return this.fifo(target, e);
+      default: return this.device(target, e);
+    }
+  }
+
+  private markTouched(target: string, parent: string): void {
+    this.touched.add(target);
+    for (let p = parent; !this.touchedAncestors.has(p); p = dirname(p)) {
+      this.touchedAncestors.add(p);
+      if (p === this.root || p.length <= this.root.length) break;
+    }
+  }
+
+  /** The host directory for a parent path inside the root, creating missing directories (0755, root-owned). */
+  private parentDir(parentComps: string[]): string {
+    const key = parentComps.join('/');
+    const cached = this.parentCache.get(key);
+    if (cached !== undefined) return cached;
+    const host = resolveInRootSync(this.root, key);
+    const missing: string[] = [];
+    let p = host;
+    for (;;) {
+      const st = fs.lstatSync(p, { throwIfNoEntry: false });
+      if (st === undefined) {
+        missing.push(p);
+        p = dirname(p);
+        continue;
+      }
+      if (!st.isDirectory()) this.fail(`a parent of this entry (${p.slice(this.root.length) || '/'}) is not a directory`);
+      // The first existing directory is about to change: its times come back at the end.
+      if (!this.dirFinal.has(p)) this.dirFinal.set(p, { mode: undefined, atime: st.atimeMs / 1000, mtime: st.mtimeMs / 1000 });
+      break;
+    }
+    for (let i = missing.length - 1; i >= 0; i--) {
+      const dir = missing[i] as string;
+      fs.mkdirSync(dir, 0o755);
+      fs.chmodSync(dir, 0o755); // whatever the umask
+    }
+    this.parentCache.set(key, host);
+    return host;
+  }
+
+  /** Removes whatever is at `path` (not following it); a directory goes with its subtree. */
+  private removeExisting(path: string, st: fs.Stats | undefined = fs.lstatSync(path, { throwIfNoEntry: false })): void {
+    if (st === undefined) return;
+    if (st.isDirectory()) {
+      fs.rmSync(path, { recursive: true, force: true });
+      this.parentCache.clear();
+    } else {
+      fs.unlinkSync(path);
+      if (st.isSymbolicLink()) this.parentCache.clear();
+    }
+  }
+
+  private regular(target: string, e: TarEntry): void {
+    // Always a new inode: a file hardlinked from a lower layer is split, not rewritten for both.
+    this.removeExisting(target);
+    const fd = fs.openSync(target, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
+    this.file = { fd, path: target, entry: e };
+    this.stats.files++;
+  }
+
+  private directory(target: string, e: TarEntry): void {
+    const st = fs.lstatSync(target, { throwIfNoEntry: false });
+    const existed = st !== undefined && st.isDirectory();
+    if (!existed) {
+      this.removeExisting(target, st);
+      fs.mkdirSync(target, 0o700);
+    }
+    this.applyDirMetadata(target, e, existed);
+    this.stats.dirs++;
+  }
+
+  private applyDirMetadata(path: string, e: TarEntry, existed: boolean): void {
+    if (this.asRoot) fs.lchownSync(path, e.uid, e.gid);
+    this.setXattrs(path, e, existed, false);
+    this.dirFinal.set(path, { mode: e.mode & 0o7777, atime: e.atime ?? e.mtime, mtime: e.mtime });
+  }
+
+  private symlink(target: string, e: TarEntry): void {
+    if (e.linkname === '') this.fail('symlink with an empty target');
+    this.removeExisting(target);
+    // The link's text is stored as is: it is only ever followed through fsroot, scoped to the root.
+    fs.symlinkSync(e.linkname, target);
+    this.parentCache.clear();
+    if (this.asRoot) fs.lchownSync(target, e.uid, e.gid);
+    this.setXattrs(target, e, false, true);
+    fs.lutimesSync(target, e.atime ?? e.mtime, e.mtime);
+    this.stats.symlinks++;
+  }
+
+  private hardlink(target: string, e: TarEntry): void {
+    const linkComps = this.components(e.linkname, 'hardlink target');
+    if (linkComps.length === 0) this.fail('hardlink to the rootfs itself');
+    // Parents scoped to the root; the last component not followed (link(2) links a symlink itself).
+    const source = resolveInRootSync(this.root, linkComps.join('/'), { followFinal: false });
+    const st = fs.lstatSync(source, { throwIfNoEntry: false });
+    if (st === undefined) this.fail(`hardlink target "${e.linkname}" does not exist`);
+    if (st.isDirectory()) this.fail(`hardlink target "${e.linkname}" is a directory`);
+    this.stats.hardlinks++;
+    if (source === target) return; // a link to itself: already there
+    this.removeExisting(target);
+    fs.linkSync(source, target);
+  }
+
+  private fifo(target: string, e: TarEntry): void {
+    this.removeExisting(target);
+    mkfifoSync(target, 0o600);
+    this.applyNodeMetadata(target, e);
+    this.stats.fifos++;
+  }
+
+  private device(target: string, e: TarEntry): void {
+    // Node has no mknod; devices are opt-in and rare, so one mknod(1) process each is fine.
+    if (e.devmajor > 4095 || e.devminor > 0xfffff) this.fail(`device number ${e.devmajor}:${e.devminor} out of range`);
+    this.removeExisting(target);
+    const r = spawnSync('mknod', ['-m', '0600', '--', target, e.type === '3' ? 'c' : 'b', String(e.devmajor), String(e.devminor)], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`mknod failed: ${r.error?.message ?? r.stderr.trim()}`);
+    this.applyNodeMetadata(target, e);
+    this.stats.devices++;
+  }
+
+  /** Owner, xattrs, then mode (after chown, which clears setuid/setgid), then times; never following. */
+  private applyNodeMetadata(path: string, e: TarEntry): void {
+    if (this.asRoot) fs.lchownSync(path, e.uid, e.gid);
+    this.setXattrs(path, e, false, false);
+    fs.chmodSync(path, e.mode & 0o7777); // path is the node we just made, not a symlink
+    fs.lutimesSync(path, e.atime ?? e.mtime, e.mtime);
+  }
+
+  /** @napi-rs/xattr uses the l*xattr calls: a symlink's own xattrs, never its target's. */
+  private setXattrs(path: string, e: TarEntry, existed: boolean, isSymlink: boolean): void {
+    if (existed) {
+      // A directory kept from a lower layer takes the xattrs of this entry, not a mix.
+      for (const name of listAttributesSync(path)) {
+        if (xattrAllowed(name) && !e.xattrs.has(name)) removeAttributeSync(path, name);
+      }
+    }
+    for (const [name, value] of e.xattrs) {
+      if (!xattrAllowed(name)) {
+        this.warn(`xattr ${name} skipped (namespace not allowed in layers)`);
+        continue;
+      }
+      if (name.length > 255 || value.length > 65536) this.fail(`xattr ${name.slice(0, 60)} is too large`);
+      try {
+        setAttributeSync(path, name, value);
+      } catch (err) {
+        const msg = (err as Error).message;
+        // user.* on a symlink is EPERM on Linux; filesystems without xattrs say ENOTSUP.
+        if (isSymlink || /not supported|Operation not permitted/i.test(msg)) this.warn(`xattr ${name} not set: ${msg}`);
+        else throw err;
+      }
+    }
+  }
+
+  private whiteout(parentComps: string[], victim: string): void {
+    const parent = resolveInRootSync(this.root, parentComps.join('/'));
+    const st = fs.lstatSync(parent, { throwIfNoEntry: false });
+    if (st === undefined || !st.isDirectory()) return; // nothing below to hide
+    this.rememberDirTimes(parent, st);
+    this.removeLower(join(parent, victim));
+  }
+
+  private opaque(dirComps: string[]): void {
+    const dir = resolveInRootSync(this.root, dirComps.join('/'));
+    const st = fs.lstatSync(dir, { throwIfNoEntry: false });
+    if (st === undefined || !st.isDirectory()) return;
+    this.rememberDirTimes(dir, st);
+    for (const child of fs.readdirSync(dir)) this.removeLower(join(dir, child));
+  }
+
+  private rememberDirTimes(dir: string, st: fs.Stats): void {
+    if (!this.dirFinal.has(dir)) this.dirFinal.set(dir, { mode: undefined, atime: st.atimeMs / 1000, mtime: st.mtimeMs / 1000 });
+  }
+
+  /** Removes what lower layers left at `path`, keeping everything this layer put there. */
+  private removeLower(path: string): void {
+    const st = fs.lstatSync(path, { throwIfNoEntry: false });
+    if (st === undefined) return;
+    const sameLayer = this.touched.has(path) || this.touchedAncestors.has(path);
+    if (!sameLayer) return this.removeExisting(path, st);
+    if (!st.isDirectory()) return;
+    for (const child of fs.readdirSync(path)) this.removeLower(join(path, child));
+  }
+}
