@@ -1,4 +1,5 @@
 /** Every subcommand, in the order `ocivirt --help` lists them. One import and one entry each. */
 import type { Command } from './command.js';
+import { unpackCommand } from './cmd-unpack.js';
 
-export const COMMANDS: Command[] = [];
+export const COMMANDS: Command[] = [unpackCommand];

@@ -1,0 +1,115 @@
+/**
+ * `ocivirt unpack`: an image (layout dir, oci-archive, docker save) into a runtime bundle.
+ * A progress bar per layer on a terminal; pino events (JSON lines on stderr) otherwise, so
+ * stdout carries only the result.
+ */
+import cliProgress from 'cli-progress';
+import { unpackImage, type LayerProgress, type UnpackResult } from '../image/unpack.js';
+import { createLogger, silentLogger } from '../log.js';
+import { parseCommandArgs } from './args.js';
+import type { Command, CommandIO } from './command.js';
+
+const usage = `Usage: ocivirt unpack [options] <image> <bundle-dir>
+
+Unpacks an OCI image into <bundle-dir>/rootfs and <bundle-dir>/config.json, verifying every blob
+(digest and size) and every layer's diffID while it streams. <image> is recognised by content:
+an OCI image-layout directory, an oci-archive (that layout as a tar), or a docker save tarball
+(legacy or Docker 25+). The bundle is built beside <bundle-dir> and swapped in only when
+complete; an image whose manifest digest is already unpacked there is not unpacked again.
+
+Options:
+  --ref REF                 the image to take: org.opencontainers.image.ref.name or a docker
+                            RepoTag (needed when the source holds several images)
+  --platform OS/ARCH[/VAR]  the platform to pick from an index (default: this host's)
+  --force                   unpack even if the bundle already holds this manifest
+  --allow-devices           create device nodes from layers (default: skipped with a warning)
+  --json                    print the result as JSON
+  -h, --help                this text
+
+Exit codes: 0 done (or unchanged), 2 bad image or usage, 1 any other failure.
+`;
+
+function mib(n: number): string {
+  return `${(n / 1048576).toFixed(1)} MiB`;
+}
+
+function summary(r: UnpackResult): string {
+  const name = r.refs[0] ?? r.manifestDigest;
+  if (r.skipped) return `unchanged: ${name} (${r.platform}) manifest ${r.manifestDigest} already in ${r.bundleDir}\n`;
+  const bytes = r.layers.reduce((n, l) => n + l.uncompressedBytes, 0);
+  return `unpacked ${name} (${r.platform}) manifest ${r.manifestDigest} into ${r.bundleDir}: ${r.layers.length} layers, ${mib(bytes)} in ${(r.durations.totalMs / 1000).toFixed(1)}s\n`;
+}
+
+/** One bar per layer, created when the layer starts. */
+function progressBars(stream: NodeJS.WritableStream): { onProgress: (p: LayerProgress) => void; stop: () => void } {
+  const multi = new cliProgress.MultiBar(
+    {
+      stream: stream as NodeJS.WriteStream,
+      format: ' layer {layer} [{bar}] {percentage}% | {done}/{size} | {rate}',
+      hideCursor: true,
+      clearOnComplete: false,
+      fps: 10,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  const bars = new Map<number, { bar: cliProgress.SingleBar; started: number }>();
+  return {
+    onProgress: (p) => {
+      let b = bars.get(p.layer);
+      const total = p.totalBytes ?? Math.max(p.bytes, 1);
+      if (b === undefined) {
+        b = { bar: multi.create(total, 0, { layer: `${p.layer + 1}/${p.layers}`, done: mib(0), size: mib(total), rate: '' }), started: Date.now() };
+        bars.set(p.layer, b);
+      }
+      const secs = Math.max((Date.now() - b.started) / 1000, 0.001);
+      b.bar.setTotal(p.totalBytes ?? Math.max(p.bytes, 1));
+      b.bar.update(p.bytes, { done: mib(p.bytes), rate: `${mib(p.bytes / secs)}/s` });
+    },
+    stop: () => multi.stop(),
+  };
+}
+
+export const unpackCommand: Command = {
+  name: 'unpack',
+  summary: 'unpack an OCI image (layout, oci-archive, docker save) into a verified runtime bundle',
+  usage,
+  async run(argv: string[], io: CommandIO): Promise<number> {
+    const { values, positionals } = parseCommandArgs(
+      'unpack',
+      argv,
+      {
+        ref: { type: 'string' },
+        platform: { type: 'string' },
+        force: { type: 'boolean' },
+        'allow-devices': { type: 'boolean' },
+        json: { type: 'boolean' },
+      },
+      { min: 2, max: 2 },
+    );
+    const [image, bundle] = positionals as [string, string];
+    const tty = (io.stderr as NodeJS.WriteStream).isTTY === true;
+    const bars = tty ? progressBars(io.stderr) : undefined;
+    const log = tty ? silentLogger() : createLogger({ destination: io.stderr });
+    const warnings: string[] = [];
+    try {
+      const result = await unpackImage(image, bundle, {
+        ...(values.ref !== undefined ? { ref: values.ref } : {}),
+        ...(values.platform !== undefined ? { platform: values.platform } : {}),
+        force: values.force === true,
+        allowDevices: values['allow-devices'] === true,
+        log,
+        ...(bars ? { onProgress: bars.onProgress } : {}),
+        onWarning: (m) => {
+          warnings.push(m);
+          if (!tty) log.warn('convert.warning', { entry: image, warning: m }, m);
+        },
+      });
+      bars?.stop();
+      if (tty) for (const w of warnings) io.stderr.write(`ocivirt unpack: warning: ${w}\n`);
+      io.stdout.write(values.json ? JSON.stringify(result, null, 2) + '\n' : summary(result));
+      return 0;
+    } finally {
+      bars?.stop();
+    }
+  },
+};

@@ -1,0 +1,271 @@
+/**
+ * `unpackImage`: any image source -> a verified runtime bundle (`rootfs/` + `config.json`), built
+ * in a staging directory beside the target and swapped in only when everything passed. The CLI
+ * and the daemon both call this.
+ */
+import { mkdir, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { InputError } from '../errors.js';
+import { readFileInRoot } from '../fsroot/read.js';
+import { applyLayer, type ApplyLayerOptions, type LayerStats } from '../layer/index.js';
+import type { EventLogger } from '../log.js';
+import { imageConfigToRuntimeConfig } from '../convert/image-config.js';
+import { validateRuntimeConfig } from '../oci/validate.js';
+import {
+  bundlePaths,
+  checkReplaceable,
+  commitStaging,
+  createStaging,
+  discardStaging,
+  readRecord,
+  repairBundle,
+  RECORD_FILE,
+  type UnpackRecord,
+} from './bundle-dir.js';
+import type { Platform } from './documents.js';
+import { openLayerStream } from './layer-stream.js';
+import type { Compression } from './media-types.js';
+import { formatPlatform, hostPlatform, parsePlatform } from './platform.js';
+import { resolveImage, type ResolvedImage, type ResolvedLayer } from './resolve.js';
+import { openImageSource, type ImageSource, type SourceFormat } from './source.js';
+
+/** /etc/passwd and /etc/group bigger than this are not a user database we should parse. */
+const MAX_USERDB_BYTES = 4 << 20;
+
+export interface LayerProgress {
+  layer: number;
+  layers: number;
+  label: string;
+  /** Compressed bytes read so far and in total (total unknown for some legacy layers). */
+  bytes: number;
+  totalBytes: number | undefined;
+  done: boolean;
+}
+
+export interface UnpackOptions {
+  /** `org.opencontainers.image.ref.name` or a docker RepoTag. */
+  ref?: string;
+  /** `os/arch[/variant]`; the host's platform by default. */
+  platform?: string;
+  /** Unpack even if the bundle already holds this manifest. */
+  force?: boolean;
+  /** Create device nodes from layers (skipped with a warning by default). */
+  allowDevices?: boolean;
+  /** Limits handed to the layer applier (its defaults otherwise). */
+  limits?: ApplyLayerOptions['limits'];
+  maxJsonBytes?: number;
+  log?: EventLogger;
+  onProgress?: (p: LayerProgress) => void;
+  onWarning?: (message: string) => void;
+}
+
+export interface UnpackedLayer {
+  index: number;
+  mediaType: string;
+  digest: string | undefined;
+  diffId: string;
+  compression: Compression;
+  compressedBytes: number;
+  uncompressedBytes: number;
+  durationMs: number;
+}
+
+export interface UnpackResult {
+  bundleDir: string;
+  source: string;
+  format: SourceFormat;
+  manifestDigest: string;
+  configDigest: string;
+  platform: string;
+  refs: string[];
+  layers: UnpackedLayer[];
+  /** The bundle already held this manifest, so nothing was written. */
+  skipped: boolean;
+  warnings: string[];
+  durations: { resolveMs: number; layersMs: number; configMs: number; commitMs: number; totalMs: number };
+}
+
+function optionsKey(opts: UnpackOptions): string {
+  return JSON.stringify({ allowDevices: opts.allowDevices === true });
+}
+
+async function bundleComplete(target: string): Promise<boolean> {
+  try {
+    return (await stat(join(target, 'config.json'))).isFile() && (await stat(join(target, 'rootfs'))).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+export async function unpackImage(sourcePath: string, bundleDir: string, opts: UnpackOptions = {}): Promise<UnpackResult> {
+  const t0 = performance.now();
+  const wanted: Platform = opts.platform ? parsePlatform(opts.platform) : hostPlatform();
+  const explicitVariant = opts.platform !== undefined && wanted.variant !== undefined;
+  const paths = bundlePaths(bundleDir);
+  const warnings: string[] = [];
+  const warn = (m: string) => {
+    warnings.push(m);
+    opts.onWarning?.(m);
+  };
+
+  for (const m of await repairBundle(paths)) opts.log?.warn('image.unpacked', { entry: sourcePath, repair: m }, m);
+  await checkReplaceable(paths);
+
+  const source = await openImageSource(sourcePath, opts.maxJsonBytes !== undefined ? { maxJsonBytes: opts.maxJsonBytes } : {});
+  try {
+    const image = await resolveImage(source, { ...(opts.ref !== undefined ? { ref: opts.ref } : {}), platform: wanted, explicitVariant });
+    const tResolved = performance.now();
+    const base = {
+      bundleDir: paths.target,
+      source: sourcePath,
+      format: source.format,
+      manifestDigest: image.manifestDigest.text,
+      configDigest: image.configDigest.text,
+      platform: formatPlatform(image.platform),
+      refs: image.refs,
+    };
+
+    const record = await readRecord(paths.target);
+    if (
+      !opts.force &&
+      record?.manifestDigest === image.manifestDigest.text &&
+      record.optionsKey === optionsKey(opts) &&
+      (await bundleComplete(paths.target))
+    ) {
+      opts.log?.info('image.unchanged', { entry: sourcePath, digest: base.manifestDigest, bundle: paths.target });
+      const total = performance.now() - t0;
+      return { ...base, layers: [], skipped: true, warnings, durations: { resolveMs: tResolved - t0, layersMs: 0, configMs: 0, commitMs: 0, totalMs: total } };
+    }
+
+    await createStaging(paths);
+    try {
+      const rootfs = join(paths.staging, 'rootfs');
+      await mkdir(rootfs, { mode: 0o755 });
+      const layers: UnpackedLayer[] = [];
+      for (const layer of image.layers) layers.push(await unpackLayer(source, image, layer, rootfs, opts, warn));
+      const tLayers = performance.now();
+      opts.log?.info('image.verified', {
+        entry: sourcePath,
+        digest: base.manifestDigest,
+        config: base.configDigest,
+        layers: layers.length,
+        bytes: layers.reduce((n, l) => n + l.compressedBytes, 0),
+      });
+
+      await writeBundleConfig(source, image, rootfs, paths.staging, warn);
+      const rec: UnpackRecord = {
+        tool: 'ocivirt',
+        manifestDigest: base.manifestDigest,
+        configDigest: base.configDigest,
+        platform: base.platform,
+        optionsKey: optionsKey(opts),
+        source: sourcePath,
+        refs: image.refs,
+        unpackedAt: new Date().toISOString(),
+      };
+      await writeFile(join(paths.staging, RECORD_FILE), JSON.stringify(rec, null, 2) + '\n', { mode: 0o600, flush: true });
+      const tConfig = performance.now();
+      await commitStaging(paths);
+      const tEnd = performance.now();
+      const result: UnpackResult = {
+        ...base,
+        layers,
+        skipped: false,
+        warnings,
+        durations: { resolveMs: tResolved - t0, layersMs: tLayers - tResolved, configMs: tConfig - tLayers, commitMs: tEnd - tConfig, totalMs: tEnd - t0 },
+      };
+      opts.log?.info('image.unpacked', { entry: sourcePath, digest: base.manifestDigest, bundle: paths.target, durationMs: Math.round(result.durations.totalMs), warnings: warnings.length });
+      return result;
+    } catch (e) {
+      await discardStaging(paths);
+      throw e;
+    }
+  } finally {
+    await source.close();
+  }
+}
+
+async function unpackLayer(
+  source: ImageSource,
+  image: ResolvedImage,
+  layer: ResolvedLayer,
+  rootfs: string,
+  opts: UnpackOptions,
+  warn: (m: string) => void,
+): Promise<UnpackedLayer> {
+  const started = performance.now();
+  const n = image.layers.length;
+  let bytes = 0;
+  let lastEmit = 0;
+  const report = (done: boolean) => {
+    const p: LayerProgress = { layer: layer.index, layers: n, label: layer.label, bytes, totalBytes: layer.size, done };
+    opts.onProgress?.(p);
+    const now = performance.now();
+    if (opts.log && (done || now - lastEmit >= 1000)) {
+      lastEmit = now;
+      opts.log.info('layer.progress', { entry: source.path, digest: layer.digest?.text, layer: layer.index + 1, layers: n, bytes, totalBytes: layer.size, done });
+    }
+  };
+  report(false);
+  const stream = await openLayerStream(source, layer, (k) => {
+    bytes += k;
+    report(false);
+  });
+  const applied = applyLayer(rootfs, stream.output, {
+    layer: `${source.path}: ${layer.label}`,
+    ...(opts.limits ? { limits: opts.limits } : {}),
+    allowDevices: opts.allowDevices === true,
+    onWarning: warn,
+  }).then(
+    (stats: LayerStats) => {
+      stream.output.resume(); // whatever follows the end of the archive still has to be hashed
+      return stats;
+    },
+    (e: unknown) => {
+      stream.abort(e as Error);
+      throw e;
+    },
+  );
+  const [verified, appliedResult] = await Promise.allSettled([stream.verified, applied]);
+  // a digest or size failure explains whatever the applier then tripped over, so it comes first
+  if (verified.status === 'rejected' && (verified.reason as NodeJS.ErrnoException)?.code !== 'ERR_STREAM_PREMATURE_CLOSE') throw verified.reason;
+  if (appliedResult.status === 'rejected') throw inFile(appliedResult.reason, source.path);
+  if (verified.status === 'rejected') throw verified.reason;
+  const v = verified.value;
+  report(true);
+  const out: UnpackedLayer = {
+    index: layer.index,
+    mediaType: layer.mediaType,
+    digest: layer.digest?.text,
+    diffId: layer.diffId.text,
+    compression: v.compression,
+    compressedBytes: v.compressedBytes,
+    uncompressedBytes: v.uncompressedBytes,
+    durationMs: performance.now() - started,
+  };
+  opts.log?.info('layer.applied', { entry: source.path, digest: out.digest, diffId: out.diffId, layer: layer.index + 1, layers: n, bytes: out.compressedBytes, uncompressedBytes: out.uncompressedBytes, durationMs: Math.round(out.durationMs) });
+  return out;
+}
+
+function inFile(e: unknown, file: string): unknown {
+  return e instanceof InputError ? e.inFile(file) : e;
+}
+
+async function writeBundleConfig(source: ImageSource, image: ResolvedImage, rootfs: string, staging: string, warn: (m: string) => void): Promise<void> {
+  const where = (name: string) => (e: unknown) => {
+    throw e instanceof InputError ? new InputError(`${name} in the unpacked rootfs: ${e.reason}`, { file: source.path }) : e;
+  };
+  const passwd = await readFileInRoot(rootfs, '/etc/passwd', MAX_USERDB_BYTES).catch(where('/etc/passwd'));
+  const group = await readFileInRoot(rootfs, '/etc/group', MAX_USERDB_BYTES).catch(where('/etc/group'));
+  const { config, warnings } = imageConfigToRuntimeConfig({
+    image: image.config,
+    passwd: passwd?.toString('utf8'),
+    group: group?.toString('utf8'),
+    rootPath: 'rootfs',
+    file: `${source.path}:${image.configDigest.text}`,
+  });
+  for (const w of warnings) warn(w);
+  validateRuntimeConfig(config, 'config.json (generated)');
+  await writeFile(join(staging, 'config.json'), JSON.stringify(config, null, 2) + '\n', { mode: 0o644, flush: true });
+}
