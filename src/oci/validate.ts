@@ -73,7 +73,8 @@ function integer(min: number, max: number, kind: string): Check {
   return (v, at) => {
     if (typeof v !== 'number' || !Number.isInteger(v))
       fail(at, `must be an integer (${kind}), got ${typeName(v)} ${shown(v)}`);
-    if (v < min || v > max) fail(at, `must be ${kind} (${min} to ${max}), got ${shown(v)}`);
+    if (v < min || v > max)
+      fail(at, `must be ${max === Infinity ? `at least ${min}` : `${kind} (${min} to ${max})`}, got ${shown(v)}`);
   };
 }
 
@@ -144,12 +145,14 @@ function mapOf(value: Check, opts: { nonEmptyKeys?: boolean } = {}): Check {
  * unknown properties"); the converter decides what to keep. Only own properties count.
  */
 function object(fields: Record<string, Check>, required: readonly string[] = []): Check {
+  for (const name of required) if (!(name in fields)) throw new Error(`validate.ts: required field ${name} has no check`);
   return (v, at) => {
     if (!isPlainObject(v)) fail(at, `must be an object, got ${typeName(v)}`);
-    for (const name of required)
-      if (!Object.hasOwn(v, name)) fail(member(at, name), 'required field is missing');
-    for (const [name, check] of Object.entries(fields))
+    // In declared order, so the first field listed (ociVersion) is reported first.
+    for (const [name, check] of Object.entries(fields)) {
       if (Object.hasOwn(v, name)) check(v[name], member(at, name));
+      else if (required.includes(name)) fail(member(at, name), 'required field is missing');
+    }
   };
 }
 
@@ -165,7 +168,7 @@ const stringMap = mapOf(string, { nonEmptyKeys: true });
 const idMapping = object({ containerID: uint32, hostID: uint32, size: uint32 }, ['containerID', 'hostID', 'size']);
 const idMappings = arrayOf(idMapping);
 
-const hook = object({ path: absolutePath, args: arrayOf(cString), env: arrayOf(envEntry), timeout: integer(1, Infinity, 'integer >= 1') }, ['path']);
+const hook = object({ path: absolutePath, args: arrayOf(cString), env: arrayOf(envEntry), timeout: integer(1, Infinity, 'integer') }, ['path']);
 const hooks = arrayOf(hook);
 
 const mount = object(
