@@ -1,0 +1,134 @@
+/**
+ * ocivirt's own `<metadata>` element (mapping notes §2.1): one element in our namespace holding
+ * only what the domain XML cannot carry, plus the reconciler's ownership attributes.
+ *
+ *   <ocivirt:container xmlns:ocivirt='urn:ocivirt:metadata:1' schema='1' ociVersion='1.2.0'
+ *       id='web-01' bundle='/srv/web-01' cgroupVersion='1' entry='web-01' desiredDigest='sha256:…'>
+ *     <ocivirt:annotation key='com.example.team'>payments &amp; billing</ocivirt:annotation>
+ *     <ocivirt:exact field='/linux/resources/memory/limit' xmlValue='536871936'>536870913</ocivirt:exact>
+ *     <ocivirt:residual encoding='base64'>eyJsaW51eCI6…</ocivirt:residual>
+ *   </ocivirt:container>
+ *
+ * `exact` holds an original value that the XML carries only approximately, guarded by the value
+ * to-native derives from the XML (`xmlValue`): it is used only while the XML still says that.
+ * `residual` is a JSON fragment of fields the XML cannot carry at all. Children are read by local
+ * name: libvirt's metadata API returns the element without its prefix.
+ */
+import { InputError } from '../errors.js';
+import { attr, childElements, elem, textOf, type XmlElement } from './element.js';
+import { isXmlSafeText } from './escape.js';
+
+export const METADATA_NS = 'urn:ocivirt:metadata:1';
+export const METADATA_PREFIX = 'ocivirt';
+export const METADATA_SCHEMA = '1';
+
+export interface ExactValue {
+  /** JSON pointer (RFC 6901) into the runtime config. */
+  field: string;
+  /** What to-native derives from the XML at that field (JSON, or `sha256:` of it when long). */
+  xmlValue: string;
+  /** The original JSON value; undefined when the original config had no such field. */
+  value: unknown;
+}
+
+export interface OciMetadata {
+  schema: string;
+  ociVersion?: string;
+  /** The container id the name, UUID and MACs were derived from. */
+  id?: string;
+  bundle?: string;
+  cgroupVersion?: 1 | 2;
+  /** Ownership, for the reconciler: spool entry, digest of the desired config, image digest. */
+  entry?: string;
+  desiredDigest?: string;
+  imageDigest?: string;
+  annotations: { key: string; value: string }[];
+  exact: ExactValue[];
+  /** Sparse JSON object merged into the derived config. */
+  residual?: Record<string, unknown>;
+}
+
+/** JSON text, or base64 of it when the text would not survive XML (CR, controls). */
+function encodeJson(value: unknown): { text: string; base64: boolean } {
+  const text = JSON.stringify(value);
+  if (isXmlSafeText(text)) return { text, base64: false };
+  return { text: Buffer.from(text, 'utf8').toString('base64'), base64: true };
+}
+
+function decodeJson(el: XmlElement, what: string): unknown {
+  const raw = textOf(el).trim();
+  const text = attr(el, 'encoding') === 'base64' ? Buffer.from(raw, 'base64').toString('utf8') : raw;
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new InputError(`metadata ${what} is not valid JSON`, { field: `metadata/${METADATA_PREFIX}:container` });
+  }
+}
+
+export function metadataToElement(m: OciMetadata): XmlElement {
+  const p = METADATA_PREFIX;
+  const children: XmlElement[] = [];
+  for (const a of m.annotations) children.push(elem(`${p}:annotation`, { key: a.key }, [a.value]));
+  for (const e of m.exact) {
+    if (e.value === undefined) {
+      children.push(elem(`${p}:exact`, { field: e.field, xmlValue: e.xmlValue, absent: 'yes' }));
+    } else {
+      const { text, base64 } = encodeJson(e.value);
+      children.push(elem(`${p}:exact`, { field: e.field, xmlValue: e.xmlValue, encoding: base64 ? 'base64' : undefined }, [text]));
+    }
+  }
+  if (m.residual !== undefined) {
+    const b64 = Buffer.from(JSON.stringify(m.residual), 'utf8').toString('base64');
+    children.push(elem(`${p}:residual`, { encoding: 'base64' }, [b64]));
+  }
+  const el = elem(
+    `${p}:container`,
+    {
+      [`xmlns:${p}`]: METADATA_NS,
+      schema: m.schema,
+      ociVersion: m.ociVersion,
+      id: m.id,
+      bundle: m.bundle,
+      cgroupVersion: m.cgroupVersion === undefined ? undefined : String(m.cgroupVersion),
+      entry: m.entry,
+      desiredDigest: m.desiredDigest,
+      imageDigest: m.imageDigest,
+    },
+    children,
+  );
+  el.uri = METADATA_NS;
+  return el;
+}
+
+export function isOurMetadata(el: XmlElement): boolean {
+  return el.uri === METADATA_NS && el.local === 'container';
+}
+
+export function metadataFromElement(el: XmlElement): OciMetadata {
+  const cg = attr(el, 'cgroupVersion');
+  const m: OciMetadata = {
+    schema: attr(el, 'schema') ?? METADATA_SCHEMA,
+    ociVersion: attr(el, 'ociVersion'),
+    id: attr(el, 'id'),
+    bundle: attr(el, 'bundle'),
+    cgroupVersion: cg === '2' ? 2 : cg === '1' ? 1 : undefined,
+    entry: attr(el, 'entry'),
+    desiredDigest: attr(el, 'desiredDigest'),
+    imageDigest: attr(el, 'imageDigest'),
+    annotations: [],
+    exact: [],
+  };
+  for (const key of Object.keys(m) as (keyof OciMetadata)[]) if (m[key] === undefined) delete m[key];
+  for (const c of childElements(el)) {
+    if (c.local === 'annotation') m.annotations.push({ key: attr(c, 'key') ?? '', value: textOf(c) });
+    else if (c.local === 'exact') {
+      const field = attr(c, 'field') ?? '';
+      const xmlValue = attr(c, 'xmlValue') ?? '';
+      m.exact.push({ field, xmlValue, value: attr(c, 'absent') === 'yes' ? undefined : decodeJson(c, `exact ${field}`) });
+    } else if (c.local === 'residual') {
+      const r = decodeJson(c, 'residual');
+      if (typeof r === 'object' && r !== null && !Array.isArray(r)) m.residual = r as Record<string, unknown>;
+    }
+  }
+  return m;
+}
