@@ -161,7 +161,11 @@ export class LayerWriter implements TarSink {
   }
 
   private asInputError(err: unknown): unknown {
-    if (err instanceof InputError) return err.field === undefined ? new InputError(err.reason, { field: this.current }) : err;
+    if (err instanceof InputError) {
+      // Always name the tar entry; a path the resolver choked on goes into the reason.
+      const via = err.field !== undefined && err.field !== this.current ? ` (resolving "${err.field}")` : '';
+      return new InputError(err.reason + via, { field: this.current });
+    }
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== undefined && INPUT_CODES.has(code)) {
       return new InputError(`cannot apply entry (${code}: ${(err as Error).message})`, { field: this.current });
