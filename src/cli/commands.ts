@@ -1,5 +1,6 @@
 /** Every subcommand, in the order `ocivirt --help` lists them. One import and one entry each. */
 import type { Command } from './command.js';
 import { unpackCommand } from './cmd-unpack.js';
+import { fromNativeCommand } from './cmd-from-native.js';
 
-export const COMMANDS: Command[] = [unpackCommand];
+export const COMMANDS: Command[] = [unpackCommand, fromNativeCommand];

@@ -42,7 +42,8 @@ const DEFAULT_MOUNTS: Mount[] = [
   { destination: '/proc', type: 'proc', source: 'proc' },
   { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
   { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
-  { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+  // exactly what libvirt can do for a tmpfs (it always mounts nosuid,nodev; a size is mandatory)
+  { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'nodev', 'size=65536k'] },
   { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
   { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] },
 ];
@@ -245,13 +246,14 @@ export function imageConfigToRuntimeConfig(input: ConvertInput): ConvertResult {
       args: args(exec, file),
       env: env(exec, user.home, warnings),
       cwd,
-      capabilities: {
-        bounding: [...DEFAULT_CAPABILITIES],
-        effective: [...DEFAULT_CAPABILITIES],
-        permitted: [...DEFAULT_CAPABILITIES],
-      },
+      // a non-root init loses effective and permitted caps at the uid switch (libvirt and runc
+      // alike, without ambient caps), so only root is given them; the bounding set holds for all
+      capabilities:
+        user.uid === 0
+          ? { bounding: [...DEFAULT_CAPABILITIES], effective: [...DEFAULT_CAPABILITIES], permitted: [...DEFAULT_CAPABILITIES] }
+          : { bounding: [...DEFAULT_CAPABILITIES] },
     },
-    root: { path: input.rootPath ?? 'rootfs', readonly: false },
+    root: { path: input.rootPath ?? 'rootfs' },
     mounts: DEFAULT_MOUNTS.map((m) => ({ ...m, ...(m.options ? { options: [...m.options] } : {}) })),
     annotations: annotations(image, warnings),
     linux: {

@@ -1,0 +1,110 @@
+/**
+ * from-native: an OCI runtime config -> a libvirt-lxc domain (mapping notes §1, §2).
+ *
+ * One pass per OCI section writes its part of the domain; a defaults pass makes it look like
+ * libvirt's dumpxml. Then the passes run in reverse on that domain: wherever the config they
+ * derive differs from the original, the metadata keeps the original (an `exact` value guarded
+ * by what the XML says, or a `residual` field the XML cannot carry at all), so to-native gives
+ * the original config back. Each field kept that way is a warning; `strict` refuses them.
+ */
+import { basename, posix } from 'node:path';
+import { InputError } from '../errors.js';
+import type { RuntimeConfig } from '../oci/runtime-spec.js';
+import { buildDomainXml } from '../xml/build.js';
+import { emptyDomain, type Domain } from '../xml/domain.js';
+import { libvirtArch, Warnings, type ForwardContext, type FromNativeOptions, refuse } from './context.js';
+import { applyLibvirtDefaults } from './defaults.js';
+import { deriveConfig } from './derive.js';
+import { guardOf } from './guard.js';
+import { detectCgroupVersion } from './host.js';
+import { isValidDomainName, sanitizeDomainName } from './identity.js';
+import { canonicalJson, diff, pointerToField, setAt, sha256Hex } from './json.js';
+import { PASSES } from './passes/index.js';
+
+export type { FromNativeOptions } from './context.js';
+
+const OCI_VERSION = /^1\.[0-3]\.\d+(?:[-+].*)?$/;
+const OTHER_PLATFORMS = ['solaris', 'windows', 'vm', 'zos', 'freebsd'] as const;
+
+export interface FromNativeResult {
+  domain: Domain;
+  xml: string;
+  warnings: string[];
+}
+
+function domainName(config: RuntimeConfig, opts: FromNativeOptions): string {
+  if (opts.name !== undefined) {
+    if (!isValidDomainName(opts.name))
+      throw new InputError(`'${opts.name}' is not a valid domain name: use 1 to 63 of [a-z0-9-], not starting with '-'`, { field: 'name' });
+    return opts.name;
+  }
+  if (config.hostname !== undefined && isValidDomainName(config.hostname)) return config.hostname;
+  const fromId = opts.id === undefined ? undefined : sanitizeDomainName(opts.id);
+  const name = fromId ?? sanitizeDomainName(basename(opts.bundleDir));
+  if (name === undefined) throw new InputError('no valid domain name can be derived; pass one with --name', { file: opts.file, field: 'name' });
+  return name;
+}
+
+/** The config as from-native reads it: a copy with `root.path` made absolute. */
+export function canonicalInput(config: RuntimeConfig, bundleDir: string): RuntimeConfig {
+  const copy = structuredClone(config);
+  if (copy.root?.path !== undefined) copy.root.path = posix.resolve(bundleDir, copy.root.path);
+  return copy;
+}
+
+/** sha256 of the canonical config: the reconciler's "has the desired state changed" digest. */
+export function configDigest(config: RuntimeConfig): string {
+  return `sha256:${sha256Hex(canonicalJson(config))}`;
+}
+
+export function fromNative(config: RuntimeConfig, opts: FromNativeOptions): FromNativeResult {
+  const where = { opts };
+  if (typeof config.ociVersion !== 'string' || !OCI_VERSION.test(config.ociVersion))
+    refuse(where, 'ociVersion', `'${String(config.ociVersion)}' is not a supported runtime-spec version (1.0.x to 1.3.x)`);
+  for (const p of OTHER_PLATFORMS)
+    if (config[p] !== undefined) refuse(where, p, 'only Linux containers can run under libvirt-lxc');
+  if (!opts.bundleDir.startsWith('/')) throw new Error(`fromNative: bundleDir must be absolute, got '${opts.bundleDir}'`);
+
+  const original = canonicalInput(config, opts.bundleDir);
+  const name = domainName(original, opts);
+  const warnings = new Warnings();
+  const ctx: ForwardContext = {
+    opts,
+    id: opts.id ?? name,
+    cgroupVersion: opts.cgroupVersion ?? detectCgroupVersion(),
+    hostArch: opts.hostArch ?? libvirtArch(),
+    warnings,
+  };
+  const d = emptyDomain(name);
+  for (const pass of PASSES) pass.forward(original, d, ctx);
+  applyLibvirtDefaults(d, ctx.hostArch);
+
+  const meta = d.metadata.ours!;
+  Object.assign(meta, {
+    ociVersion: original.ociVersion,
+    id: ctx.id,
+    bundle: opts.bundleDir,
+    cgroupVersion: ctx.cgroupVersion,
+    ...(opts.owner ? { entry: opts.owner.entry } : {}),
+    desiredDigest: configDigest(original),
+    ...(opts.owner?.imageDigest ? { imageDigest: opts.owner.imageDigest } : {}),
+  });
+
+  // What the XML does not carry exactly, the metadata keeps.
+  const derived = deriveConfig(d, { meta, id: ctx.id, cgroupVersion: ctx.cgroupVersion, hostArch: ctx.hostArch, warnings: new Warnings(), opts });
+  const residual: Record<string, unknown> = {};
+  for (const dif of diff(original, derived)) {
+    if (dif.derived === undefined) {
+      setAt(residual, dif.path, dif.original);
+      const field = pointerToField(dif.path);
+      if (!warnings.covers(field)) warnings.add(field, 'not enforced by libvirt-lxc; kept in the domain metadata');
+    } else meta.exact.push({ field: dif.path, xmlValue: guardOf(dif.derived), value: dif.original });
+  }
+  if (Object.keys(residual).length) meta.residual = residual;
+
+  if (opts.strict && warnings.list.length) {
+    const first = warnings.list[0]!;
+    throw new InputError(`${first.message} (refused by --strict)`, { file: opts.file, field: first.field });
+  }
+  return { domain: d, xml: buildDomainXml(d), warnings: warnings.lines() };
+}

@@ -1,0 +1,52 @@
+/** The few host facts the CLI and daemon hand to the (I/O-free) converter. */
+import { statfsSync, statSync } from 'node:fs';
+import { posix } from 'node:path';
+import { resolveInRootSync } from '../fsroot/index.js';
+import type { ExecutableResolver, HostDeviceNode } from './context.js';
+
+const CGROUP2_SUPER_MAGIC = 0x63677270;
+
+/** 2 when /sys/fs/cgroup is a cgroup2 mount (unified), else 1 (legacy or hybrid). */
+export function detectCgroupVersion(): 1 | 2 {
+  try {
+    return statfsSync('/sys/fs/cgroup').type === CGROUP2_SUPER_MAGIC ? 2 : 1;
+  } catch {
+    return 1;
+  }
+}
+
+/** stat(2) of a host device node, or undefined when the path is not one. */
+export function statHostDevice(path: string): HostDeviceNode | undefined {
+  try {
+    const st = statSync(path);
+    if (!st.isCharacterDevice() && !st.isBlockDevice()) return undefined;
+    // Linux dev_t: major in bits 8-19 (and 32+), minor in bits 0-7 and 20-31.
+    const rdev = st.rdev;
+    const major = ((rdev >> 8) & 0xfff) | (Math.floor(rdev / 2 ** 32) & ~0xfff);
+    const minor = (rdev & 0xff) | ((rdev >> 12) & 0xfff00);
+    return { type: st.isCharacterDevice() ? 'c' : 'b', major, minor };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The argv0 lookup from-native needs, over the real rootfs: a bare name through the PATH dirs,
+ * a relative path from cwd, each resolved with symlinks scoped to the rootfs. Returns the path
+ * inside the container of the first regular executable file.
+ */
+export function rootfsExecutableResolver(rootfs: string): ExecutableResolver {
+  return (argv0, searchPath, cwd) => {
+    const candidates = argv0.includes('/') ? [posix.resolve(cwd, argv0)] : searchPath.map((dir) => posix.join(dir, argv0));
+    for (const inside of candidates) {
+      try {
+        const host = resolveInRootSync(rootfs, inside);
+        const st = statSync(host);
+        if (st.isFile() && (st.mode & 0o111) !== 0) return inside;
+      } catch {
+        // not there (or a symlink loop): try the next candidate
+      }
+    }
+    return undefined;
+  };
+}

@@ -1,0 +1,78 @@
+/**
+ * The config-wide fields: hostname, annotations (readable in metadata; `org.ocivirt.*` ones give
+ * back the XML-only parts), personality, hooks and the sections libvirt-lxc has nothing for.
+ */
+import { ANNOTATION_PREFIX } from '../../oci/runtime-spec.js';
+import { isXmlSafeAttr, isXmlSafeText } from '../../xml/escape.js';
+import { ARCH_32BIT_COMPANION, refuse } from '../context.js';
+import { hostnameForDomainName, uuidV5 } from '../identity.js';
+import { decodeXmlOnly, encodeXmlOnly, overlayXmlOnly, XML_ONLY_ANNOTATION, xmlOnlyParts } from '../xml-only.js';
+import type { Pass } from './pass.js';
+
+export const UUID_ANNOTATION = `${ANNOTATION_PREFIX}uuid`;
+export const TITLE_ANNOTATION = `${ANNOTATION_PREFIX}title`;
+export const DESCRIPTION_ANNOTATION = `${ANNOTATION_PREFIX}description`;
+/** Annotations from-native turns back into XML (to-native writes them from the XML). */
+export const XML_ANNOTATIONS = [UUID_ANNOTATION, TITLE_ANNOTATION, DESCRIPTION_ANNOTATION, XML_ONLY_ANNOTATION];
+
+const UUID_TEXT = /^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$/;
+
+export const configPass: Pass = {
+  name: 'config',
+  forward(cfg, d, ctx) {
+    const w = ctx.warnings;
+    if (cfg.hostname !== undefined && cfg.hostname !== hostnameForDomainName(d.name))
+      w.add('hostname', `libvirt sets the hostname to '${hostnameForDomainName(d.name)}' (from the domain name)`);
+    if (cfg.domainname !== undefined) w.add('domainname', 'libvirt-lxc cannot set the NIS domain name');
+
+    const annotations = cfg.annotations ?? {};
+    d.uuid = uuidV5(ctx.id);
+    const readable: { key: string; value: string }[] = [];
+    for (const [key, value] of Object.entries(annotations)) {
+      const field = `annotations[${JSON.stringify(key)}]`;
+      if (key === UUID_ANNOTATION) {
+        if (!UUID_TEXT.test(value)) refuse(ctx, field, `'${value}' is not a UUID`);
+        d.uuid = value.toLowerCase();
+      } else if (key === TITLE_ANNOTATION && isXmlSafeText(value) && !value.includes('\n')) d.title = value;
+      else if (key === DESCRIPTION_ANNOTATION && isXmlSafeText(value)) d.description = value;
+      else if (key === XML_ONLY_ANNOTATION) {
+        let frag;
+        try {
+          frag = decodeXmlOnly(value);
+        } catch (e) {
+          refuse(ctx, field, `is not a base64 domain XML fragment (${(e as Error).message})`);
+        }
+        overlayXmlOnly(d, frag, ctx.id);
+        if (frag.devices.interfaces.length) w.add(field, 'network interfaces from this annotation are ignored by other OCI runtimes');
+      } else if (isXmlSafeAttr(key) && isXmlSafeText(value)) readable.push({ key, value });
+    }
+    d.metadata.ours = { schema: '1', annotations: readable, exact: [] };
+
+    const pers = cfg.linux?.personality;
+    if (pers?.domain === 'LINUX32') {
+      const arch = ARCH_32BIT_COMPANION[ctx.hostArch];
+      if (!arch) refuse(ctx, 'linux.personality.domain', `the host architecture ${ctx.hostArch} has no 32-bit companion`);
+      d.os.arch = arch;
+    }
+    if (pers?.flags?.length) w.add('linux.personality.flags', 'personality flags cannot be expressed by libvirt-lxc');
+
+    for (const kind of ['createContainer', 'startContainer'] as const)
+      if (cfg.hooks?.[kind]?.length) refuse(ctx, `hooks.${kind}`, 'hooks that run inside the container namespaces cannot be run by libvirt-lxc');
+    if (cfg.linux?.seccomp)
+      w.add('linux.seccomp', 'NOT ENFORCED: libvirt-lxc cannot apply a seccomp profile, the container runs without syscall filtering (kept in metadata; --strict refuses)');
+  },
+
+  reverse(d, ctx) {
+    const out: Record<string, unknown> = { hostname: hostnameForDomainName(d.name) };
+    const annotations: Record<string, string> = {};
+    for (const a of ctx.meta?.annotations ?? []) annotations[a.key] = a.value;
+    if (d.uuid !== undefined && d.uuid.toLowerCase().replace(/-/g, '') !== uuidV5(ctx.id).replace(/-/g, '')) annotations[UUID_ANNOTATION] = d.uuid.toLowerCase();
+    if (d.title !== undefined) annotations[TITLE_ANNOTATION] = d.title;
+    if (d.description !== undefined) annotations[DESCRIPTION_ANNOTATION] = d.description;
+    const frag = xmlOnlyParts(d);
+    if (frag) annotations[XML_ONLY_ANNOTATION] = encodeXmlOnly(frag);
+    if (Object.keys(annotations).length) out.annotations = annotations;
+    if (d.os.arch !== undefined && d.os.arch === ARCH_32BIT_COMPANION[ctx.hostArch]) out.linux = { personality: { domain: 'LINUX32' } };
+    return out;
+  },
+};

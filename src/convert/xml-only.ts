@@ -1,0 +1,101 @@
+/**
+ * Domain XML with no OCI counterpart (mapping notes §3): interfaces, extra consoles, cmdline,
+ * lifecycle actions, clock, partition, dynamic seclabels, foreign metadata, unknown elements …
+ * to-native carries them in one annotation as a partial domain XML (base64), from-native lays
+ * them back onto the domain it builds, so a hand-written domain survives the trip through OCI.
+ */
+import { buildDomainXml } from '../xml/build.js';
+import { emptyDomain, type Domain } from '../xml/domain.js';
+import { parseDomainXml } from '../xml/parse.js';
+import { macFor } from './identity.js';
+import { isMappedHostdev } from './passes/devices.js';
+import { isMountLike } from './passes/mounts.js';
+import { isProcessSeclabel } from './passes/process.js';
+
+export const XML_ONLY_ANNOTATION = 'org.ocivirt.domain-xml';
+const FRAGMENT_NAME = 'xml-only';
+
+function isDefaultClock(d: Domain): boolean {
+  const c = d.clock;
+  if (!c) return true;
+  const attrs = c.attrs.filter((a) => !a.name.startsWith('xmlns'));
+  return attrs.length === 1 && attrs[0]!.name === 'offset' && attrs[0]!.value === 'utc' && !c.children.some((k) => typeof k !== 'string');
+}
+
+function isPlainPty(c: Domain['devices']['consoles'][number]): boolean {
+  return c.type === 'pty' && Object.keys(c.attrs).length === 0 && c.extra.length === 0;
+}
+
+/** The parts of `d` that no OCI field carries, as a partial domain; undefined when there are none. */
+export function xmlOnlyParts(d: Domain): Domain | undefined {
+  const f = emptyDomain(FRAGMENT_NAME);
+  let any = false;
+  const take = <T>(list: T[], into: T[]) => {
+    if (list.length) {
+      into.push(...list);
+      any = true;
+    }
+  };
+  take(d.devices.interfaces, f.devices.interfaces);
+  const [first, ...rest] = d.devices.consoles;
+  take(first && isPlainPty(first) ? rest : d.devices.consoles, f.devices.consoles);
+  take(d.devices.filesystems.filter((fs) => !isMountLike(fs)), f.devices.filesystems);
+  take(d.devices.hostdevs.filter((h) => !isMappedHostdev(h)), f.devices.hostdevs);
+  take(d.devices.extra, f.devices.extra);
+  take(d.seclabels.filter((s) => !isProcessSeclabel(s)), f.seclabels);
+  take(d.metadata.foreign, f.metadata.foreign);
+  take(d.features.extra, f.features.extra);
+  take(d.extra, f.extra);
+  take(d.os.extra, f.os.extra);
+  take(d.memtune.extra, f.memtune.extra);
+  take(d.cputune.extra, f.cputune.extra);
+  take(d.blkiotune.extra, f.blkiotune.extra);
+  if (d.os.cmdline !== undefined) (f.os.cmdline = d.os.cmdline), (any = true);
+  if (d.onPoweroff !== undefined && d.onPoweroff !== 'destroy') (f.onPoweroff = d.onPoweroff), (any = true);
+  if (d.onReboot !== undefined && d.onReboot !== 'restart') (f.onReboot = d.onReboot), (any = true);
+  if (d.onCrash !== undefined && d.onCrash !== 'destroy') (f.onCrash = d.onCrash), (any = true);
+  if (!isDefaultClock(d)) (f.clock = d.clock), (any = true);
+  if (d.resource) (f.resource = d.resource), (any = true);
+  const n = d.numatune;
+  if (n && ((n.memory?.mode ?? 'strict') !== 'strict' || n.memory?.placement !== undefined || n.extra.length)) (f.numatune = n), (any = true);
+  for (const k of ['sharenet', 'shareipc', 'shareuts'] as const) {
+    const s = d.lxcNamespace[k];
+    const mapped = s && (s.type === 'pid' || (k === 'sharenet' && s.type === 'netns')) && k !== 'shareuts';
+    if (s && !mapped) (f.lxcNamespace[k] = s), (any = true);
+  }
+  return any ? f : undefined;
+}
+
+export function encodeXmlOnly(f: Domain): string {
+  return Buffer.from(buildDomainXml(f), 'utf8').toString('base64');
+}
+
+export function decodeXmlOnly(value: string, file?: string): Domain {
+  return parseDomainXml(Buffer.from(value, 'base64').toString('utf8'), file);
+}
+
+/** Lays XML-only parts onto a domain built from OCI fields; interfaces get deterministic MACs. */
+export function overlayXmlOnly(d: Domain, f: Domain, id: string): void {
+  const base = d.devices.interfaces.length;
+  f.devices.interfaces.forEach((itf, i) => d.devices.interfaces.push({ ...itf, mac: itf.mac ?? macFor(id, base + i) }));
+  d.devices.consoles.push(...f.devices.consoles);
+  d.devices.filesystems.push(...f.devices.filesystems);
+  d.devices.hostdevs.push(...f.devices.hostdevs);
+  d.devices.extra.push(...f.devices.extra);
+  d.seclabels.push(...f.seclabels);
+  d.metadata.foreign.push(...f.metadata.foreign);
+  d.features.extra.push(...f.features.extra);
+  d.extra.push(...f.extra);
+  d.os.extra.push(...f.os.extra);
+  d.memtune.extra.push(...f.memtune.extra);
+  d.cputune.extra.push(...f.cputune.extra);
+  d.blkiotune.extra.push(...f.blkiotune.extra);
+  if (f.os.cmdline !== undefined) d.os.cmdline = f.os.cmdline;
+  if (f.onPoweroff !== undefined) d.onPoweroff = f.onPoweroff;
+  if (f.onReboot !== undefined) d.onReboot = f.onReboot;
+  if (f.onCrash !== undefined) d.onCrash = f.onCrash;
+  if (f.clock) d.clock = f.clock;
+  if (f.resource) d.resource = f.resource;
+  if (f.numatune) d.numatune = f.numatune;
+  for (const k of ['sharenet', 'shareipc', 'shareuts'] as const) if (f.lxcNamespace[k]) d.lxcNamespace[k] = f.lxcNamespace[k];
+}
