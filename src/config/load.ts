@@ -1,0 +1,169 @@
+/**
+ * Loading the daemon's configuration: defaults, then the file, then OCIVIRT_* environment
+ * variables, then command-line flags; each layer checked by hand, with errors naming where the
+ * value came from (the file, `environment`, `command line`) and the key (InputError: exit 2).
+ */
+import { readFile } from 'node:fs/promises';
+import { isAbsolute, normalize, relative, sep } from 'node:path';
+import { InputError } from '../errors.js';
+import { defaultConfig, SETTINGS, type Config, type Kind, type Setting } from './settings.js';
+
+/** Where a packaged install keeps the file; used when no --config / OCIVIRT_CONFIG names one. */
+export const DEFAULT_CONFIG_FILE = '/etc/ocivirt/ocivirt.json';
+const MAX_CONFIG_BYTES = 1024 * 1024;
+
+export interface LoadOptions {
+  /** An explicit file (--config): it must exist. */
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Flag values by config key, already named (`spoolDir`, not `--spool`). */
+  flags?: Partial<Pick<Config, 'spoolDir' | 'stateDir' | 'exportDir' | 'uri'>>;
+  /** Flag spelling per key, for error messages. */
+  flagNames?: Partial<Record<keyof Config, string>>;
+  /** The optional file read when none is named (default: DEFAULT_CONFIG_FILE). */
+  defaultFile?: string;
+}
+
+export interface LoadedConfig {
+  config: Config;
+  /** The file read, or undefined when none was. */
+  file: string | undefined;
+}
+
+export async function loadConfig(opts: LoadOptions = {}): Promise<LoadedConfig> {
+  const env = opts.env ?? process.env;
+  const config = defaultConfig();
+  const explicit = opts.file ?? (env.OCIVIRT_CONFIG !== undefined && env.OCIVIRT_CONFIG !== '' ? env.OCIVIRT_CONFIG : undefined);
+  const file = explicit ?? opts.defaultFile ?? DEFAULT_CONFIG_FILE;
+  const text = await readConfigText(file, explicit !== undefined);
+  if (text !== undefined) applyFile(config, text, file);
+
+  for (const s of SETTINGS) {
+    if (s.env === undefined) continue;
+    const raw = env[s.env];
+    if (raw === undefined || raw === '') continue;
+    set(config, s, parseText(s, raw, { file: 'environment', field: s.env }));
+  }
+  for (const [key, value] of Object.entries(opts.flags ?? {}) as [keyof Config, unknown][]) {
+    if (value === undefined) continue;
+    const s = SETTINGS.find((x) => x.key === key)!;
+    const where = { file: 'command line', field: opts.flagNames?.[key] ?? key };
+    set(config, s, checkKind(s.kind, value, where));
+  }
+  checkWhole(config, text !== undefined ? file : 'configuration');
+  return { config, file: text !== undefined ? file : undefined };
+}
+
+async function readConfigText(file: string, required: boolean): Promise<string | undefined> {
+  try {
+    const data = await readFile(file);
+    if (data.length > MAX_CONFIG_BYTES) throw new InputError(`larger than ${MAX_CONFIG_BYTES} bytes`, { file });
+    return data.toString('utf8');
+  } catch (e) {
+    if (e instanceof InputError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' && !required) return undefined;
+    throw new InputError(`cannot be read (${code ?? (e as Error).message})`, { file });
+  }
+}
+
+function applyFile(config: Config, text: string, file: string): void {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new InputError(`not valid JSON (${(e as Error).message}); comments are not allowed, see docs/configuration.md`, { file });
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new InputError('must be a JSON object', { file });
+  for (const [key, value] of Object.entries(json)) {
+    const s = SETTINGS.find((x) => x.key === key);
+    if (s === undefined) {
+      const near = SETTINGS.find((x) => x.key.toLowerCase() === key.toLowerCase());
+      throw new InputError(`unknown setting${near ? ` (did you mean '${near.key}'?)` : ''}`, { file, field: key });
+    }
+    set(config, s, checkKind(s.kind, value, { file, field: key }));
+  }
+}
+
+function set(config: Config, s: Setting, value: unknown): void {
+  (config as unknown as Record<string, unknown>)[s.key] = value;
+}
+
+type Where = { file: string; field: string };
+
+function checkKind(kind: Kind, value: unknown, where: Where): unknown {
+  const bad = (what: string): never => {
+    throw new InputError(`${what}, got ${JSON.stringify(value)}`, where);
+  };
+  switch (kind.type) {
+    case 'path':
+      if (typeof value !== 'string' || !isAbsolute(value)) bad('must be an absolute path');
+      if ((value as string).includes('\0')) bad('must not contain NUL');
+      return normalize(value as string).replace(/(.)\/$/, '$1');
+    case 'string':
+      if (typeof value !== 'string') bad('must be a string');
+      if (kind.pattern && !kind.pattern.test(value as string)) bad(`must be ${kind.patternText ?? kind.pattern.source}`);
+      return value;
+    case 'enum':
+      if (typeof value !== 'string' || !kind.values.includes(value)) bad(`must be one of ${kind.values.map((v) => `"${v}"`).join(', ')}`);
+      return value;
+    case 'int':
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < kind.min || value > kind.max)
+        bad(`must be an integer from ${kind.min} to ${kind.max}`);
+      return value;
+    case 'bool':
+      if (typeof value !== 'boolean') bad('must be true or false');
+      return value;
+    case 'paths':
+      if (!Array.isArray(value)) bad('must be an array of absolute paths');
+      return (value as unknown[]).map((p, i) => checkKind({ type: 'path' }, p, { file: where.file, field: `${where.field}[${i}]` }));
+    case 'limits': {
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) bad('must be an object {maxBytes, maxEntries}');
+      const v = value as Record<string, unknown>;
+      for (const k of Object.keys(v))
+        if (k !== 'maxBytes' && k !== 'maxEntries') throw new InputError('unknown limit (maxBytes, maxEntries)', { file: where.file, field: `${where.field}.${k}` });
+      const out = { maxBytes: 32 * 1024 ** 3, maxEntries: 1_000_000 };
+      if (v.maxBytes !== undefined)
+        out.maxBytes = checkKind({ type: 'int', min: 1, max: Number.MAX_SAFE_INTEGER }, v.maxBytes, { file: where.file, field: `${where.field}.maxBytes` }) as number;
+      if (v.maxEntries !== undefined)
+        out.maxEntries = checkKind({ type: 'int', min: 1, max: 100_000_000 }, v.maxEntries, { file: where.file, field: `${where.field}.maxEntries` }) as number;
+      return out;
+    }
+  }
+}
+
+/** An environment variable's text, turned into the value its setting takes. */
+function parseText(s: Setting, raw: string, where: Where): unknown {
+  switch (s.kind.type) {
+    case 'int': {
+      if (!/^-?\d+$/.test(raw.trim())) throw new InputError(`must be an integer, got ${JSON.stringify(raw)}`, where);
+      return checkKind(s.kind, Number(raw.trim()), where);
+    }
+    case 'bool': {
+      const v = raw.trim().toLowerCase();
+      if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+      if (['0', 'false', 'no', 'off'].includes(v)) return false;
+      throw new InputError(`must be true or false (1/0, yes/no), got ${JSON.stringify(raw)}`, where);
+    }
+    default:
+      return checkKind(s.kind, raw, where);
+  }
+}
+
+function isInsideOrSame(path: string, dir: string): boolean {
+  const rel = relative(dir, path);
+  return rel === '' || (!rel.startsWith('..' + sep) && rel !== '..' && !isAbsolute(rel));
+}
+
+/** Rules between settings: the three directories must stay apart (export never feeds the spool). */
+function checkWhole(c: Config, file: string): void {
+  const dirs: [keyof Config, string][] = [
+    ['spoolDir', c.spoolDir],
+    ['stateDir', c.stateDir],
+    ['exportDir', c.exportDir],
+  ];
+  for (const [ka, a] of dirs)
+    for (const [kb, b] of dirs)
+      if (ka !== kb && isInsideOrSame(a, b))
+        throw new InputError(`${a} is inside or equal to ${kb} (${b}): spool, state and export must be separate directories`, { file, field: ka });
+}

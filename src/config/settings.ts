@@ -1,0 +1,115 @@
+/**
+ * Every daemon setting in one table: its default, its environment variable, how it is checked
+ * and what it means. The loader, the defaults file (config/ocivirt.json) and the documentation
+ * (docs/configuration.md) all follow this table, so they cannot drift apart.
+ */
+
+export type StartPolicy = 'never' | 'always' | 'annotation';
+export type UpdatePolicy = 'next-start' | 'restart';
+export type RemovePolicy = 'undefine' | 'keep';
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface UnpackLimits {
+  /** Uncompressed bytes per layer. */
+  maxBytes: number;
+  /** Tar entries per layer. */
+  maxEntries: number;
+}
+
+export interface Config {
+  spoolDir: string;
+  stateDir: string;
+  exportDir: string;
+  uri: string;
+  namePrefix: string;
+  startPolicy: StartPolicy;
+  updatePolicy: UpdatePolicy;
+  removePolicy: RemovePolicy;
+  concurrency: number;
+  quietMs: number;
+  resyncIntervalSec: number;
+  exportAllDomains: boolean;
+  exportCheckIntervalSec: number;
+  definitionsDir: string;
+  bindAllowList: string[];
+  allowInsecureDirs: boolean;
+  strictConversion: boolean;
+  unpackLimits: UnpackLimits;
+  allowDevices: boolean;
+  stopTimeoutSec: number;
+  shutdownTimeoutSec: number;
+  logLevel: LogLevel;
+}
+
+export type Kind =
+  | { type: 'path' }
+  | { type: 'string'; pattern?: RegExp; patternText?: string }
+  | { type: 'enum'; values: readonly string[] }
+  | { type: 'int'; min: number; max: number }
+  | { type: 'bool' }
+  | { type: 'paths' }
+  | { type: 'limits' };
+
+export interface Setting<K extends keyof Config = keyof Config> {
+  key: K;
+  kind: Kind;
+  default: Config[K];
+  /** OCIVIRT_* variable; undefined for settings only the file can set. */
+  env?: string;
+  doc: string;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export const SETTINGS: readonly Setting[] = [
+  { key: 'spoolDir', kind: { type: 'path' }, default: '/var/lib/ocivirt/spool', env: 'OCIVIRT_SPOOL',
+    doc: 'The spool: bundle directories, image layouts and `.tar` archives to run. Only read, never written.' },
+  { key: 'stateDir', kind: { type: 'path' }, default: '/var/lib/ocivirt/state', env: 'OCIVIRT_STATE',
+    doc: 'Unpacked images (rootfs), the status file. Written owner-only.' },
+  { key: 'exportDir', kind: { type: 'path' }, default: '/var/lib/ocivirt/export', env: 'OCIVIRT_EXPORT',
+    doc: 'Where `<domain>/config.json` is written when a domain changes in libvirt. Must not be inside the spool.' },
+  { key: 'uri', kind: { type: 'string', pattern: /^lxc(\+[a-z]+)?:\/\/[^\s]*$/, patternText: 'an lxc URI such as lxc:///' }, default: 'lxc:///', env: 'OCIVIRT_URI',
+    doc: 'libvirt connection URI.' },
+  { key: 'namePrefix', kind: { type: 'string', pattern: /^([a-z0-9][a-z0-9-]{0,31})?$/, patternText: "empty, or up to 32 of a-z, 0-9 and '-' not starting with '-'" },
+    default: '', env: 'OCIVIRT_NAME_PREFIX', doc: 'Prepended to every domain name made from a spool entry name.' },
+  { key: 'startPolicy', kind: { type: 'enum', values: ['never', 'always', 'annotation'] }, default: 'annotation', env: 'OCIVIRT_START_POLICY',
+    doc: '`always`: start every new domain; `annotation`: start when the config has the annotation `org.ocivirt.start: "true"`; `never`.' },
+  { key: 'updatePolicy', kind: { type: 'enum', values: ['next-start', 'restart'] }, default: 'next-start', env: 'OCIVIRT_UPDATE_POLICY',
+    doc: 'A changed entry whose domain is running: `next-start` redefines and logs `domain.pending`; `restart` stops it gracefully and starts it again.' },
+  { key: 'removePolicy', kind: { type: 'enum', values: ['undefine', 'keep'] }, default: 'undefine', env: 'OCIVIRT_REMOVE_POLICY',
+    doc: 'An entry removed from the spool: `undefine` stops then undefines its domain; `keep` leaves it.' },
+  { key: 'concurrency', kind: { type: 'int', min: 1, max: 256 }, default: 4, env: 'OCIVIRT_CONCURRENCY',
+    doc: 'Entries worked on at once (each domain is always handled by one worker at a time).' },
+  { key: 'quietMs', kind: { type: 'int', min: 0, max: 3_600_000 }, default: 2000, env: 'OCIVIRT_QUIET_MS',
+    doc: 'An entry copied in place is taken once none of its files changed size or mtime for this long. Entries renamed in whole are taken at once.' },
+  { key: 'resyncIntervalSec', kind: { type: 'int', min: 10, max: 86_400 }, default: 300, env: 'OCIVIRT_RESYNC_INTERVAL_SEC',
+    doc: 'Full resync of the spool against libvirt (also run at start), catching anything the watcher missed.' },
+  { key: 'exportAllDomains', kind: { type: 'bool' }, default: false, env: 'OCIVIRT_EXPORT_ALL',
+    doc: 'Export every libvirt-lxc domain, not only those ocivirt manages: turns existing containers into OCI bundles.' },
+  { key: 'exportCheckIntervalSec', kind: { type: 'int', min: 10, max: 86_400 }, default: 600, env: 'OCIVIRT_EXPORT_CHECK_INTERVAL_SEC',
+    doc: 'Full comparison of every exported domain with libvirt, the safety net behind the definitions watcher.' },
+  { key: 'definitionsDir', kind: { type: 'path' }, default: '/etc/libvirt/lxc', env: 'OCIVIRT_DEFINITIONS_DIR',
+    doc: "Where libvirt keeps persistent LXC definitions (lxc:/// driver). Only watched as a hint that something changed; the XML is always read through libvirt's API." },
+  { key: 'bindAllowList', kind: { type: 'paths' }, default: [],
+    doc: 'Host directories bind mounts may take their source from (besides the bundle itself). Empty: none.' },
+  { key: 'allowInsecureDirs', kind: { type: 'bool' }, default: false, env: 'OCIVIRT_ALLOW_INSECURE_DIRS',
+    doc: 'Start even when spool, state or export can be written by group or others (logged as a warning at every start). Whoever can write the spool can run containers as root.' },
+  { key: 'strictConversion', kind: { type: 'bool' }, default: false, env: 'OCIVIRT_STRICT',
+    doc: 'Refuse an entry whose config has fields libvirt-lxc would not enforce (seccomp, rlimits …) instead of keeping them in metadata with a warning.' },
+  { key: 'unpackLimits', kind: { type: 'limits' }, default: { maxBytes: 32 * 1024 ** 3, maxEntries: 1_000_000 },
+    doc: 'Per layer: `maxBytes` uncompressed and `maxEntries` tar entries; a layer over either is refused.' },
+  { key: 'allowDevices', kind: { type: 'bool' }, default: false, env: 'OCIVIRT_ALLOW_DEVICES',
+    doc: 'Create device nodes found in image layers (skipped with a warning otherwise).' },
+  { key: 'stopTimeoutSec', kind: { type: 'int', min: 1, max: 3600 }, default: 30, env: 'OCIVIRT_STOP_TIMEOUT_SEC',
+    doc: 'Graceful shutdown of a domain (restart and undefine policies) before it is destroyed.' },
+  { key: 'shutdownTimeoutSec', kind: { type: 'int', min: 1, max: 3600 }, default: 20, env: 'OCIVIRT_SHUTDOWN_TIMEOUT_SEC',
+    doc: 'On SIGTERM, how long in-flight work may finish before it is abandoned and the daemon exits 0. Containers keep running either way.' },
+  { key: 'logLevel', kind: { type: 'enum', values: LOG_LEVELS }, default: 'info', env: 'OCIVIRT_LOG_LEVEL',
+    doc: 'pino level of the JSON log on stdout.' },
+] as const;
+
+export function defaultConfig(): Config {
+  const c: Record<string, unknown> = {};
+  for (const s of SETTINGS) c[s.key] = structuredClone(s.default);
+  return c as unknown as Config;
+}
