@@ -28,3 +28,8 @@ export interface LibvirtPort {
   state(name: string): Promise<DomainState>;
   close(): Promise<void>;
 }
+
+/** libvirtd does not answer (gone, restarting, hung): retry later; the port reconnects by itself. */
+export class LibvirtUnavailableError extends Error {
+  override name = 'LibvirtUnavailableError';
+}

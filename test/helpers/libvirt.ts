@@ -1,0 +1,178 @@
+/**
+ * Test harness for integration tests on the real libvirtd: domain naming, cleanup through virsh
+ * (independent of the code under test), busybox rootfs fixtures, and proof that a container's
+ * init really runs (the domain id is the libvirt_lxc controller's pid; the init is its child).
+ */
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+
+export const TEST_PREFIX = 'ocivirt-test-';
+export const TEST_URI = process.env.OCIVIRT_TEST_URI ?? 'lxc:///';
+const BUSYBOX = '/bin/busybox';
+
+/** A domain name unique to this test run. */
+export function testDomainName(label: string): string {
+  return `${TEST_PREFIX}${label}-${process.pid}`;
+}
+
+/** Runs virsh on the test URI; returns stdout. Throws with virsh's stderr on failure. */
+export function virsh(...args: string[]): string {
+  try {
+    return execFileSync('virsh', ['-q', '-c', TEST_URI, ...args], {
+      encoding: 'utf8',
+      timeout: 60_000,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  } catch (e) {
+    const err = e as { stderr?: string; message: string };
+    throw new Error(`virsh ${args.join(' ')}: ${(err.stderr ?? err.message).trim()}`);
+  }
+}
+
+export function listDomainNames(): string[] {
+  return virsh('list', '--all', '--name')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
+}
+
+export function domainState(name: string): string {
+  return virsh('domstate', name).trim();
+}
+
+export function isDefined(name: string): boolean {
+  return listDomainNames().includes(name);
+}
+
+/** Destroys and undefines every domain whose name starts with `prefix` (which must be a test prefix). */
+export function cleanupDomains(prefix: string = TEST_PREFIX): void {
+  if (!prefix.startsWith(TEST_PREFIX)) throw new Error(`cleanupDomains: refusing prefix '${prefix}' (not ${TEST_PREFIX}*)`);
+  let names: string[];
+  try {
+    names = listDomainNames().filter((n) => n.startsWith(prefix));
+  } catch {
+    return; // libvirtd not answering: nothing we can clean now
+  }
+  for (const name of names) {
+    try {
+      virsh('destroy', name);
+    } catch {
+      /* not running */
+    }
+    try {
+      virsh('undefine', name);
+    } catch {
+      /* transient: gone with destroy */
+    }
+  }
+}
+
+function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter((s) => s !== '')
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function cmdlineOf(pid: number): string[] | undefined {
+  try {
+    const raw = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return raw === '' ? [] : raw.replace(/\0$/, '').split('\0');
+  } catch {
+    return undefined;
+  }
+}
+
+export interface RunningInit {
+  controllerPid: number;
+  initPid: number;
+  cmdline: string[];
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Waits until the domain's init (the controller's child) runs `expectedCmdline` in its own pid
+ * namespace. The init execs a few tens of ms after start returns, so this polls.
+ */
+export async function waitForInit(name: string, expectedCmdline: string[], timeoutMs = 10_000): Promise<RunningInit> {
+  const want = JSON.stringify(expectedCmdline);
+  const deadline = Date.now() + timeoutMs;
+  let seen = 'nothing';
+  while (Date.now() < deadline) {
+    const id = Number(virsh('domid', name).trim());
+    if (Number.isInteger(id) && id > 0) {
+      for (const child of childrenOf(id)) {
+        const cmd = cmdlineOf(child);
+        seen = `controller ${id}, child ${child}: ${JSON.stringify(cmd)}`;
+        if (JSON.stringify(cmd) === want) {
+          if (readlinkSync(`/proc/${child}/ns/pid`) === readlinkSync('/proc/self/ns/pid'))
+            throw new Error(`${name}: init ${child} is not in its own pid namespace`);
+          return { controllerPid: id, initPid: child, cmdline: cmd ?? [] };
+        }
+      }
+    }
+    await sleep(50);
+  }
+  throw new Error(`${name}: init ${want} not seen running within ${timeoutMs} ms (last seen: ${seen})`);
+}
+
+/** The argv of pid 1 as seen from inside the container (needs `cat` in its rootfs). */
+export function pid1Inside(name: string): string[] {
+  const raw = virsh('lxc-enter-namespace', name, '--noseclabel', '/bin/cat', '/proc/1/cmdline');
+  return raw.replace(/\0$/, '').split('\0');
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function waitForExit(pid: number, timeoutMs = 10_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (isAlive(pid) && Date.now() < deadline) await sleep(50);
+  return !isAlive(pid);
+}
+
+/** A temp dir under os.tmpdir(); remove it with `removeTempDir`. */
+export function makeTempDir(label: string): string {
+  return mkdtempSync(join(tmpdir(), `ocivirt-test-${label}-`));
+}
+
+export function removeTempDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * A minimal busybox rootfs in `dir`: Debian's static busybox at /bin/busybox with every applet
+ * linked at its usual place, plus the mount points libvirt-lxc uses.
+ */
+export function buildBusyboxRootfs(dir: string): string {
+  for (const d of ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'proc', 'sys', 'dev', 'tmp', 'run', 'etc', 'root'])
+    mkdirSync(join(dir, d), { recursive: true });
+  copyFileSync(BUSYBOX, join(dir, 'bin/busybox'));
+  const applets = execFileSync(BUSYBOX, ['--list-full'], { encoding: 'utf8' })
+    .split('\n')
+    .filter((l) => l !== '' && l !== 'bin/busybox');
+  for (const applet of applets) {
+    const at = join(dir, applet);
+    mkdirSync(dirname(at), { recursive: true });
+    try {
+      symlinkSync('/bin/busybox', at);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+  }
+  return dir;
+}

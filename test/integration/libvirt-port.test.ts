@@ -1,0 +1,232 @@
+/**
+ * The libvirt port on the real libvirtd: the whole domain lifecycle, and a libvirtd restart in
+ * the middle after which the port reconnects by itself (and the running container survives).
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { Writable } from 'node:stream';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { connectLibvirt } from '../../src/libvirt/adapter.js';
+import { LibvirtUnavailableError, type LibvirtPort } from '../../src/libvirt/port.js';
+import { createLogger } from '../../src/log.js';
+import {
+  TEST_PREFIX,
+  TEST_URI,
+  buildBusyboxRootfs,
+  cleanupDomains,
+  domainState,
+  isAlive,
+  makeTempDir,
+  pid1Inside,
+  removeTempDir,
+  testDomainName,
+  virsh,
+  waitForExit,
+  waitForInit,
+} from '../helpers/libvirt.js';
+
+const PREFIX = `${TEST_PREFIX}port-`;
+const repoRoot = new URL('../../..', import.meta.url).pathname;
+let rootfs = '';
+let tmp = '';
+
+function domainXml(name: string, uuid?: string, memoryMiB = 64): string {
+  return `<domain type='lxc'>
+  <name>${name}</name>${uuid ? `\n  <uuid>${uuid}</uuid>` : ''}
+  <memory unit='MiB'>${memoryMiB}</memory>
+  <os><type>exe</type><init>/bin/sleep</init><initarg>300</initarg></os>
+  <devices>
+    <filesystem type='mount'><source dir='${rootfs}'/><target dir='/'/></filesystem>
+    <console type='pty'/>
+  </devices>
+</domain>`;
+}
+
+function capture(): { lines: () => Array<Record<string, unknown>>; stream: Writable } {
+  let out = '';
+  const stream = new Writable({
+    write(chunk, _enc, cb) {
+      out += String(chunk);
+      cb();
+    },
+  });
+  return {
+    stream,
+    lines: () =>
+      out
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
+  };
+}
+
+test.before(() => {
+  cleanupDomains(PREFIX);
+  tmp = makeTempDir('port');
+  rootfs = buildBusyboxRootfs(join(tmp, 'rootfs'));
+});
+
+test.after(() => {
+  cleanupDomains(PREFIX);
+  removeTempDir(tmp);
+});
+
+test('define, lookup, inactive XML, list, start, init runs, stop, undefine', async () => {
+  const name = `${PREFIX}life-${process.pid}`;
+  const port = await connectLibvirt(TEST_URI);
+  try {
+    assert.is(await port.lookup(name), undefined);
+    const ref = await port.define(domainXml(name));
+    assert.is(ref.name, name);
+    assert.match(ref.uuid, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    assert.equal(await port.lookup(name), ref);
+    assert.ok((await port.listDomains()).some((d) => d.name === name && d.uuid === ref.uuid));
+    const xml = await port.inactiveXml(name);
+    assert.match(xml, `<name>${name}</name>`);
+    assert.match(xml, '<init>/bin/sleep</init>');
+    assert.match(xml, `<source dir='${rootfs}'/>`);
+    assert.is(await port.state(name), 'shutoff');
+
+    // redefining with the same uuid changes the definition in place
+    const again = await port.define(domainXml(name, ref.uuid, 96));
+    assert.equal(again, ref);
+    assert.match(await port.inactiveXml(name), "<memory unit='KiB'>98304</memory>");
+
+    await port.start(name);
+    assert.is(await port.state(name), 'running');
+    assert.is(domainState(name), 'running');
+    const init = await waitForInit(name, ['/bin/sleep', '300']);
+    assert.equal(pid1Inside(name), ['/bin/sleep', '300']);
+
+    // sleep as pid 1 ignores SIGTERM, so stop must fall back to destroy after the timeout
+    await port.stop(name, 1_000);
+    assert.is(await port.state(name), 'shutoff');
+    assert.ok(await waitForExit(init.initPid), `init ${init.initPid} still alive after stop`);
+    // stopping a stopped domain is a no-op
+    await port.stop(name, 1_000);
+
+    await port.undefine(name);
+    assert.is(await port.lookup(name), undefined);
+    assert.not.ok((await port.listDomains()).some((d) => d.name === name));
+  } finally {
+    await port.close();
+  }
+});
+
+test('errors name the domain and the reason', async () => {
+  const name = `${PREFIX}absent-${process.pid}`;
+  const port = await connectLibvirt(TEST_URI);
+  try {
+    for (const call of [() => port.inactiveXml(name), () => port.start(name), () => port.state(name), () => port.undefine(name)]) {
+      try {
+        await call();
+        assert.unreachable('should have thrown');
+      } catch (e) {
+        assert.instance(e, Error);
+        assert.not.instance(e, LibvirtUnavailableError);
+        assert.match((e as Error).message, name);
+        assert.match((e as Error).message, /not found/i);
+      }
+    }
+    try {
+      await port.define(`<domain type='lxc'><name>${PREFIX}bad/${process.pid}</name></domain>`);
+      assert.unreachable('should have thrown');
+    } catch (e) {
+      assert.match((e as Error).message, /^define: /);
+    }
+    // stop of an absent domain is a no-op: it is not running
+    await port.stop(name, 100);
+  } finally {
+    await port.close();
+  }
+});
+
+test('a closed port refuses calls', async () => {
+  const port = await connectLibvirt(TEST_URI);
+  await port.close();
+  try {
+    await port.listDomains();
+    assert.unreachable('should have thrown');
+  } catch (e) {
+    assert.match((e as Error).message, /closed/);
+  }
+});
+
+test('connecting to a libvirt that is not there fails with a clear error', async () => {
+  const sock = join(tmp, 'no-such.sock');
+  try {
+    await connectLibvirt(`lxc+unix:///?socket=${sock}`);
+    assert.unreachable('should have thrown');
+  } catch (e) {
+    assert.instance(e, LibvirtUnavailableError);
+    assert.match((e as Error).message, /cannot connect to libvirt/);
+  }
+});
+
+test('libvirtd restarted in the middle: calls fail fast meanwhile, then the port works again', async () => {
+  const name = `${PREFIX}restart-${process.pid}`;
+  const log = capture();
+  const port: LibvirtPort = await connectLibvirt(TEST_URI, {
+    logger: createLogger({ destination: log.stream, level: 'info' }),
+    backoffInitialMs: 100,
+    backoffMaxMs: 500,
+  });
+  try {
+    await port.define(domainXml(name));
+    await port.start(name);
+    const init = await waitForInit(name, ['/bin/sleep', '300']);
+
+    const restart = spawn(join(repoRoot, 'scripts/setup-libvirt.sh'), ['--restart'], { stdio: 'ignore' });
+    const restarted = new Promise<number | null>((resolve) => restart.on('close', resolve));
+    let done = false;
+    void restarted.then(() => (done = true));
+    const unexpected: string[] = [];
+    while (!done) {
+      try {
+        await port.lookup(name);
+      } catch (e) {
+        if (!(e instanceof LibvirtUnavailableError)) unexpected.push((e as Error).message);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.is(await restarted, 0, 'setup-libvirt.sh --restart failed');
+    assert.equal(unexpected, [], 'errors during the restart other than "unavailable"');
+
+    // the backoff may hold the next attempt back a little: retry for a while, as a pass would
+    let ref;
+    for (let i = 0; i < 100 && ref === undefined; i++) {
+      try {
+        ref = await port.lookup(name);
+      } catch (e) {
+        if (!(e instanceof LibvirtUnavailableError)) throw e;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    assert.is(ref?.name, name);
+    assert.ok((await port.listDomains()).some((d) => d.name === name));
+    assert.match(await port.inactiveXml(name), `<name>${name}</name>`);
+    // the running container belongs to libvirt and survived the restart
+    assert.is(await port.state(name), 'running');
+    assert.ok(isAlive(init.initPid), 'init died during the libvirtd restart');
+
+    const events = log.lines().map((l) => l.event);
+    assert.ok(events.includes('libvirt.disconnected'), `events: ${events.join(', ')}`);
+    assert.ok(events.includes('libvirt.reconnected'), `events: ${events.join(', ')}`);
+    assert.ok(events.lastIndexOf('libvirt.reconnected') > events.indexOf('libvirt.disconnected'));
+
+    await port.stop(name, 500);
+    await port.undefine(name);
+    assert.is(await port.lookup(name), undefined);
+  } finally {
+    await port.close();
+    // whatever happened, libvirtd must answer again for the other tests
+    try {
+      virsh('version');
+    } catch {
+      execFileSync(join(repoRoot, 'scripts/setup-libvirt.sh'), { stdio: 'ignore' });
+    }
+  }
+});
+
+test.run();
