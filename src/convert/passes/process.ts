@@ -9,6 +9,11 @@ import type { Pass } from './pass.js';
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 /** The RNG's pattern for initenv names; others define but fail validation (§6.1). */
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/**
+ * libvirt 9 writes initenv values unescaped (dumpxml and its own config file): a value with `&`,
+ * `<` or `]]>` would make the domain's XML malformed, and libvirtd could not reload it.
+ */
+const UNESCAPED_BY_LIBVIRT = /[&<]|\]\]>/;
 
 function checkText(ctx: ForwardContext, field: string, s: string): void {
   const problem = xmlTextProblem(s);
@@ -89,17 +94,24 @@ export const processPass: Pass = {
       const [name, value] = kv;
       if (!ENV_NAME.test(name)) ctx.warnings.add(field, `the name '${name}' is not accepted by libvirt's schema; not passed to init`);
       else if (value === '') ctx.warnings.add(field, `'${name}' has an empty value, which libvirt rejects; not passed to init`);
+      else if (UNESCAPED_BY_LIBVIRT.test(value))
+        ctx.warnings.add(field, `the value of '${name}' holds & or < or ]]>, which libvirt writes unescaped (corrupting its XML); not passed to init`);
       else d.os.initenv.push({ name, value });
     });
     if (posix.normalize(p.cwd) !== '/') d.os.initdir = p.cwd;
     const uid = p.user?.uid ?? 0;
     const gid = p.user?.gid ?? 0;
-    d.os.inituser = `+${uid}`;
-    d.os.initgroup = `+${gid}`;
+    // libvirt switches user whenever these are set, and the switch needs setuid/setgid/setpcap
+    // (init dies silently without them); root:root is libvirt's default, so say nothing for it
+    const switchesUser = uid !== 0 || gid !== 0;
+    if (switchesUser) {
+      d.os.inituser = `+${uid}`;
+      d.os.initgroup = `+${gid}`;
+    }
     if (p.terminal === false) ctx.warnings.add('process.terminal', "init's stdio is always the console pty under libvirt-lxc");
     d.features.capabilities = {
       policy: 'deny',
-      caps: capabilitySet(p.capabilities, ctx, uid !== 0).map((name) => ({ name, state: 'on' as const })),
+      caps: capabilitySet(p.capabilities, ctx, switchesUser).map((name) => ({ name, state: 'on' as const })),
     };
     for (const [field, model, label] of [
       ['process.selinuxLabel', 'selinux', p.selinuxLabel],
