@@ -2,5 +2,6 @@
 import type { Command } from './command.js';
 import { unpackCommand } from './cmd-unpack.js';
 import { fromNativeCommand } from './cmd-from-native.js';
+import { toNativeCommand } from './cmd-to-native.js';
 
-export const COMMANDS: Command[] = [unpackCommand, fromNativeCommand];
+export const COMMANDS: Command[] = [unpackCommand, fromNativeCommand, toNativeCommand];

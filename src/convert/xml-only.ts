@@ -4,7 +4,8 @@
  * to-native carries them in one annotation as a partial domain XML (base64), from-native lays
  * them back onto the domain it builds, so a hand-written domain survives the trip through OCI.
  */
-import { buildDomainXml } from '../xml/build.js';
+import { domainToElement } from '../xml/build.js';
+import { serializeElement, type XmlElement } from '../xml/element.js';
 import { emptyDomain, type Domain } from '../xml/domain.js';
 import { parseDomainXml } from '../xml/parse.js';
 import { macFor } from './identity.js';
@@ -66,8 +67,41 @@ export function xmlOnlyParts(d: Domain): Domain | undefined {
   return any ? f : undefined;
 }
 
+/**
+ * The fragment in the form libvirt gives back after define (`family` on <ip>, accessmode,
+ * console targets, seclabel model), so the annotation reads the same before and after.
+ */
+function normalizeFragment(f: Domain): Domain {
+  const n = structuredClone(f);
+  for (const itf of n.devices.interfaces) {
+    itf.ips = itf.ips.map((ip) => (ip.family !== undefined || ip.address === undefined ? ip : { ...ip, family: ip.address.includes(':') ? 'ipv6' : 'ipv4' }));
+    if (itf.mac !== undefined) itf.mac = itf.mac.toLowerCase();
+  }
+  for (const fs of n.devices.filesystems) fs.accessmode ??= 'passthrough';
+  for (const c of n.devices.consoles) {
+    c.targetType ??= 'lxc';
+    delete c.port; // libvirt numbers consoles itself
+  }
+  for (const s of n.seclabels) if (s.attrs.type === 'none') s.attrs.model ??= 'none';
+  if (n.clock) {
+    const offset = n.clock.attrs.find((a) => a.name === 'offset')?.value;
+    if (offset === 'variable' && !n.clock.attrs.some((a) => a.name === 'basis')) n.clock.attrs.push({ name: 'basis', value: 'utc' });
+  }
+  return n;
+}
+
+/** Attributes sorted by name at every level: libvirt may write them in another order than we do. */
+function sortAttributes(el: XmlElement): XmlElement {
+  return {
+    ...el,
+    attrs: [...el.attrs].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
+    children: el.children.map((c) => (typeof c === 'string' ? c : sortAttributes(c))),
+  };
+}
+
 export function encodeXmlOnly(f: Domain): string {
-  return Buffer.from(buildDomainXml(f), 'utf8').toString('base64');
+  const xml = serializeElement(sortAttributes(domainToElement(normalizeFragment(f))), '') + '\n';
+  return Buffer.from(xml, 'utf8').toString('base64');
 }
 
 export function decodeXmlOnly(value: string, file?: string): Domain {

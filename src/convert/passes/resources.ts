@@ -13,9 +13,9 @@ const kib = (bytes: number): number => Math.ceil(bytes / 1024);
 /** runc's cgroup v1 shares -> v2 weight; libvirt writes shares as-is into cpu.weight on v2. */
 export const sharesToWeight = (s: number): number => 1 + Math.floor(((s - 2) * 9999) / 262142);
 export const weightToShares = (w: number): number => 2 + Math.floor(((w - 1) * 262142) / 9999);
-/** runc's blkio weight [10, 1000] -> io.weight [1, 10000]. */
-export const blkioToIoWeight = (w: number): number => 1 + Math.floor(((w - 10) * 9999) / 990);
-export const ioWeightToBlkio = (w: number): number => 10 + Math.floor(((w - 1) * 990) / 9999);
+/** libvirt's schema accepts blkio weights in [100, 1000] (OCI allows 10 to 1000). */
+const BLKIO_WEIGHT_MIN = 100;
+const BLKIO_WEIGHT_MAX = 1000;
 
 const clamp = (v: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, v));
 
@@ -70,7 +70,15 @@ export const resourcesPass: Pass = {
     }
 
     const bio = r.blockIO ?? {};
-    if (bio.weight !== undefined && bio.weight > 0) d.blkiotune.weight = v2 ? blkioToIoWeight(bio.weight) : bio.weight;
+    // libvirt writes the weight through unchanged (blkio.weight on v1, io.weight on v2): the
+    // ratio between containers is kept; runc's v2 rescaling would leave libvirt's schema range.
+    const blkioWeight = (value: number, field: string): number => {
+      const v = clamp(value, BLKIO_WEIGHT_MIN, BLKIO_WEIGHT_MAX);
+      if (v !== value) w.add(field, `libvirt accepts blkio weights of ${BLKIO_WEIGHT_MIN} to ${BLKIO_WEIGHT_MAX}; ${v} is used`);
+      else if (v2) w.add(field, 'on cgroup v2 libvirt writes the weight unscaled to io.weight (runc rescales it)');
+      return v;
+    };
+    if (bio.weight !== undefined && bio.weight > 0) d.blkiotune.weight = blkioWeight(bio.weight, 'linux.resources.blockIO.weight');
     const devices = new Map<string, BlkioDevice>();
     const dev = (major: number, minor: number): BlkioDevice => {
       const path = `/dev/block/${major}:${minor}`;
@@ -79,7 +87,7 @@ export const resourcesPass: Pass = {
       return entry;
     };
     for (const wd of bio.weightDevice ?? []) {
-      if (wd.weight !== undefined && wd.weight > 0) dev(wd.major, wd.minor).weight = v2 ? blkioToIoWeight(wd.weight) : wd.weight;
+      if (wd.weight !== undefined && wd.weight > 0) dev(wd.major, wd.minor).weight = blkioWeight(wd.weight, 'linux.resources.blockIO.weightDevice');
       if (wd.leafWeight !== undefined) w.add('linux.resources.blockIO.weightDevice', 'leafWeight cannot be expressed by libvirt-lxc');
     }
     const throttles = [
@@ -111,8 +119,7 @@ export const resourcesPass: Pass = {
     const nodeset = d.numatune?.memory?.nodeset;
     if (nodeset !== undefined) cpu.mems = formatCpuset(parseCpuset(nodeset) ?? []) || nodeset;
     const blockIO: Record<string, unknown> = {};
-    const weight = (x: number) => (v2 ? ioWeightToBlkio(x) : x);
-    if (d.blkiotune.weight !== undefined) blockIO.weight = weight(d.blkiotune.weight);
+    if (d.blkiotune.weight !== undefined) blockIO.weight = d.blkiotune.weight;
     const lists: Record<string, unknown[]> = {};
     const push = (key: string, v: unknown) => (lists[key] ??= []).push(v);
     for (const dev of d.blkiotune.devices) {
@@ -122,7 +129,7 @@ export const resourcesPass: Pass = {
         continue;
       }
       const id = { major: Number(m[1]), minor: Number(m[2]) };
-      if (dev.weight !== undefined) push('weightDevice', { ...id, weight: weight(dev.weight) });
+      if (dev.weight !== undefined) push('weightDevice', { ...id, weight: dev.weight });
       if (dev.readBytesSec !== undefined) push('throttleReadBpsDevice', { ...id, rate: dev.readBytesSec });
       if (dev.writeBytesSec !== undefined) push('throttleWriteBpsDevice', { ...id, rate: dev.writeBytesSec });
       if (dev.readIopsSec !== undefined) push('throttleReadIOPSDevice', { ...id, rate: dev.readIopsSec });
