@@ -105,13 +105,14 @@ export function refuseCollisions(candidates: readonly SpoolEntry[]): { entries: 
       entries.push(e);
       continue;
     }
-    const others = same.filter((o) => o !== e).map((o) => `'${o.name}'`);
+    // Names are quoted as JSON: an entry name may hold a newline, a log line may not.
+    const others = same.filter((o) => o !== e).map((o) => JSON.stringify(o.name));
     refused.push({
       name: e.name,
       path: e.path,
       kind: e.kind,
       domainName: e.domainName,
-      reason: `name collision: '${e.name}' and ${others.join(', ')} would all be domain '${e.domainName}'; rename one of them`,
+      reason: `name collision: ${JSON.stringify(e.name)} and ${others.join(', ')} would all be domain '${e.domainName}'; rename one of them`,
     });
   }
   return { entries, refused };

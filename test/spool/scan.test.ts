@@ -152,11 +152,16 @@ test('two entries for one domain name are both refused, naming each other; other
   const { entries, refused } = await scanSpool(spool);
   assert.equal(entries.map((e) => e.name), ['db']);
   assert.equal(refused.map((r) => r.name), ['Web.1', 'web-1', 'web-1.tar']);
+  const newline = bundle('web\n1');
+  const again = await scanSpool(spool);
+  assert.match(byName(again.refused, 'web\n1')!.reason, /^name collision: "web\\n1" and /);
+  assert.not.match(byName(again.refused, 'web-1')!.reason, /\n/, 'one line even for a name with a newline');
+  rmSync(newline, { recursive: true });
   for (const r of refused) {
     assert.is(r.domainName, 'web-1');
     assert.match(r.reason, /name collision/);
   }
-  assert.match(byName(refused, 'web-1')!.reason, /'web-1' and 'Web\.1', 'web-1\.tar' would all be domain 'web-1'/);
+  assert.match(byName(refused, 'web-1')!.reason, /"web-1" and "Web\.1", "web-1\.tar" would all be domain 'web-1'/);
 });
 
 test('fingerprints: stable when nothing changes, changed by each kind of change', async () => {
