@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InputError } from '../../src/errors.js';
 import { validateRuntimeConfig } from '../../src/oci/validate.js';
-import { sharedSchemasDir } from '../helpers/schema.js';
+import { runtimeSchemaErrors, sharedSchemasDir } from '../helpers/schema.js';
 
 const examplesDir = join(sharedSchemasDir(), 'runtime-spec-examples');
 /** Good examples of platforms ocivirt refuses: refused for the platform section, nothing else. */
@@ -88,6 +88,26 @@ test("Debian's `runc spec` config is accepted (ociVersion 1.0.2-dev)", () => {
     assert.is(r.status, 0, r.stderr);
     const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { ociVersion: string };
     assert.match(cfg.ociVersion, /^1\./);
+    validateRuntimeConfig(cfg, 'config.json');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("umoci's config (umoci new + config + unpack) is accepted, as the official schema accepts it", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ocivirt-validate-'));
+  try {
+    const umoci = (...args: string[]) => {
+      const r = spawnSync('umoci', args, { cwd: dir, encoding: 'utf8' });
+      assert.is(r.status, 0, `umoci ${args.join(' ')}: ${r.stderr}`);
+    };
+    umoci('init', '--layout', 'img');
+    umoci('new', '--image', 'img:t');
+    umoci('config', '--image', 'img:t', '--config.env', 'A=1', '--config.cmd', '/bin/sh', '--config.user', '1000:1000', '--config.workingdir', '/srv');
+    umoci('unpack', '--image', 'img:t', 'bundle');
+    const cfg = JSON.parse(readFileSync(join(dir, 'bundle', 'config.json'), 'utf8')) as { process: { user: { uid: number } } };
+    assert.is(cfg.process.user.uid, 1000);
+    assert.equal(runtimeSchemaErrors(cfg), []);
     validateRuntimeConfig(cfg, 'config.json');
   } finally {
     rmSync(dir, { recursive: true, force: true });
