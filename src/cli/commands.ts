@@ -3,5 +3,6 @@ import type { Command } from './command.js';
 import { unpackCommand } from './cmd-unpack.js';
 import { fromNativeCommand } from './cmd-from-native.js';
 import { toNativeCommand } from './cmd-to-native.js';
+import { exportCommand } from './cmd-export.js';
 
-export const COMMANDS: Command[] = [unpackCommand, fromNativeCommand, toNativeCommand];
+export const COMMANDS: Command[] = [unpackCommand, fromNativeCommand, toNativeCommand, exportCommand];

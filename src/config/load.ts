@@ -150,7 +150,8 @@ function parseText(s: Setting, raw: string, where: Where): unknown {
   }
 }
 
-function isInsideOrSame(path: string, dir: string): boolean {
+/** `path` is `dir` or below it (both absolute and normalised). */
+export function isInsideOrSame(path: string, dir: string): boolean {
   const rel = relative(dir, path);
   return rel === '' || (!rel.startsWith('..' + sep) && rel !== '..' && !isAbsolute(rel));
 }

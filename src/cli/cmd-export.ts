@@ -1,0 +1,56 @@
+/** `ocivirt export`: one libvirt-lxc domain -> `<dir>/config.json`, what the daemon does on every change. */
+import { resolve } from 'node:path';
+import { isInsideOrSame, loadConfig } from '../config/load.js';
+import { InputError } from '../errors.js';
+import { exportDomain } from '../export/export-domain.js';
+import { connectLibvirt } from '../libvirt/adapter.js';
+import { parseCommandArgs } from './args.js';
+import type { Command, CommandIO } from './command.js';
+
+const usage = `Usage: ocivirt export [options] <domain> <dir>
+
+Writes <dir>/config.json, the OCI runtime config of the libvirt-lxc domain's persistent
+definition (what 'virsh dumpxml --inactive' shows), through to-native: root.path is the
+absolute directory the domain mounts at '/', fields libvirt cannot carry come back from
+ocivirt's <metadata> when the domain has it. The file is written atomically and owner-only
+(<dir> is created 0700); a config.json already there that means the same is left as it is.
+Any lxc domain can be exported, managed by ocivirt or not. <dir> may not be inside the spool.
+
+Options:
+  --uri URI       libvirt connection URI (default: the configuration's, lxc:///)
+  --config FILE   configuration file (for the spool directory and URI; default
+                  /etc/ocivirt/ocivirt.json when it exists)
+  -h, --help      this text
+
+Exit codes: 0 written or unchanged, 2 usage, unknown domain or a <dir> inside the spool, 1 other.
+`;
+
+export const exportCommand: Command = {
+  name: 'export',
+  summary: "write a libvirt-lxc domain's OCI runtime config (to-native) into a bundle directory",
+  usage,
+  async run(argv: string[], io: CommandIO): Promise<number> {
+    const { values, positionals } = parseCommandArgs('export', argv, { uri: { type: 'string' }, config: { type: 'string' } }, { min: 2, max: 2 });
+    const [name, dirArg] = positionals as [string, string];
+    const { config } = await loadConfig({
+      ...(values.config !== undefined ? { file: values.config } : {}),
+      ...(values.uri !== undefined ? { flags: { uri: values.uri } } : {}),
+      flagNames: { uri: '--uri' },
+    });
+    const dir = resolve(dirArg);
+    if (isInsideOrSame(dir, config.spoolDir))
+      throw new InputError(`is inside the spool ${config.spoolDir}: an export there would be taken as a new entry`, { file: dir });
+    const port = await connectLibvirt(config.uri);
+    try {
+      const out = await exportDomain(port, name, dir, { includeUnmanaged: true });
+      if (out.status === 'gone') throw new InputError(`no such domain on ${config.uri}`, { file: name });
+      if (out.status === 'written') {
+        for (const w of out.warnings) io.stderr.write(`warning: ${w.replace(/\s*\n\s*/g, ' ')}\n`);
+        io.stdout.write(`${out.path}\n`);
+      } else io.stdout.write(`unchanged: ${dir}/config.json\n`);
+      return 0;
+    } finally {
+      await port.close();
+    }
+  },
+};

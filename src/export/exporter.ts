@@ -1,0 +1,184 @@
+/**
+ * Keeps `<export>/<domain>/config.json` in step with libvirt's persistent definitions.
+ *
+ * The binding has no event API, and `memtune --config` raises no lifecycle event anyway, so the
+ * hint comes from the filesystem: the local driver rewrites `<definitionsDir>/<name>.xml` on every
+ * define, `virsh edit` and `--config` change. One fs.watch on that directory costs nothing while
+ * idle. A hint only names a domain; its XML is always read through the libvirt port (the files are
+ * libvirt's private state, not an interface). A slow full pass over every domain is the safety net
+ * for hints that never come (remote URIs, another driver, a watcher that failed). Nothing is
+ * rewritten when the config it would write means the same as the one there.
+ */
+import { watch, type FSWatcher } from 'node:fs';
+import { join } from 'node:path';
+import { errorMessage } from '../errors.js';
+import type { LibvirtPort } from '../libvirt/port.js';
+import type { EventLogger } from '../log.js';
+import { exportableName, exportDomain } from './export-domain.js';
+import { ensureOwnDirectory } from './write.js';
+
+export interface ExporterOptions {
+  port: LibvirtPort;
+  exportDir: string;
+  /** libvirt's persistent definitions directory (lxc:///: /etc/libvirt/lxc); undefined: full passes only. */
+  definitionsDir: string | undefined;
+  exportAllDomains: boolean;
+  checkIntervalMs: number;
+  log: EventLogger;
+  /** libvirt writes `<name>.xml.new` then renames it: one change is several events. */
+  debounceMs?: number;
+}
+
+const DEFAULT_DEBOUNCE_MS = 100;
+/** Domains exported at once in a full pass: libvirt answers one connection's calls in order anyway. */
+const PASS_CONCURRENCY = 8;
+
+export class Exporter {
+  /** Canonical config last written or found, per domain, so unchanged domains cost no disk I/O. */
+  private readonly last = new Map<string, string>();
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  /** Per-domain queue: one export of a domain at a time, and one more queued at most. */
+  private readonly running = new Map<string, Promise<void>>();
+  private readonly again = new Set<string>();
+  private fsWatcher: FSWatcher | undefined;
+  private passTimer: NodeJS.Timeout | undefined;
+  private passRunning: Promise<void> | undefined;
+  private stopped = false;
+
+  constructor(private opts: ExporterOptions) {}
+
+  async start(): Promise<void> {
+    await ensureOwnDirectory(this.opts.exportDir);
+    this.watchDefinitions();
+    await this.fullPass();
+    this.schedulePass();
+  }
+
+  /** New settings (SIGHUP): export-all and the interval apply from the next pass. */
+  update(changes: Pick<ExporterOptions, 'exportAllDomains' | 'checkIntervalMs'>): void {
+    const widened = changes.exportAllDomains && !this.opts.exportAllDomains;
+    this.opts = { ...this.opts, ...changes };
+    this.schedulePass();
+    if (widened) void this.fullPass();
+  }
+
+  /** Look at one domain again soon (a hint: the reconciler just defined it, or its file changed). */
+  hint(name: string): void {
+    if (this.stopped || !exportableName(name)) return;
+    clearTimeout(this.timers.get(name));
+    this.timers.set(
+      name,
+      setTimeout(() => {
+        this.timers.delete(name);
+        void this.exportNow(name);
+      }, this.opts.debounceMs ?? DEFAULT_DEBOUNCE_MS),
+    );
+  }
+
+  /** Every domain, compared with its export as it is on disk (someone may have removed it). */
+  fullPass(): Promise<void> {
+    if (this.passRunning) return this.passRunning;
+    this.passRunning = (async () => {
+      try {
+        this.last.clear();
+        const domains = await this.opts.port.listDomains();
+        let next = 0;
+        await Promise.all(
+          Array.from({ length: Math.min(PASS_CONCURRENCY, domains.length) }, async () => {
+            while (next < domains.length && !this.stopped) await this.exportNow(domains[next++]!.name);
+          }),
+        );
+      } catch (e) {
+        this.opts.log.warn('export.failed', { err: errorMessage(e) }, 'full export pass failed; the next one retries');
+      } finally {
+        this.passRunning = undefined;
+      }
+    })();
+    return this.passRunning;
+  }
+
+  /** Waits for exports in flight; nothing new starts. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.fsWatcher?.close();
+    clearTimeout(this.passTimer);
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
+    await Promise.allSettled([...this.running.values(), this.passRunning]);
+  }
+
+  /** Exports `name` now, or once more right after the export of it already running. */
+  exportNow(name: string): Promise<void> {
+    if (!exportableName(name)) return Promise.resolve();
+    const current = this.running.get(name);
+    if (current) {
+      this.again.add(name);
+      return current;
+    }
+    const run = this.exportOnce(name).finally(() => {
+      this.running.delete(name);
+      if (this.again.delete(name) && !this.stopped) void this.exportNow(name);
+    });
+    this.running.set(name, run);
+    return run;
+  }
+
+  private async exportOnce(name: string): Promise<void> {
+    const t0 = performance.now();
+    const bundleDir = join(this.opts.exportDir, name);
+    try {
+      const out = await exportDomain(this.opts.port, name, bundleDir, {
+        includeUnmanaged: this.opts.exportAllDomains,
+        ...(this.last.has(name) ? { lastCanonical: this.last.get(name)! } : {}),
+      });
+      if (out.canonical !== undefined) this.last.set(name, out.canonical);
+      if (out.status === 'gone' || out.status === 'skipped') this.last.delete(name);
+      if (out.status === 'written') {
+        this.opts.log.info('export.written', {
+          domain: name,
+          path: out.path,
+          managed: out.managed,
+          durationMs: Math.round(performance.now() - t0),
+          ...(out.warnings.length ? { warnings: out.warnings } : {}),
+        });
+      }
+    } catch (e) {
+      this.last.delete(name);
+      this.opts.log.error('export.failed', { domain: name, err: errorMessage(e), durationMs: Math.round(performance.now() - t0) });
+    }
+  }
+
+  private watchDefinitions(): void {
+    const dir = this.opts.definitionsDir;
+    if (dir === undefined) return;
+    try {
+      this.fsWatcher = watch(dir, { persistent: true }, (_event, file) => {
+        const name = definitionName(file?.toString());
+        if (name !== undefined) this.hint(name);
+      });
+      this.fsWatcher.on('error', (e) => {
+        this.opts.log.warn('export.failed', { err: errorMessage(e), path: dir }, 'definitions watcher failed; only full passes find changes now');
+        this.fsWatcher?.close();
+        this.fsWatcher = undefined;
+      });
+    } catch (e) {
+      this.opts.log.warn('export.failed', { err: errorMessage(e), path: dir }, 'cannot watch the definitions directory; only full passes find changes');
+    }
+  }
+
+  private schedulePass(): void {
+    clearTimeout(this.passTimer);
+    if (this.stopped) return;
+    this.passTimer = setTimeout(() => {
+      void this.fullPass().then(() => this.schedulePass());
+    }, this.opts.checkIntervalMs);
+    this.passTimer.unref();
+  }
+}
+
+/** `web-1.xml` or libvirt's `web-1.xml.new` staging file -> `web-1`; anything else -> undefined. */
+export function definitionName(file: string | undefined): string | undefined {
+  if (file === undefined) return undefined;
+  const m = /^(.+)\.xml(\.new)?$/.exec(file);
+  return m?.[1];
+}

@@ -1,0 +1,3 @@
+export { Exporter, definitionName, type ExporterOptions } from './exporter.js';
+export { exportDomain, exportableName, type ExportOutcome, type ExportDomainOptions } from './export-domain.js';
+export { writeConfigAtomically, ensureOwnDirectory } from './write.js';

@@ -1,0 +1,62 @@
+/**
+ * Writing an exported bundle's config.json: atomically (temporary file, fsync, rename, fsync of
+ * the directory), owner-only (0700 directories, 0600 files: a config names host paths and
+ * environment variables), and never through a symlink someone planted.
+ */
+import { constants } from 'node:fs';
+import { lstat, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { canonicalJson } from '../convert/json.js';
+import type { RuntimeConfig } from '../oci/runtime-spec.js';
+
+/** A directory that exists as a real directory (created 0700 when missing). */
+export async function ensureOwnDirectory(path: string): Promise<void> {
+  await mkdir(path, { recursive: true, mode: 0o700 });
+  const st = await lstat(path);
+  if (!st.isDirectory()) throw new Error(`${path}: is not a directory (a symlink or file is in the way)`);
+}
+
+/** The config.json now in `bundleDir`, canonical, or undefined when there is none or it is unreadable. */
+export async function readExportedCanonical(bundleDir: string): Promise<string | undefined> {
+  try {
+    const fh = await open(join(bundleDir, 'config.json'), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    try {
+      if (!(await fh.stat()).isFile()) return undefined;
+      return canonicalJson(JSON.parse(await readFile(fh, 'utf8')));
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return undefined;
+  }
+}
+
+/** Writes `<bundleDir>/config.json` (pretty JSON) atomically; the directory is created 0700. */
+export async function writeConfigAtomically(bundleDir: string, config: RuntimeConfig): Promise<string> {
+  await ensureOwnDirectory(bundleDir);
+  const target = join(bundleDir, 'config.json');
+  const tmp = join(bundleDir, `.config.json.${process.pid}.${Date.now()}.tmp`);
+  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  try {
+    await fh.writeFile(JSON.stringify(config, null, 2) + '\n');
+    await fh.sync();
+  } catch (e) {
+    await fh.close();
+    await rm(tmp, { force: true });
+    throw e;
+  }
+  await fh.close();
+  try {
+    await rename(tmp, target);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw e;
+  }
+  const dir = await open(bundleDir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+  return target;
+}
