@@ -1,3 +1,3 @@
 export { scanSpool, inspectEntry, refuseCollisions, type SpoolEntry, type SpoolEntryKind, type RefusedEntry, type ScanOptions } from './scan.js';
 export { domainNameFor, checkNamePrefix, isValidDomainName, MAX_DOMAIN_NAME } from './names.js';
-export { checkDirectoryTrust, checkBundlePaths, type DirectoryTrustOptions, type BundlePaths } from './trust.js';
+export { checkDirectoryTrust, checkBundlePaths, checkHostDevices, type DirectoryTrustOptions, type BundlePaths, type HostDeviceAllowList } from './trust.js';

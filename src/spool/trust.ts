@@ -153,3 +153,34 @@ function isStrictlyInside(path: string, dir: string): boolean {
 function isInsideOrSame(path: string, dir: string): boolean {
   return path === dir || isStrictlyInside(path, dir);
 }
+
+export interface HostDeviceAllowList {
+  /** Host device nodes (`/dev/fuse`) a container may be given through linux.devices. */
+  devices?: readonly string[];
+  /** Host network interfaces a container may take through linux.netDevices. */
+  netDevices?: readonly string[];
+}
+
+/**
+ * linux.devices become host device passthrough (`<hostdev>` of the node at the same path) and
+ * linux.netDevices move a host interface into the container: a `b 8:0 /dev/sda` entry hands
+ * over the host's disk as surely as a bind of `/`. So, like bind sources, they need an
+ * allow-list. FIFOs (`p`) are created in the container, not passed through, so they pass.
+ */
+export function checkHostDevices(config: RuntimeConfig, configFile: string, allow: HostDeviceAllowList = {}): void {
+  const devices = new Set(allow.devices ?? []);
+  for (const [i, d] of (config.linux?.devices ?? []).entries()) {
+    if (d.type === 'p' || devices.has(d.path)) continue;
+    throw new InputError(
+      `host device ${JSON.stringify(d.path)} is not in the allowed devices (${devices.size ? [...devices].join(', ') : 'none configured'})`,
+      { file: configFile, field: `linux.devices[${i}].path` },
+    );
+  }
+  const interfaces = new Set(allow.netDevices ?? []);
+  for (const name of Object.keys(config.linux?.netDevices ?? {}))
+    if (!interfaces.has(name))
+      throw new InputError(
+        `host interface ${JSON.stringify(name)} is not in the allowed network devices (${interfaces.size ? [...interfaces].join(', ') : 'none configured'})`,
+        { file: configFile, field: `linux.netDevices${/^[A-Za-z_$][\w$]*$/.test(name) ? `.${name}` : `[${JSON.stringify(name)}]`}` },
+      );
+}

@@ -5,12 +5,13 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InputError } from '../../src/errors.js';
 import type { Mount, RuntimeConfig } from '../../src/oci/runtime-spec.js';
-import { checkBundlePaths, checkDirectoryTrust } from '../../src/spool/trust.js';
+import { checkBundlePaths, checkDirectoryTrust, checkHostDevices } from '../../src/spool/trust.js';
 
 let top = '';
 test.before.each(() => {
@@ -204,6 +205,47 @@ test('a bind without a source, or a relative allow-list entry, is refused', asyn
   assert.is((await refusal(checkBundlePaths(b.config, b.dir, []))).field, 'mounts[0].source');
   const c = bundleWith('rootfs');
   assert.match((await refusal(checkBundlePaths(c.config, c.dir, ['relative/dir']))).reason, /must be an absolute path/);
+});
+
+test("runc spec's default mounts (proc, tmpfs, devpts, mqueue, sysfs, cgroup) need no allow-list", async () => {
+  const b = bundleWith('rootfs');
+  rmSync(join(b.dir, 'config.json'));
+  const r = spawnSync('runc', ['spec'], { cwd: b.dir, encoding: 'utf8' });
+  assert.is(r.status, 0, r.stderr);
+  const config = JSON.parse(readFileSync(join(b.dir, 'config.json'), 'utf8')) as RuntimeConfig;
+  assert.ok((config.mounts ?? []).length >= 5);
+  const ok = await checkBundlePaths(config, b.dir, []);
+  assert.equal(ok.mountSources, []);
+  assert.is(ok.rootfs, join(b.dir, 'rootfs'));
+});
+
+test('host devices and network interfaces need an allow-list; FIFOs do not', () => {
+  const cfg = (linux: RuntimeConfig['linux']): RuntimeConfig => ({ ociVersion: '1.2.0', root: { path: 'rootfs' }, linux });
+  const file = '/b/config.json';
+  let e = (() => {
+    try {
+      checkHostDevices(cfg({ devices: [{ type: 'p', path: '/dev/fifo' }, { type: 'b', path: '/dev/sda', major: 8, minor: 0 }] }), file);
+    } catch (x) {
+      return x as InputError;
+    }
+    throw new Error('accepted');
+  })();
+  assert.instance(e, InputError);
+  assert.is(e.file, file);
+  assert.is(e.field, 'linux.devices[1].path');
+  assert.match(e.reason, /host device "\/dev\/sda" is not in the allowed devices \(none configured\)/);
+  checkHostDevices(cfg({ devices: [{ type: 'c', path: '/dev/fuse', major: 10, minor: 229 }] }), file, { devices: ['/dev/fuse'] });
+
+  e = (() => {
+    try {
+      checkHostDevices(cfg({ netDevices: { eth0: {}, 'en.1': {} } }), file, { netDevices: ['eth0'] });
+    } catch (x) {
+      return x as InputError;
+    }
+    throw new Error('accepted');
+  })();
+  assert.is(e.field, 'linux.netDevices["en.1"]');
+  checkHostDevices(cfg({ netDevices: { eth0: { name: 'eth0' } } }), file, { netDevices: ['eth0'] });
 });
 
 test.run();
