@@ -4,5 +4,7 @@ import { unpackCommand } from './cmd-unpack.js';
 import { fromNativeCommand } from './cmd-from-native.js';
 import { toNativeCommand } from './cmd-to-native.js';
 import { exportCommand } from './cmd-export.js';
+import { planCommand } from './cmd-plan.js';
+import { syncCommand } from './cmd-sync.js';
 
-export const COMMANDS: Command[] = [unpackCommand, fromNativeCommand, toNativeCommand, exportCommand];
+export const COMMANDS: Command[] = [unpackCommand, fromNativeCommand, toNativeCommand, exportCommand, planCommand, syncCommand];

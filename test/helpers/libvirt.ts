@@ -4,7 +4,7 @@
  * init really runs (the domain id is the libvirt_lxc controller's pid; the init is its child).
  */
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 
@@ -175,4 +175,55 @@ export function buildBusyboxRootfs(dir: string): string {
     }
   }
   return dir;
+}
+
+/** Counts the port's calls by method, so a test can prove a pass made no libvirt writes. */
+export function countingPort<P extends object>(port: P): { port: P; counts: Map<string, number>; writes: () => number } {
+  const counts = new Map<string, number>();
+  const wrapped = new Proxy(port, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof value !== 'function' || typeof prop !== 'string') return value;
+      return (...args: unknown[]) => {
+        counts.set(prop, (counts.get(prop) ?? 0) + 1);
+        return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+  const WRITES = ['define', 'undefine', 'start', 'stop', 'destroy'];
+  return { port: wrapped, counts, writes: () => WRITES.reduce((n, m) => n + (counts.get(m) ?? 0), 0) };
+}
+
+export interface BundleSpec {
+  args?: string[];
+  env?: string[];
+  annotations?: Record<string, string>;
+}
+
+/** A runtime bundle `<dir>` (config.json + busybox rootfs) as a minimal container runtime would get it. */
+export function writeBusyboxBundle(dir: string, spec: BundleSpec = {}): string {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  buildBusyboxRootfs(join(dir, 'rootfs'));
+  writeBundleConfig(dir, spec);
+  return dir;
+}
+
+/** (Re)writes only config.json, atomically (a watcher or a pass never sees half a file). */
+export function writeBundleConfig(dir: string, spec: BundleSpec = {}): void {
+  const config = {
+    ociVersion: '1.0.2',
+    process: {
+      terminal: true,
+      user: { uid: 0, gid: 0 },
+      args: spec.args ?? ['/bin/sleep', '300'],
+      env: spec.env ?? ['PATH=/usr/sbin:/usr/bin:/sbin:/bin'],
+      cwd: '/',
+    },
+    root: { path: 'rootfs' },
+    linux: { namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }] },
+    ...(spec.annotations ? { annotations: spec.annotations } : {}),
+  };
+  const tmp = join(dir, `.config.json.${process.pid}`);
+  writeFileSync(tmp, JSON.stringify(config, null, 2));
+  renameSync(tmp, join(dir, 'config.json'));
 }

@@ -1,0 +1,165 @@
+/**
+ * Applying a plan: one worker per domain at a time (locks shared across passes), up to
+ * `concurrency` domains at once; a failing item is retried with backoff and then reported,
+ * never blocking the others.
+ */
+import type { UpdatePolicy } from '../config/index.js';
+import { errorMessage, isInputError } from '../errors.js';
+import type { LibvirtPort } from '../libvirt/port.js';
+import type { EventLogger } from '../log.js';
+import type { PlanItem } from './plan.js';
+
+export interface ApplyOptions {
+  log: EventLogger;
+  updatePolicy?: UpdatePolicy;
+  concurrency?: number;
+  /** Graceful stop before destroy (restart and undefine). */
+  stopTimeoutMs?: number;
+  /** Tries per item, the first included. */
+  attempts?: number;
+  retryDelayMs?: number;
+  locks?: DomainLocks;
+}
+
+export interface ItemResult {
+  item: PlanItem;
+  ok: boolean;
+  error?: string;
+  attempts: number;
+  /** update of a running domain under `next-start`: the change waits for the next start. */
+  pending?: boolean;
+}
+
+/** Serializes work per domain name, across concurrent passes. */
+export class DomainLocks {
+  private readonly tails = new Map<string, Promise<unknown>>();
+  run<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.tails.get(name) ?? Promise.resolve();
+    const result = prev.then(fn, fn);
+    const tail = result.catch(() => undefined);
+    this.tails.set(name, tail);
+    void tail.then(() => {
+      if (this.tails.get(name) === tail) this.tails.delete(name);
+    });
+    return result;
+  }
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export async function applyPlan(port: LibvirtPort, plan: readonly PlanItem[], opts: ApplyOptions): Promise<ItemResult[]> {
+  const locks = opts.locks ?? new DomainLocks();
+  const results = new Array<ItemResult>(plan.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(opts.concurrency ?? 4, plan.length) }, async () => {
+      while (next < plan.length) {
+        const i = next++;
+        const item = plan[i]!;
+        results[i] = item.domain === '' ? await applyItem(port, item, opts) : await locks.run(item.domain, () => applyItem(port, item, opts));
+      }
+    }),
+  );
+  return results;
+}
+
+async function applyItem(port: LibvirtPort, item: PlanItem, opts: ApplyOptions): Promise<ItemResult> {
+  const log = opts.log;
+  const fields = { entry: item.entry, domain: item.domain, ...(item.digest !== undefined ? { digest: item.digest } : {}) };
+  if (item.action === 'fail') {
+    log.error('entry.failed', { ...fields, err: item.reason }, item.reason);
+    return { item, ok: false, error: item.reason, attempts: 0 };
+  }
+  if (item.action === 'nothing') {
+    log.debug('domain.unchanged', { ...fields, reason: item.reason });
+    return { item, ok: true, attempts: 0 };
+  }
+  const maxAttempts = opts.attempts ?? 3;
+  const steps = new Set<string>(); // done in an earlier attempt: not repeated
+  let attempt = 0;
+  for (;;) {
+    attempt += 1;
+    const t0 = Date.now();
+    try {
+      const pending = await act(port, item, opts, steps, fields);
+      return { item, ok: true, attempts: attempt, ...(pending ? { pending } : {}) };
+    } catch (e) {
+      const err = errorMessage(e);
+      if (attempt >= maxAttempts || isInputError(e)) {
+        log.error('entry.failed', { ...fields, action: item.action, attempts: attempt, durationMs: Date.now() - t0, err }, err);
+        return { item, ok: false, error: err, attempts: attempt };
+      }
+      await sleep((opts.retryDelayMs ?? 250) * 2 ** (attempt - 1));
+    }
+  }
+}
+
+/** One attempt; `steps` remembers what already succeeded. Returns true when a change is pending. */
+async function act(
+  port: LibvirtPort,
+  item: PlanItem,
+  opts: ApplyOptions,
+  steps: Set<string>,
+  fields: Record<string, unknown>,
+): Promise<boolean> {
+  const log = opts.log;
+  const stopTimeoutMs = opts.stopTimeoutMs ?? 30_000;
+  const once = async (step: string, fn: () => Promise<void>): Promise<void> => {
+    if (steps.has(step)) return;
+    await fn();
+    steps.add(step);
+  };
+  switch (item.action) {
+    case 'create': {
+      await once('define', async () => {
+        const t0 = Date.now();
+        await port.define(item.xml!);
+        log.info('domain.defined', { ...fields, durationMs: Date.now() - t0 });
+      });
+      if (item.start)
+        await once('start', async () => {
+          const t0 = Date.now();
+          await port.start(item.domain);
+          log.info('domain.started', { ...fields, durationMs: Date.now() - t0 });
+        });
+      return false;
+    }
+    case 'update': {
+      await once('define', async () => {
+        const running = (await port.state(item.domain)) === 'running';
+        const t0 = Date.now();
+        await port.define(item.xml!);
+        log.info('domain.redefined', { ...fields, changes: item.differences, durationMs: Date.now() - t0 });
+        if (running) steps.add('was-running');
+      });
+      if (!steps.has('was-running')) return false;
+      if ((opts.updatePolicy ?? 'next-start') === 'next-start') {
+        log.info('domain.pending', { ...fields, reason: 'running; the new definition applies at the next start' });
+        return true;
+      }
+      await once('stop', async () => {
+        await port.stop(item.domain, stopTimeoutMs);
+        log.info('domain.stopped', { ...fields, reason: 'restart policy: definition changed' });
+      });
+      await once('start', async () => {
+        await port.start(item.domain);
+        log.info('domain.started', { ...fields, reason: 'restart policy: definition changed' });
+      });
+      return false;
+    }
+    case 'delete': {
+      await once('stop', async () => {
+        if ((await port.state(item.domain)) === 'shutoff') return;
+        await port.stop(item.domain, stopTimeoutMs);
+        log.info('domain.stopped', { ...fields, reason: item.reason });
+      });
+      await once('undefine', async () => {
+        await port.undefine(item.domain);
+        log.info('domain.undefined', { ...fields, reason: item.reason });
+      });
+      return false;
+    }
+    default:
+      return false; // 'nothing' and 'fail' never reach here
+  }
+}

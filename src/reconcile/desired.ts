@@ -1,0 +1,130 @@
+/**
+ * Desired state: every spool entry -> a bundle (as it is, or an image unpacked into the state
+ * directory) -> its domain. An entry that cannot be turned into a domain is a failure of that
+ * entry alone; the others go on.
+ */
+import { join } from 'node:path';
+import { errorMessage } from '../errors.js';
+import { fromNative } from '../convert/from-native.js';
+import { detectCgroupVersion, rootfsExecutableResolver, statHostDevice } from '../convert/host.js';
+import { readBundleConfig } from '../oci/bundle.js';
+import { ANNOTATION_PREFIX } from '../oci/runtime-spec.js';
+import { checkBundlePaths, scanSpool, type SpoolEntry } from '../spool/index.js';
+import { unpackImage } from '../image/unpack.js';
+import type { Domain } from '../xml/domain.js';
+import type { StartPolicy } from '../config/index.js';
+
+/** `"true"` / `"false"`: start (or not) a new domain, whatever the start policy says. */
+export const START_ANNOTATION = `${ANNOTATION_PREFIX}start`;
+
+export interface DesiredDomain {
+  entry: string;
+  domainName: string;
+  domain: Domain;
+  /** Start it when it is created. */
+  start: boolean;
+  /** Set when the bundle was unpacked from an image. */
+  imageDigest?: string;
+  warnings: string[];
+}
+
+/** An entry (or a refused spool item) that yields no domain this pass. */
+export interface EntryFailure {
+  entry: string;
+  /** The domain it would have, when known: that domain is left alone, never deleted. */
+  domainName?: string;
+  error: string;
+}
+
+export interface DesiredOptions {
+  prefix?: string;
+  /** Where images are unpacked (`<stateDir>/bundles/<domain>`); without it image entries fail. */
+  stateDir?: string;
+  startPolicy?: StartPolicy;
+  strict?: boolean;
+  bindAllowList?: readonly string[];
+  allowDevices?: boolean;
+  unpackLimits?: { maxBytes: number; maxEntries: number };
+}
+
+export interface DesiredState {
+  desired: DesiredDomain[];
+  failed: EntryFailure[];
+}
+
+/** Image bundles live here, one directory per domain. */
+export function imageBundlesDir(stateDir: string): string {
+  return join(stateDir, 'bundles');
+}
+
+const CONCURRENCY = 8;
+
+export async function desiredState(spoolDir: string, opts: DesiredOptions = {}): Promise<DesiredState> {
+  const { entries, refused } = await scanSpool(spoolDir, opts.prefix !== undefined ? { prefix: opts.prefix } : {});
+  const failed: EntryFailure[] = refused.map((r) => ({
+    entry: r.name,
+    ...(r.domainName !== undefined ? { domainName: r.domainName } : {}),
+    error: `${r.path}: ${r.reason}`,
+  }));
+  const desired: DesiredDomain[] = [];
+  const cgroupVersion = detectCgroupVersion();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(CONCURRENCY, entries.length) }, async () => {
+      while (next < entries.length) {
+        const entry = entries[next++]!;
+        try {
+          desired.push(await desiredDomain(entry, opts, cgroupVersion));
+        } catch (e) {
+          failed.push({ entry: entry.name, domainName: entry.domainName, error: errorMessage(e) });
+        }
+      }
+    }),
+  );
+  const byName = (a: { entry: string }, b: { entry: string }) => (a.entry < b.entry ? -1 : a.entry > b.entry ? 1 : 0);
+  return { desired: desired.sort(byName), failed: failed.sort(byName) };
+}
+
+async function desiredDomain(entry: SpoolEntry, opts: DesiredOptions, cgroupVersion: 1 | 2): Promise<DesiredDomain> {
+  let bundleDir = entry.path;
+  let imageDigest: string | undefined;
+  const warnings: string[] = [];
+  if (entry.kind !== 'bundle') {
+    if (opts.stateDir === undefined) throw new Error(`${entry.path}: an image entry needs a state directory (--state) to unpack into`);
+    const unpacked = await unpackImage(entry.path, join(imageBundlesDir(opts.stateDir), entry.domainName), {
+      ...(opts.allowDevices !== undefined ? { allowDevices: opts.allowDevices } : {}),
+      ...(opts.unpackLimits !== undefined ? { limits: opts.unpackLimits } : {}),
+    });
+    bundleDir = unpacked.bundleDir;
+    imageDigest = unpacked.manifestDigest;
+    warnings.push(...unpacked.warnings);
+  }
+  const { config, configPath } = await readBundleConfig(bundleDir);
+  // where root.path and bind sources really lead (a link out of the bundle is refused)
+  const paths = await checkBundlePaths(config, bundleDir, opts.bindAllowList ?? []);
+  const result = fromNative(config, {
+    bundleDir,
+    file: configPath,
+    name: entry.domainName,
+    strict: opts.strict === true,
+    cgroupVersion,
+    owner: { entry: entry.name, ...(imageDigest !== undefined ? { imageDigest } : {}) },
+    resolveExecutable: rootfsExecutableResolver(paths.rootfs),
+    hostDevice: statHostDevice,
+  });
+  warnings.push(...result.warnings);
+  return {
+    entry: entry.name,
+    domainName: entry.domainName,
+    domain: result.domain,
+    start: wantsStart(config.annotations?.[START_ANNOTATION], opts.startPolicy ?? 'annotation'),
+    ...(imageDigest !== undefined ? { imageDigest } : {}),
+    warnings,
+  };
+}
+
+function wantsStart(annotation: string | undefined, policy: StartPolicy): boolean {
+  if (annotation === 'true') return policy !== 'never';
+  if (annotation === 'false') return false;
+  return policy === 'always';
+}

@@ -1,0 +1,203 @@
+/**
+ * One reconcile pass: desired (spool) vs actual (libvirt) -> plan -> apply -> collect unused
+ * image bundles -> status. Level-triggered: everything is recomputed each pass, so a missed
+ * event or a crash costs one pass, never correctness. All ocivirt keeps besides libvirt's
+ * metadata is the status file (written atomically) and the image bundles (rebuilt on demand).
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { RemovePolicy, StartPolicy, UpdatePolicy } from '../config/index.js';
+import type { LibvirtPort } from '../libvirt/port.js';
+import type { EventLogger } from '../log.js';
+import { actualState } from './actual.js';
+import { applyPlan, type DomainLocks, type ItemResult } from './apply.js';
+import { desiredState, imageBundlesDir } from './desired.js';
+import { computePlan, type PlanItem } from './plan.js';
+
+export interface SyncOptions {
+  spoolDir: string;
+  stateDir?: string;
+  log: EventLogger;
+  prefix?: string;
+  startPolicy?: StartPolicy;
+  updatePolicy?: UpdatePolicy;
+  removePolicy?: RemovePolicy;
+  strict?: boolean;
+  bindAllowList?: readonly string[];
+  allowDevices?: boolean;
+  unpackLimits?: { maxBytes: number; maxEntries: number };
+  concurrency?: number;
+  stopTimeoutMs?: number;
+  attempts?: number;
+  retryDelayMs?: number;
+  locks?: DomainLocks;
+}
+
+export interface SyncResult {
+  plan: PlanItem[];
+  results: ItemResult[];
+  failed: ItemResult[];
+  /** Image bundle directories removed from the state directory. */
+  collected: string[];
+  durationMs: number;
+}
+
+export const STATUS_FILE = 'status.json';
+
+/** Desired and actual state and the plan between them; reads only. */
+export async function computeSyncPlan(port: LibvirtPort, opts: SyncOptions): Promise<PlanItem[]> {
+  const [want, have] = await Promise.all([
+    desiredState(opts.spoolDir, {
+      ...(opts.prefix !== undefined ? { prefix: opts.prefix } : {}),
+      ...(opts.stateDir !== undefined ? { stateDir: opts.stateDir } : {}),
+      ...(opts.startPolicy !== undefined ? { startPolicy: opts.startPolicy } : {}),
+      ...(opts.strict !== undefined ? { strict: opts.strict } : {}),
+      ...(opts.bindAllowList !== undefined ? { bindAllowList: opts.bindAllowList } : {}),
+      ...(opts.allowDevices !== undefined ? { allowDevices: opts.allowDevices } : {}),
+      ...(opts.unpackLimits !== undefined ? { unpackLimits: opts.unpackLimits } : {}),
+    }),
+    actualState(port, opts.prefix ?? ''),
+  ]);
+  const plan = computePlan(want, have, opts.removePolicy !== undefined ? { removePolicy: opts.removePolicy } : {});
+  opts.log.info('plan.computed', {
+    create: plan.filter((i) => i.action === 'create').length,
+    update: plan.filter((i) => i.action === 'update').length,
+    delete: plan.filter((i) => i.action === 'delete').length,
+    nothing: plan.filter((i) => i.action === 'nothing').length,
+    fail: plan.filter((i) => i.action === 'fail').length,
+  });
+  return plan;
+}
+
+export async function syncOnce(port: LibvirtPort, opts: SyncOptions): Promise<SyncResult> {
+  const t0 = Date.now();
+  const plan = await computeSyncPlan(port, opts);
+  const results = await applyPlan(port, plan, {
+    log: opts.log,
+    ...(opts.updatePolicy !== undefined ? { updatePolicy: opts.updatePolicy } : {}),
+    ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
+    ...(opts.stopTimeoutMs !== undefined ? { stopTimeoutMs: opts.stopTimeoutMs } : {}),
+    ...(opts.attempts !== undefined ? { attempts: opts.attempts } : {}),
+    ...(opts.retryDelayMs !== undefined ? { retryDelayMs: opts.retryDelayMs } : {}),
+    ...(opts.locks !== undefined ? { locks: opts.locks } : {}),
+  });
+  const collected = opts.stateDir !== undefined ? await collectImageBundles(opts.stateDir, results, opts.log) : [];
+  if (opts.stateDir !== undefined) await writeStatus(opts.stateDir, results);
+  const failed = results.filter((r) => !r.ok);
+  const durationMs = Date.now() - t0;
+  opts.log.info('sync.completed', {
+    durationMs,
+    entries: results.filter((r) => r.item.action !== 'delete').length,
+    changed: results.filter((r) => r.ok && r.item.action !== 'nothing' && r.item.action !== 'fail').length,
+    failed: failed.length,
+  });
+  return { plan, results, failed, collected, durationMs };
+}
+
+/**
+ * Image bundles whose domain is gone (deleted this pass, or never made: a crash left them) are
+ * removed from the state directory, never from the spool. A bundle whose domain still exists or
+ * whose entry merely failed this pass is kept. Removal renames first, so a crash mid-way leaves
+ * a `.trash-*` the next pass finishes, never a half-deleted rootfs under a live name.
+ */
+async function collectImageBundles(stateDir: string, results: readonly ItemResult[], log: EventLogger): Promise<string[]> {
+  const dir = imageBundlesDir(stateDir);
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return [];
+  }
+  const inUse = new Set(results.filter((r) => !(r.item.action === 'delete' && r.ok)).map((r) => r.item.domain));
+  const collected: string[] = [];
+  for (const name of names) {
+    if (name.startsWith('.trash-')) {
+      await rm(join(dir, name), { recursive: true, force: true });
+      continue;
+    }
+    if (name.startsWith('.') || inUse.has(name)) continue; // staging/old copies belong to unpackImage
+    const trash = join(dir, `.trash-${name}-${randomBytes(4).toString('hex')}`);
+    await rename(join(dir, name), trash);
+    await rm(trash, { recursive: true, force: true });
+    collected.push(name);
+    log.info('entry.removed', { domain: name, reason: 'image bundle no longer used; removed from the state directory' });
+  }
+  return collected;
+}
+
+export interface EntryStatus {
+  entry: string;
+  domain: string;
+  action: string;
+  result: 'ok' | 'pending' | 'failed';
+  reason: string;
+  error?: string;
+  at: string;
+}
+
+/** `<stateDir>/status.json`, written atomically (temp file, fsync, rename, fsync of the directory). */
+async function writeStatus(stateDir: string, results: readonly ItemResult[]): Promise<void> {
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  const at = new Date().toISOString();
+  const entries: EntryStatus[] = results.map((r) => ({
+    entry: r.item.entry,
+    domain: r.item.domain,
+    action: r.item.action,
+    result: !r.ok ? 'failed' : r.pending ? 'pending' : 'ok',
+    reason: r.item.reason,
+    ...(r.error !== undefined ? { error: r.error } : {}),
+    at,
+  }));
+  const target = join(stateDir, STATUS_FILE);
+  const tmp = join(stateDir, `.${STATUS_FILE}.${process.pid}.tmp`);
+  const fh = await open(tmp, 'w', 0o600);
+  try {
+    await fh.writeFile(JSON.stringify({ updated: at, entries }, null, 2) + '\n');
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, target);
+  const d = await open(stateDir, 'r');
+  try {
+    await d.sync();
+  } finally {
+    await d.close();
+  }
+}
+
+/** The pass options a loaded configuration gives (the CLI and the daemon share this). */
+export function syncOptionsFromConfig(
+  config: {
+    spoolDir: string;
+    stateDir: string;
+    namePrefix: string;
+    startPolicy: StartPolicy;
+    updatePolicy: UpdatePolicy;
+    removePolicy: RemovePolicy;
+    strictConversion: boolean;
+    bindAllowList: readonly string[];
+    allowDevices: boolean;
+    unpackLimits: { maxBytes: number; maxEntries: number };
+    concurrency: number;
+    stopTimeoutSec: number;
+  },
+  log: EventLogger,
+): SyncOptions {
+  return {
+    spoolDir: config.spoolDir,
+    stateDir: config.stateDir,
+    log,
+    prefix: config.namePrefix,
+    startPolicy: config.startPolicy,
+    updatePolicy: config.updatePolicy,
+    removePolicy: config.removePolicy,
+    strict: config.strictConversion,
+    bindAllowList: config.bindAllowList,
+    allowDevices: config.allowDevices,
+    unpackLimits: config.unpackLimits,
+    concurrency: config.concurrency,
+    stopTimeoutMs: config.stopTimeoutSec * 1000,
+  };
+}
