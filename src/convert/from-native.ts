@@ -18,7 +18,7 @@ import { deriveConfig } from './derive.js';
 import { guardOf } from './guard.js';
 import { detectCgroupVersion } from './host.js';
 import { isValidDomainName, sanitizeDomainName } from './identity.js';
-import { canonicalJson, diff, pointerToField, setAt, sha256Hex } from './json.js';
+import { canonicalJson, diff, isPlainObject, pointerToField, setAt, sha256Hex } from './json.js';
 import { PASSES } from './passes/index.js';
 
 export type { FromNativeOptions } from './context.js';
@@ -55,6 +55,16 @@ export function canonicalInput(config: RuntimeConfig, bundleDir: string): Runtim
 /** sha256 of the canonical config: the reconciler's "has the desired state changed" digest. */
 export function configDigest(config: RuntimeConfig): string {
   return `sha256:${sha256Hex(canonicalJson(config))}`;
+}
+
+/** Spec structures (not free-form maps like sysctl or annotations) whose members are warned one by one. */
+const STRUCTS = /^(?:\/process(?:\/user|\/capabilities)?|\/linux(?:\/resources(?:\/(?:memory|cpu|blockIO))?)?|\/hooks)?$/;
+
+/** The fields of a value kept in the residual, for warnings: spec structures member by member. */
+function leafFields(path: string, value: unknown): string[] {
+  if (STRUCTS.test(path) && isPlainObject(value) && Object.keys(value).length)
+    return Object.entries(value).flatMap(([k, v]) => leafFields(`${path}/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`, v));
+  return [pointerToField(path)];
 }
 
 export function fromNative(config: RuntimeConfig, opts: FromNativeOptions): FromNativeResult {
@@ -96,8 +106,8 @@ export function fromNative(config: RuntimeConfig, opts: FromNativeOptions): From
   for (const dif of diff(original, derived)) {
     if (dif.derived === undefined) {
       setAt(residual, dif.path, dif.original);
-      const field = pointerToField(dif.path);
-      if (!warnings.covers(field)) warnings.add(field, 'not enforced by libvirt-lxc; kept in the domain metadata');
+      for (const field of leafFields(dif.path, dif.original))
+        if (!warnings.covers(field)) warnings.add(field, 'not enforced by libvirt-lxc; kept in the domain metadata');
     } else meta.exact.push({ field: dif.path, xmlValue: guardOf(dif.derived), value: dif.original });
   }
   if (Object.keys(residual).length) meta.residual = residual;
