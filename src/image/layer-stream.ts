@@ -10,6 +10,7 @@ import type { Readable, Transform } from 'node:stream';
 import { DecompressStream } from 'zstd-napi';
 import { InputError } from '../errors.js';
 import { VerifyingStream } from './digest.js';
+import { scavengeEvery } from './memory.js';
 import { detectCompression, type Compression } from './media-types.js';
 import type { ResolvedLayer } from './resolve.js';
 import type { ImageSource } from './source.js';
@@ -30,8 +31,8 @@ export interface LayerStreamStats {
 }
 
 function decompressor(c: Compression): Transform | undefined {
-  // 1 MiB output chunks: fewer, larger writes downstream (the default 16 KiB costs ~10% here)
-  if (c === 'gzip') return createGunzip({ chunkSize: 1 << 20 });
+  // 64 KiB output chunks: larger ones bought no speed and cost memory (measured)
+  if (c === 'gzip') return createGunzip({ chunkSize: 1 << 16 });
   if (c === 'zstd') return new DecompressStream();
   return undefined;
 }
@@ -60,7 +61,12 @@ export async function openLayerStream(
     file,
     ...(onCompressedBytes ? { onBytes: onCompressedBytes } : {}),
   });
-  const diffCheck = new VerifyingStream({ digest: layer.diffId, label: `${layer.label} uncompressed content (diffID ${layer.diffId.text})`, file });
+  const diffCheck = new VerifyingStream({
+    digest: layer.diffId,
+    label: `${layer.label} uncompressed content (diffID ${layer.diffId.text})`,
+    file,
+    onBytes: scavengeEvery(4 << 20),
+  });
   const inflate = decompressor(compression);
   const stages: (Readable | Transform)[] = inflate ? [raw, blobCheck, inflate, diffCheck] : [raw, blobCheck, diffCheck];
 

@@ -63,7 +63,7 @@ export class DirStore implements FileStore {
   async open(name: string): Promise<Readable> {
     const f = await this.regular(name);
     if (f === undefined) throw new InputError(`missing file ${name}`, { file: this.path });
-    return createReadStream(f.host, { highWaterMark: 1 << 20 });
+    return createReadStream(f.host, { highWaterMark: 1 << 16 });
   }
 
   async head(name: string, n: number): Promise<Buffer> {
@@ -121,7 +121,7 @@ export class TarStore implements FileStore {
     if (m === undefined) throw new InputError(`missing archive member ${name}`, { file: this.path });
     if (m.size === 0) return Readable.from([]);
     // the archive stays open for every blob; each stream reads its own byte range
-    return createReadStream('', { fd: this.fh, start: m.offset, end: m.offset + m.size - 1, autoClose: false, highWaterMark: 1 << 20 });
+    return createReadStream('', { fd: this.fh, start: m.offset, end: m.offset + m.size - 1, autoClose: false, highWaterMark: 1 << 16 });
   }
 
   async head(name: string, n: number): Promise<Buffer> {
