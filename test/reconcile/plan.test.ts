@@ -1,0 +1,99 @@
+/** computePlan, the pure heart of the reconciler: every rule of issue 4's semantics, no libvirt. */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { fromNative } from '../../src/convert/from-native.js';
+import { readOwnership } from '../../src/convert/ownership.js';
+import type { RuntimeConfig } from '../../src/oci/runtime-spec.js';
+import type { ActualState, ManagedDomain } from '../../src/reconcile/actual.js';
+import type { DesiredDomain, DesiredState } from '../../src/reconcile/desired.js';
+import { computePlan } from '../../src/reconcile/plan.js';
+import { buildDomainXml } from '../../src/xml/build.js';
+import { parseDomainXml } from '../../src/xml/parse.js';
+
+function config(args: string[]): RuntimeConfig {
+  return {
+    ociVersion: '1.0.2',
+    process: { terminal: true, user: { uid: 0, gid: 0 }, args, env: ['PATH=/bin'], cwd: '/' },
+    root: { path: 'rootfs' },
+    linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'uts' }, { type: 'ipc' }] },
+  } as RuntimeConfig;
+}
+
+function desired(entry: string, args = ['/bin/sleep', '1'], start = false): DesiredDomain {
+  const r = fromNative(config(args), { bundleDir: `/spool/${entry}`, name: entry, cgroupVersion: 1, hostArch: 'x86_64', owner: { entry } });
+  return { entry, domainName: entry, domain: r.domain, start, warnings: [] };
+}
+
+/** What libvirt would hand back after defining the desired domain: its XML, parsed again. */
+function defined(d: DesiredDomain, uuid?: string): ManagedDomain {
+  const domain = parseDomainXml(buildDomainXml(uuid ? { ...d.domain, uuid } : d.domain));
+  return { name: d.domainName, uuid: uuid ?? d.domain.uuid!, owner: readOwnership(domain)!, domain };
+}
+
+function state(desiredList: DesiredDomain[], failed: DesiredState['failed'] = []): DesiredState {
+  return { desired: desiredList, failed };
+}
+
+function actual(managed: ManagedDomain[], unmanaged: string[] = []): ActualState {
+  return { managed: new Map(managed.map((m) => [m.name, m])), unmanaged: new Set(unmanaged) };
+}
+
+const summary = (plan: ReturnType<typeof computePlan>) => plan.map((i) => `${i.action} ${i.domain}`);
+
+test('a new entry is created, started only when asked', () => {
+  const plan = computePlan(state([desired('a', undefined, true), desired('b')]), actual([]));
+  assert.equal(summary(plan), ['create a', 'create b']);
+  assert.is(plan[0]!.start, true);
+  assert.is(plan[1]!.start, false);
+  assert.match(plan[0]!.xml ?? '', '<name>a</name>');
+  assert.match(plan[0]!.digest ?? '', /^sha256:/);
+});
+
+test('an entry whose domain says the same thing is left alone, however libvirt wrote it', () => {
+  const d = desired('a');
+  assert.equal(summary(computePlan(state([d]), actual([defined(d)]))), ['nothing a']);
+});
+
+test('a changed entry is an update that says what changed', () => {
+  const before = desired('a', ['/bin/sleep', '1']);
+  const after = desired('a', ['/bin/sleep', '2']);
+  const [item] = computePlan(state([after]), actual([defined(before)]));
+  assert.is(item!.action, 'update');
+  assert.ok(item!.differences!.some((d) => d.includes('initarg')), item!.differences!.join('; '));
+  assert.match(item!.xml ?? '', '<initarg>2</initarg>');
+});
+
+test('a redefine keeps the UUID libvirt has for a domain we own', () => {
+  const d = desired('a', ['/bin/sleep', '2']);
+  const old = defined(desired('a', ['/bin/sleep', '1']), '11111111-2222-3333-4444-555555555555');
+  const [item] = computePlan(state([d]), actual([old]));
+  assert.is(item!.action, 'update');
+  assert.match(item!.xml ?? '', '<uuid>11111111-2222-3333-4444-555555555555</uuid>');
+  assert.not.ok(item!.differences!.some((x) => x.startsWith('uuid')), 'the UUID is not a difference');
+});
+
+test('a managed domain whose entry is gone is deleted, or kept under the keep policy', () => {
+  const gone = defined(desired('old'));
+  assert.equal(summary(computePlan(state([]), actual([gone]))), ['delete old']);
+  const kept = computePlan(state([]), actual([gone]), { removePolicy: 'keep' });
+  assert.equal(summary(kept), ['nothing old']);
+  assert.match(kept[0]!.reason, /keep/);
+});
+
+test('an entry colliding with an unmanaged domain fails alone; unmanaged domains are never planned', () => {
+  const plan = computePlan(state([desired('taken'), desired('free')]), actual([], ['taken', 'someone-elses']));
+  assert.equal(summary(plan), ['create free', 'fail taken']);
+  assert.match(plan[1]!.reason, /not managed by ocivirt/);
+  assert.not.ok(plan.some((i) => i.domain === 'someone-elses'));
+});
+
+test('a failed entry fails, and the domain it had is neither deleted nor changed', () => {
+  const had = defined(desired('broken'));
+  const plan = computePlan(state([], [{ entry: 'broken', domainName: 'broken', error: 'config.json: not valid JSON' }]), actual([had]));
+  assert.equal(summary(plan), ['fail broken']);
+  // a refused item whose domain name is unknown still protects the domain made from it
+  const refused = computePlan(state([], [{ entry: 'broken', error: 'is a symlink' }]), actual([had]));
+  assert.equal(summary(refused), ['fail ', 'nothing broken']);
+});
+
+test.run();
