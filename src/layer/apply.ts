@@ -47,6 +47,7 @@ export async function applyLayer(rootfs: string, tar: NodeJS.ReadableStream, opt
     rootfs,
     limits: { ...DEFAULT_LIMITS, ...opts.limits },
     allowDevices: opts.allowDevices ?? false,
+    umask: process.umask(),
   };
   const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: input });
 

@@ -428,10 +428,16 @@ export class TarReader {
     return Number(text);
   }
 
+  /** A NUL-terminated header field; ASCII (nearly every name) skips the UTF-8 decoder. */
   private string(blk: Buffer, off: number, len: number): string {
-    const field = blk.subarray(off, off + len);
-    const nul = field.indexOf(0);
-    return this.decode(nul === -1 ? field : field.subarray(0, nul));
+    let end = off;
+    let ascii = true;
+    for (const limit = off + len; end < limit; end++) {
+      const c = blk[end] as number;
+      if (c === 0) break;
+      if (c > 0x7f) ascii = false;
+    }
+    return ascii ? blk.toString('latin1', off, end) : this.decode(blk.subarray(off, end));
   }
 
   private decode(bytes: Uint8Array): string {
@@ -483,17 +489,22 @@ function isZero(b: Buffer): boolean {
 
 /** Unsigned sum (POSIX) or, as some old writers did, signed sum; the field counts as spaces. */
 function checksumOk(b: Buffer): boolean {
-  let unsigned = 0;
-  let signed = 0;
-  for (let i = 0; i < BLOCK; i++) {
-    const v = i >= 148 && i < 156 ? 0x20 : (b[i] as number);
+  let unsigned = 8 * 0x20; // the checksum field itself counts as spaces
+  let high = 0; // bytes > 127, for the signed variant
+  for (let i = 0; i < 148; i++) {
+    const v = b[i] as number;
     unsigned += v;
-    signed += v > 127 ? v - 256 : v;
+    if (v > 127) high++;
+  }
+  for (let i = 156; i < BLOCK; i++) {
+    const v = b[i] as number;
+    unsigned += v;
+    if (v > 127) high++;
   }
   const text = b.toString('latin1', 148, 156).replace(/[\0 ]+$/, '').replace(/^[ ]+/, '');
   if (!/^[0-7]{1,7}$/.test(text)) return false;
   const stored = parseInt(text, 8);
-  return stored === unsigned || stored === signed;
+  return stored === unsigned || stored === unsigned - 256 * high;
 }
 
 /** The PAX 1.0 sparse map (decimal lines: count, then offset/length pairs), or undefined if incomplete. */

@@ -45,6 +45,8 @@ export function emptyStats(): LayerStats {
 export interface WriterOptions {
   allowDevices: boolean;
   onWarning: (msg: string) => void;
+  /** The process umask (a worker cannot read it), to know when open()'s mode needs an fchmod. */
+  umask: number;
 }
 
 const WHITEOUT = '.wh.';
@@ -69,6 +71,12 @@ export function xattrAllowed(name: string): boolean {
   );
 }
 
+interface ParentDir {
+  path: string;
+  /** New files in a setgid directory take its group, so their owner must always be set. */
+  setgid: boolean;
+}
+
 interface DirFinal {
   mode: number | undefined;
   atime: number;
@@ -84,11 +92,13 @@ export class LayerWriter implements TarSink {
   private readonly touched = new Set<string>();
   private readonly touchedAncestors = new Set<string>();
   /** Tar parent path -> resolved host directory; cleared whenever a directory or symlink goes away. */
-  private readonly parentCache = new Map<string, string>();
+  private readonly parentCache = new Map<string, ParentDir>();
   /** Directories whose mode and times are set at the end, after their children. */
   private readonly dirFinal = new Map<string, DirFinal>();
-  private file: { fd: number; path: string; entry: TarEntry } | undefined;
+  private file: { fd: number; path: string; entry: TarEntry; parent: ParentDir } | undefined;
   private readonly asRoot = process.getuid?.() === 0;
+  private readonly uid = process.getuid?.() ?? -1;
+  private readonly gid = process.getgid?.() ?? -1;
   private warnings = 0;
   private current = '';
 
@@ -127,11 +137,15 @@ export class LayerWriter implements TarSink {
     const f = this.file;
     if (f === undefined) return;
     try {
-      if (f.entry.sparse !== undefined) fs.ftruncateSync(f.fd, f.entry.sparse.realSize);
-      if (this.asRoot) fs.fchownSync(f.fd, f.entry.uid, f.entry.gid);
-      this.setXattrs(f.path, f.entry, false, false);
-      fs.fchmodSync(f.fd, f.entry.mode & 0o7777); // after chown, which clears setuid/setgid
-      fs.futimesSync(f.fd, f.entry.atime ?? f.entry.mtime, f.entry.mtime);
+      const e = f.entry;
+      if (e.sparse !== undefined) fs.ftruncateSync(f.fd, e.sparse.realSize);
+      // The file was created by us with mode & 0777: owner and mode calls are only made when they
+      // change something (most files of a layer are root's and plain 0644/0755).
+      if (this.asRoot && (e.uid !== this.uid || e.gid !== this.gid || f.parent.setgid)) fs.fchownSync(f.fd, e.uid, e.gid);
+      this.setXattrs(f.path, e, false, false);
+      const mode = e.mode & 0o7777;
+      if ((mode & 0o7000) !== 0 || (mode & this.opts.umask) !== 0) fs.fchmodSync(f.fd, mode); // after chown, which clears setuid/setgid
+      fs.futimesSync(f.fd, e.atime ?? e.mtime, e.mtime);
     } finally {
       this.closeFile();
     }
@@ -217,10 +231,10 @@ export class LayerWriter implements TarSink {
         this.fail(`unsupported entry type "${e.type}"`);
     }
     const parent = this.parentDir(parentComps);
-    const target = join(parent, base);
-    this.markTouched(target, parent);
+    const target = `${parent.path}/${base}`; // parent is a normalized absolute path, base a plain name
+    this.markTouched(target, parent.path);
     switch (e.type) {
-      case '0': return this.regular(target, e);
+      case '0': return this.regular(target, e, parent);
       case '5': return this.directory(target, e);
       case '2': return this.symlink(target, e);
       case '1': return this.hardlink(target, e);
@@ -238,13 +252,14 @@ export class LayerWriter implements TarSink {
   }
 
   /** The host directory for a parent path inside the root, creating missing directories (0755, root-owned). */
-  private parentDir(parentComps: string[]): string {
+  private parentDir(parentComps: string[]): ParentDir {
     const key = parentComps.join('/');
     const cached = this.parentCache.get(key);
     if (cached !== undefined) return cached;
     const host = resolveInRootSync(this.root, key);
     const missing: string[] = [];
     let p = host;
+    let setgid = false;
     for (;;) {
       const st = fs.lstatSync(p, { throwIfNoEntry: false });
       if (st === undefined) {
@@ -254,16 +269,18 @@ export class LayerWriter implements TarSink {
       }
       if (!st.isDirectory()) this.fail(`a parent of this entry (${p.slice(this.root.length) || '/'}) is not a directory`);
       // The first existing directory is about to change: its times come back at the end.
-      if (!this.dirFinal.has(p)) this.dirFinal.set(p, { mode: undefined, atime: st.atimeMs / 1000, mtime: st.mtimeMs / 1000 });
+      this.rememberDirTimes(p, st);
+      setgid = missing.length === 0 && (st.mode & 0o2000) !== 0;
       break;
     }
     for (let i = missing.length - 1; i >= 0; i--) {
       const dir = missing[i] as string;
       fs.mkdirSync(dir, 0o755);
-      fs.chmodSync(dir, 0o755); // whatever the umask
+      fs.chmodSync(dir, 0o755); // whatever the umask or a setgid parent
     }
-    this.parentCache.set(key, host);
-    return host;
+    const parent = { path: host, setgid };
+    this.parentCache.set(key, parent);
+    return parent;
   }
 
   /** Removes whatever is at `path` (not following it); a directory goes with its subtree. */
@@ -278,20 +295,42 @@ export class LayerWriter implements TarSink {
     }
   }
 
-  private regular(target: string, e: TarEntry): void {
-    // Always a new inode: a file hardlinked from a lower layer is split, not rewritten for both.
+  /**
+   * Runs `create` (which must fail with EEXIST rather than follow or reuse what is there); if
+   * something is in the way, removes it and tries once more. Trying first saves an lstat per
+   * entry in the common case of a fresh path.
+   */
+  private createFresh<T>(target: string, create: () => T): T {
+    try {
+      return create();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
     this.removeExisting(target);
-    const fd = fs.openSync(target, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
-    this.file = { fd, path: target, entry: e };
+    return create();
+  }
+
+  private regular(target: string, e: TarEntry, parent: ParentDir): void {
+    // Always a new inode: a file hardlinked from a lower layer is split, not rewritten for both.
+    // Created with its final permission bits: our fd stays writable whatever they are.
+    const flags = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
+    const fd = this.createFresh(target, () => fs.openSync(target, flags, e.mode & 0o777));
+    this.file = { fd, path: target, entry: e, parent };
     this.stats.files++;
   }
 
   private directory(target: string, e: TarEntry): void {
-    const st = fs.lstatSync(target, { throwIfNoEntry: false });
-    const existed = st !== undefined && st.isDirectory();
-    if (!existed) {
-      this.removeExisting(target, st);
+    let existed = false;
+    try {
       fs.mkdirSync(target, 0o700);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const st = fs.lstatSync(target);
+      existed = st.isDirectory();
+      if (!existed) {
+        this.removeExisting(target, st);
+        fs.mkdirSync(target, 0o700);
+      }
     }
     this.applyDirMetadata(target, e, existed);
     this.stats.dirs++;
@@ -305,10 +344,9 @@ export class LayerWriter implements TarSink {
 
   private symlink(target: string, e: TarEntry): void {
     if (e.linkname === '') this.fail('symlink with an empty target');
-    this.removeExisting(target);
     // The link's text is stored as is: it is only ever followed through fsroot, scoped to the root.
-    fs.symlinkSync(e.linkname, target);
-    this.parentCache.clear();
+    // A new link where nothing was cannot change a cached parent (those are all real directories).
+    this.createFresh(target, () => fs.symlinkSync(e.linkname, target));
     if (this.asRoot) fs.lchownSync(target, e.uid, e.gid);
     this.setXattrs(target, e, false, true);
     fs.lutimesSync(target, e.atime ?? e.mtime, e.mtime);
@@ -325,12 +363,11 @@ export class LayerWriter implements TarSink {
     if (st.isDirectory()) this.fail(`hardlink target "${e.linkname}" is a directory`);
     this.stats.hardlinks++;
     if (source === target) return; // a link to itself: already there
-    this.removeExisting(target);
-    fs.linkSync(source, target);
+    this.createFresh(target, () => fs.linkSync(source, target));
   }
 
   private fifo(target: string, e: TarEntry): void {
-    this.removeExisting(target);
+    this.removeExisting(target); // the addon's errors carry no code, so no try-first here (fifos are rare)
     mkfifoSync(target, 0o600);
     this.applyNodeMetadata(target, e);
     this.stats.fifos++;
