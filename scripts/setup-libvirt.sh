@@ -24,7 +24,7 @@ PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 URI=lxc:///
 PKGS="libvirt-daemon libvirt-daemon-driver-lxc libvirt-clients libvirt-dev libxml2-utils
-      g++ make python3 pkg-config busybox-static runc umoci skopeo systemd ${OCIVIRT_EXTRA_PKGS:-}"
+      g++ make python3 pkg-config busybox-static runc umoci skopeo systemd debootstrap zstd ${OCIVIRT_EXTRA_PKGS:-}"
 LOG=${OCIVIRT_SETUP_LOG:-/var/log/libvirt/ocivirt-setup.log}
 PIDFILE=/var/run/libvirtd.pid
 T0=$(date +%s)

@@ -289,6 +289,30 @@ test('gzip and zstd concatenated members are one stream (as gzip(1) and zstd(1) 
   }
 });
 
+test('every accepted layer media type streams: OCI, non-distributable, Docker (incl. foreign), with Docker manifest and config types', async () => {
+  const raw = payload();
+  const types: [string, LayerInput['compression']][] = [
+    ['application/vnd.oci.image.layer.v1.tar', 'none'],
+    ['application/vnd.oci.image.layer.nondistributable.v1.tar', 'none'],
+    ['application/vnd.oci.image.layer.nondistributable.v1.tar+gzip', 'gzip'],
+    ['application/vnd.oci.image.layer.nondistributable.v1.tar+zstd', 'zstd'],
+    ['application/vnd.docker.image.rootfs.diff.tar', 'none'],
+    ['application/vnd.docker.image.rootfs.diff.tar.gzip', 'gzip'],
+    ['application/vnd.docker.image.rootfs.foreign.diff.tar.gzip', 'gzip'],
+    ['application/vnd.docker.image.rootfs.diff.tar.zstd', 'zstd'],
+  ];
+  const b = new ImageBuilder();
+  const m = b.image({ layers: types.map(([mediaType, compression]) => ({ tar: raw, compression, mediaType })), manifestMediaType: 'application/vnd.docker.distribution.manifest.v2+json' });
+  // a Docker manifest with a Docker config media type
+  const cfgBytes = b.blobs.get(m.config.digest.slice(7)) as Buffer;
+  const cfg = b.blob(cfgBytes, 'application/vnd.docker.container.image.v1+json');
+  const dm = b.json({ schemaVersion: 2, mediaType: 'application/vnd.docker.distribution.manifest.v2+json', config: cfg, layers: m.layers }, 'application/vnd.docker.distribution.manifest.v2+json');
+  const d = writeFiles(scratch(), b.layoutFiles([dm]));
+  const outs = await streamAll(d);
+  assert.is(outs.length, types.length);
+  for (const out of outs) assert.ok(out.equals(raw));
+});
+
 void baseLayerEntries;
 void sha256;
 test.run();
