@@ -154,11 +154,10 @@ export function projectDomain(d: Domain): Map<string, string> {
     if (Object.keys(c.attrs).length) put(`${k}.attrs`, sortedRecord(c.attrs));
     put(`${k}.extra`, raw(c.extra));
   });
-  d.devices.hostdevs.forEach((h, i) => {
-    const k = `devices.hostdev[${i}]`;
+  // Hostdevs are a set: their order means nothing to the container.
+  d.devices.hostdevs.forEach((h) => {
+    const k = `devices.hostdev[${h.type}:${h.source.char ?? h.source.block ?? h.source.interface ?? json(h.source)}]`;
     put(`${k}.mode`, h.mode);
-    put(`${k}.type`, h.type);
-    put(`${k}.source`, json(h.source));
     if (Object.keys(h.attrs).length) put(`${k}.attrs`, sortedRecord(h.attrs));
     put(`${k}.extra`, raw(h.extra));
   });

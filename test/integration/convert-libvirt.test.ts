@@ -28,7 +28,18 @@ const GENERATED = 110;
 const SEED = process.env.OCIVIRT_SEED ? Number(process.env.OCIVIRT_SEED) : 7100;
 const dir = mkdtempSync(join(tmpdir(), 'ocivirt-conv-libvirt-'));
 
-const virsh = (...args: string[]) => execFileSync('virsh', ['-q', '-c', URI, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+/** virsh, retried while libvirtd is restarting (other tests on this host restart it). */
+function virsh(...args: string[]): string {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return execFileSync('virsh', ['-q', '-c', URI, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (e) {
+      const stderr = String((e as { stderr?: string }).stderr ?? '');
+      if (attempt >= 60 || !/failed to connect to the hypervisor|Cannot recv data|Connection reset/.test(stderr)) throw e;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1000);
+    }
+  }
+}
 
 function ourDomains(): string[] {
   return virsh('list', '--all', '--name')

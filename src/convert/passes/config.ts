@@ -3,6 +3,7 @@
  * back the XML-only parts), personality, hooks and the sections libvirt-lxc has nothing for.
  */
 import { ANNOTATION_PREFIX } from '../../oci/runtime-spec.js';
+import { canonicalUuid } from '../../xml/compare.js';
 import { isXmlSafeAttr, isXmlSafeText } from '../../xml/escape.js';
 import { ARCH_32BIT_COMPANION, refuse } from '../context.js';
 import { hostnameForDomainName, uuidV5 } from '../identity.js';
@@ -32,7 +33,7 @@ export const configPass: Pass = {
       const field = `annotations[${JSON.stringify(key)}]`;
       if (key === UUID_ANNOTATION) {
         if (!UUID_TEXT.test(value)) refuse(ctx, field, `'${value}' is not a UUID`);
-        d.uuid = value.toLowerCase();
+        d.uuid = canonicalUuid(value);
       } else if (key === TITLE_ANNOTATION && isXmlSafeText(value) && !value.includes('\n')) d.title = value;
       else if (key === DESCRIPTION_ANNOTATION && isXmlSafeText(value)) d.description = value;
       else if (key === XML_ONLY_ANNOTATION) {
@@ -66,7 +67,7 @@ export const configPass: Pass = {
     const out: Record<string, unknown> = { hostname: hostnameForDomainName(d.name) };
     const annotations: Record<string, string> = {};
     for (const a of ctx.meta?.annotations ?? []) annotations[a.key] = a.value;
-    if (d.uuid !== undefined && d.uuid.toLowerCase().replace(/-/g, '') !== uuidV5(ctx.id).replace(/-/g, '')) annotations[UUID_ANNOTATION] = d.uuid.toLowerCase();
+    if (d.uuid !== undefined && d.uuid.toLowerCase().replace(/-/g, '') !== uuidV5(ctx.id).replace(/-/g, '')) annotations[UUID_ANNOTATION] = canonicalUuid(d.uuid);
     if (d.title !== undefined) annotations[TITLE_ANNOTATION] = d.title;
     if (d.description !== undefined) annotations[DESCRIPTION_ANNOTATION] = d.description;
     const frag = xmlOnlyParts(d);

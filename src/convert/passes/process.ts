@@ -108,6 +108,8 @@ export const processPass: Pass = {
       d.os.inituser = `+${uid}`;
       d.os.initgroup = `+${gid}`;
     }
+    // At least one pty console is required to start; init's stdio is the first one.
+    d.devices.consoles.push({ type: 'pty', attrs: {}, extra: [] });
     if (p.terminal === false) ctx.warnings.add('process.terminal', "init's stdio is always the console pty under libvirt-lxc");
     d.features.capabilities = {
       policy: 'deny',

@@ -1,0 +1,141 @@
+/**
+ * to-native of hand-written domains (no ocivirt metadata): everything libvirt-lxc has is mapped,
+ * XML with no OCI counterpart goes into org.ocivirt.* annotations, the result passes the
+ * runtime-spec schema, and from-native of that config restores the XML-only parts.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { fromNative } from '../../src/convert/from-native.js';
+import { toNative } from '../../src/convert/to-native.js';
+import { effectiveCaps } from '../../src/convert/passes/capabilities.js';
+import { parseDomainXml } from '../../src/xml/parse.js';
+import { projectDomain } from '../../src/xml/compare.js';
+import { assertRuntimeSchemaValid } from '../helpers/schema.js';
+import { HOST_DEVICES, testOptions } from './fixtures.js';
+
+const HAND_WRITTEN = `<domain type='lxc' xmlns:lxc='http://libvirt.org/schemas/domain/lxc/1.0'>
+  <name>hand</name>
+  <uuid>0B1C2D3E4F5046178899AABBCCDDEEFF</uuid>
+  <title>Hand written</title>
+  <description>by a person &amp; virsh edit</description>
+  <metadata><app:info xmlns:app="urn:example:app" version="3">keep me</app:info></metadata>
+  <memory unit='MiB'>512</memory>
+  <memtune><soft_limit unit='MiB'>256</soft_limit><min_guarantee unit='KiB'>1024</min_guarantee></memtune>
+  <vcpu cpuset='0,1'>2</vcpu>
+  <numatune><memory mode='interleave' nodeset='0'/></numatune>
+  <cputune><shares>2048</shares><quota>-1</quota><period>0</period></cputune>
+  <blkiotune><device><path>/dev/block/8:0</path><write_iops_sec>100</write_iops_sec></device></blkiotune>
+  <resource><partition>/machine/tenant</partition></resource>
+  <os>
+    <type arch='x86_64'>exe</type>
+    <init>/sbin/init</init>
+    <initarg>--log-level=debug</initarg>
+    <initenv name='LANG'>C.UTF-8</initenv>
+    <initdir>/root</initdir>
+    <inituser>+33</inituser>
+    <initgroup>+33</initgroup>
+    <cmdline>console=ttyS0 quiet</cmdline>
+  </os>
+  <idmap><uid start='0' target='200000' count='65536'/><gid start='0' target='200000' count='65536'/></idmap>
+  <features><privnet/><capabilities policy='default'><sys_time state='on'/><kill state='off'/></capabilities></features>
+  <clock offset='localtime'/>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>destroy</on_reboot>
+  <on_crash>restart</on_crash>
+  <devices>
+    <emulator>/usr/lib/libvirt/libvirt_lxc</emulator>
+    <filesystem type='mount' accessmode='passthrough'><source dir='/srv/hand/rootfs'/><target dir='/'/></filesystem>
+    <filesystem type='mount'><source dir='/srv/data'/><target dir='/data'/><readonly/></filesystem>
+    <filesystem type='ram'><source usage='1' units='MiB'/><target dir='/run'/></filesystem>
+    <filesystem type='file' accessmode='passthrough'><driver type='loop' format='raw'/><source file='/srv/img.raw'/><target dir='/img'/></filesystem>
+    <interface type='bridge'><mac address='52:54:00:AA:BB:CC'/><source bridge='br0'/><ip address='10.0.0.5' prefix='24'/><guest dev='eth0'/></interface>
+    <console type='pty'/>
+    <console type='pty'/>
+    <hostdev mode='capabilities' type='net'><source><interface>eth7</interface></source></hostdev>
+    <hostdev mode='capabilities' type='misc'><source><char>/dev/fuse</char></source></hostdev>
+    <watchdog model='i6300esb' action='reset'/>
+  </devices>
+  <seclabel type='dynamic' model='selinux' relabel='yes'/>
+  <lxc:namespace><lxc:shareuts type='name' value='other'/></lxc:namespace>
+</domain>
+`;
+
+function handBack() {
+  return toNative(parseDomainXml(HAND_WRITTEN), { hostDevice: (p) => HOST_DEVICES[p], cgroupVersion: 1, hostArch: 'x86_64' });
+}
+
+test('maps everything libvirt-lxc has into the runtime config', () => {
+  const { config } = handBack();
+  assertRuntimeSchemaValid(config);
+  assert.is(config.ociVersion, '1.2.1');
+  assert.equal(config.process?.args, ['/sbin/init', '--log-level=debug']);
+  assert.equal(config.process?.env, ['LANG=C.UTF-8']);
+  assert.is(config.process?.cwd, '/root');
+  assert.equal(config.process?.user, { uid: 33, gid: 33 });
+  assert.equal(config.root, { path: '/srv/hand/rootfs' });
+  assert.is(config.hostname, 'hand');
+  assert.equal(config.mounts?.slice(-2), [
+    { destination: '/data', type: 'bind', source: '/srv/data', options: ['bind', 'ro'] },
+    { destination: '/run', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'size=1024k'] },
+  ]);
+  assert.equal(config.mounts?.map((m) => m.destination).slice(0, 5), ['/proc', '/dev', '/dev/pts', '/sys', '/sys/fs/cgroup'], 'the mounts libvirt provides');
+  assert.equal(config.linux?.resources, {
+    memory: { limit: 536870912, reservation: 268435456 },
+    cpu: { shares: 2048, quota: -1, cpus: '0-1', mems: '0' },
+    blockIO: { throttleWriteIOPSDevice: [{ major: 8, minor: 0, rate: 100 }] },
+  });
+  assert.equal(config.linux?.uidMappings, [{ containerID: 0, hostID: 200000, size: 65536 }]);
+  assert.equal(config.linux?.namespaces?.map((n) => n.type), ['pid', 'network', 'ipc', 'uts', 'mount', 'user']);
+  assert.equal(config.linux?.devices, [{ path: '/dev/fuse', type: 'c', major: 10, minor: 229 }]);
+  assert.equal(config.linux?.netDevices, { eth7: {} });
+  const caps = config.process?.capabilities?.bounding ?? [];
+  assert.ok(caps.includes('CAP_SYS_TIME') && !caps.includes('CAP_KILL') && !caps.includes('CAP_MKNOD') && caps.includes('CAP_CHOWN'));
+  assert.equal(config.process?.capabilities?.effective, caps);
+});
+
+test('XML with no OCI counterpart is kept in org.ocivirt.* annotations, never org.opencontainers.*', () => {
+  const { config } = handBack();
+  const ann = config.annotations ?? {};
+  assert.is(ann['org.ocivirt.uuid'], '0b1c2d3e-4f50-4617-8899-aabbccddeeff');
+  assert.is(ann['org.ocivirt.title'], 'Hand written');
+  assert.is(ann['org.ocivirt.description'], 'by a person & virsh edit');
+  assert.ok(Object.keys(ann).every((k) => k.startsWith('org.ocivirt.')), Object.keys(ann).join());
+  const frag = Buffer.from(ann['org.ocivirt.domain-xml'] ?? '', 'base64').toString('utf8');
+  for (const part of ["<interface type='bridge'>", "<mac address='52:54:00:aa:bb:cc'/>", '<cmdline>console=ttyS0 quiet</cmdline>', '<on_reboot>destroy</on_reboot>', '<on_crash>restart</on_crash>', "<clock offset='localtime'/>", '<partition>/machine/tenant</partition>', "<memory mode='interleave' nodeset='0'/>", "<filesystem accessmode='passthrough' type='file'>", '<watchdog', "<seclabel model='selinux' relabel='yes' type='dynamic'/>", 'keep me', "<lxc:shareuts type='name' value='other'/>"])
+    assert.ok(frag.includes(part), `${part} missing from:\n${frag}`);
+  assert.is((frag.match(/<console/g) ?? []).length, 1, 'the first pty console is implied, the second kept');
+});
+
+test('from-native of that config restores the hand-written domain', () => {
+  const { config } = handBack();
+  const r = fromNative(config, testOptions({ name: 'hand', hostDevice: (p) => HOST_DEVICES[p] }));
+  const want = projectDomain(parseDomainXml(HAND_WRITTEN));
+  const got = projectDomain(r.domain);
+  const same = (prefix: RegExp) => {
+    for (const [k, v] of want) if (prefix.test(k)) assert.is(got.get(k), v, k);
+  };
+  same(/^(uuid|title|description|memory|vcpu\.cpuset|numatune|cputune\.shares|cputune\.quota|blkiotune|resource|os\.(init|initarg|initenv|initdir|inituser|initgroup|cmdline)|idmap|features\.privnet|clock|on_|devices\.(filesystem|interface|hostdev|extra)|seclabel|lxc:namespace)/);
+  assert.is(got.get('memtune.soft_limit'), want.get('memtune.soft_limit'));
+  assert.is(r.domain.devices.consoles.length, 2);
+  assert.equal(r.domain.metadata.foreign.map((e) => e.local), ['info']);
+  const caps = r.domain.features.capabilities!;
+  const hand = parseDomainXml(HAND_WRITTEN).features.capabilities!;
+  assert.equal(effectiveCaps(caps.policy, caps.caps), effectiveCaps(hand.policy, hand.caps), 'the same effective set');
+});
+
+test('an inituser given as a name is warned about (resolve it against the rootfs)', () => {
+  const d = parseDomainXml(HAND_WRITTEN.replace('<inituser>+33</inituser>', '<inituser>www-data</inituser>'));
+  const r = toNative(d, { cgroupVersion: 1 });
+  assert.ok(r.warnings.some((w) => /^process\.user\.uid: 'www-data' is a name/.test(w)), r.warnings.join('\n'));
+  assertRuntimeSchemaValid(r.config);
+});
+
+test('a domain without a root filesystem shares the host root', () => {
+  const { config } = toNative(parseDomainXml(`<domain type='lxc'><name>bare</name><memory>1024</memory><os><type>exe</type><init>/bin/true</init></os><devices><console type='pty'/></devices></domain>`), { cgroupVersion: 1 });
+  assertRuntimeSchemaValid(config);
+  assert.equal(config.root, { path: '/' });
+  assert.equal(config.process?.args, ['/bin/true']);
+  assert.equal(config.linux?.resources?.memory, { limit: 1048576 });
+});
+
+test.run();
