@@ -1,0 +1,117 @@
+/**
+ * An OCI image layout in the spool: unpacked into the state directory (never into the spool),
+ * defined with the image digest in its ownership, started, its init seen running; unchanged
+ * passes make no writes; removing the entry undefines the domain and collects its rootfs from
+ * the state directory.
+ */
+import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { readOwnership } from '../../src/convert/ownership.js';
+import { connectLibvirt } from '../../src/libvirt/adapter.js';
+import { silentLogger } from '../../src/log.js';
+import { syncOnce, type SyncOptions } from '../../src/reconcile/sync.js';
+import { parseDomainXml } from '../../src/xml/parse.js';
+import { ImageBuilder, writeFiles } from '../image/fixtures.js';
+import { dir, file, symlink } from '../helpers/tar.js';
+import {
+  TEST_PREFIX,
+  TEST_URI,
+  cleanupDomains,
+  countingPort,
+  isDefined,
+  makeTempDir,
+  removeTempDir,
+  virsh,
+  waitForExit,
+  waitForInit,
+} from '../helpers/libvirt.js';
+
+const PREFIX = `${TEST_PREFIX}img-${process.pid}-`;
+let tmp = '';
+
+test.before(() => {
+  cleanupDomains(PREFIX);
+  tmp = makeTempDir('reconcile-image');
+});
+
+test.after(() => {
+  cleanupDomains(PREFIX);
+  removeTempDir(tmp);
+});
+
+/** Every path under `root` with its size and mtime: proof that nothing was written there. */
+function snapshot(root: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const name of readdirSync(d).sort()) {
+      const p = join(d, name);
+      const st = statSync(p);
+      out.push(`${relative(root, p)} ${st.size} ${st.mtimeMs}`);
+      if (st.isDirectory()) walk(p);
+    }
+  };
+  walk(root);
+  return out;
+}
+
+test('image layout entry: unpacked into the state dir, defined, started, removed and collected', async () => {
+  const spool = join(tmp, 'spool');
+  const state = join(tmp, 'state');
+  const b = new ImageBuilder();
+  const manifest = b.image({
+    layers: [
+      {
+        entries: [
+          dir('bin/'),
+          file('bin/busybox', readFileSync('/bin/busybox'), { mode: 0o755 }),
+          symlink('bin/sleep', 'busybox'),
+          symlink('bin/sh', 'busybox'),
+          symlink('bin/cat', 'busybox'),
+          dir('etc/'),
+          file('etc/passwd', 'root:x:0:0:root:/root:/bin/sh\n'),
+          file('etc/group', 'root:x:0:\n'),
+        ],
+      },
+    ],
+    config: { Cmd: ['/bin/sleep', '300'], Env: ['PATH=/bin'] },
+  });
+  writeFiles(join(spool, 'app'), b.layoutFiles([manifest]));
+  const spoolBefore = snapshot(spool);
+
+  const port = await connectLibvirt(TEST_URI);
+  const opts: SyncOptions = { spoolDir: spool, stateDir: state, prefix: PREFIX, log: silentLogger(), startPolicy: 'always', stopTimeoutMs: 500 };
+  const name = `${PREFIX}app`;
+  try {
+    const r = await syncOnce(port, opts);
+    assert.equal(r.failed.map((f) => f.error), []);
+    assert.equal(r.plan.map((i) => `${i.action} ${i.domain}`), [`create ${name}`]);
+    const bundle = join(state, 'bundles', name);
+    assert.ok(statSync(join(bundle, 'rootfs', 'bin', 'busybox')).isFile(), 'rootfs not unpacked in the state dir');
+    const init = await waitForInit(name, ['/bin/sleep', '300']);
+    const owner = readOwnership(parseDomainXml(virsh('dumpxml', '--inactive', name)));
+    assert.equal(owner, { entry: 'app', desiredDigest: owner?.desiredDigest ?? '', imageDigest: manifest.digest });
+    assert.match(virsh('dumpxml', '--inactive', name), `<source dir='${bundle}/rootfs'/>`);
+
+    const counted = countingPort(port);
+    for (let i = 0; i < 3; i++) {
+      const again = await syncOnce(counted.port, opts);
+      assert.equal(again.plan.map((p) => p.action), ['nothing']);
+    }
+    assert.is(counted.writes(), 0);
+    assert.equal(snapshot(spool), spoolBefore, 'the spool was written to');
+
+    rmSync(join(spool, 'app'), { recursive: true });
+    const removed = await syncOnce(port, opts);
+    assert.equal(removed.failed, []);
+    assert.equal(removed.collected, [name]);
+    assert.not.ok(isDefined(name));
+    assert.ok(await waitForExit(init.initPid));
+    assert.equal(readdirSync(join(state, 'bundles')), [], 'rootfs left in the state dir');
+  } finally {
+    await port.close();
+  }
+});
+
+test.run();
