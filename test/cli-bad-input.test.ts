@@ -125,6 +125,22 @@ test('schema violations name the field', () => {
   }
 });
 
+test('deeply nested JSON (in an unknown field) is refused, not a stack overflow', () => {
+  const text = JSON.stringify(validConfig()).replace(/}$/, `,"x-vendor":${'['.repeat(100000)}${']'.repeat(100000)}}`);
+  const b = bundle(text);
+  refused(run(['from-native', b]), join(b, 'config.json'), /x-vendor.*nested deeper than/);
+});
+
+test('config.json that is a directory or a FIFO is refused without blocking', () => {
+  const d = join(dir, 'dir-config');
+  mkdirSync(join(d, 'config.json'), { recursive: true });
+  refused(run(['from-native', d]), join(d, 'config.json'));
+  const f = join(dir, 'fifo-config');
+  mkdirSync(f);
+  spawnSync('mkfifo', [join(f, 'config.json')]);
+  refused(run(['from-native', f]), join(f, 'config.json'));
+});
+
 test('an unsupported ociVersion names the supported range', () => {
   const b = bundleOf({ ...validConfig(), ociVersion: '2.0.0' });
   refused(run(['from-native', b]), join(b, 'config.json'), 'ociVersion', '1.0.x to 1.3.x');

@@ -31,11 +31,17 @@ function fail(at: string, reason: string): never {
   throw new Invalid(at || '(root)', reason);
 }
 
-/** A short, escaped rendering of an offending value for the message (never multi-line). */
+/**
+ * A short, escaped rendering of an offending value for the message (never multi-line). Arrays
+ * and objects are only named: serializing hostile input (deeply nested, huge) could overflow
+ * the stack or waste time for a message.
+ */
 function shown(value: unknown): string {
-  if (value === undefined) return 'nothing';
-  const text = JSON.stringify(value) ?? String(value);
-  return text.length > 40 ? `${text.slice(0, 37)}...` : text;
+  if (value === null || typeof value !== 'object') {
+    const text = JSON.stringify(value) ?? String(value);
+    return text.length > 40 ? `${text.slice(0, 37)}...` : text;
+  }
+  return Array.isArray(value) ? '[...]' : '{...}';
 }
 
 function typeName(value: unknown): string {
@@ -396,6 +402,23 @@ const config = object(
   ['ociVersion', 'root'],
 );
 
+/**
+ * Real configs nest less than 10 levels. Deeper input (unknown fields are free-form) would only
+ * serve to overflow the stack of code that walks it later (canonical ordering, metadata), so it
+ * is refused here, walking with an explicit stack.
+ */
+export const MAX_NESTING = 64;
+function refuseDeepNesting(value: unknown): void {
+  const stack: { v: unknown; at: string; depth: number }[] = [{ v: value, at: '', depth: 0 }];
+  for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
+    const { v, at, depth } = item;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth >= MAX_NESTING) fail(at, `nested deeper than ${MAX_NESTING} levels`);
+    if (Array.isArray(v)) v.forEach((x, i) => stack.push({ v: x, at: element(at, i), depth: depth + 1 }));
+    else for (const [k, x] of Object.entries(v)) stack.push({ v: x, at: member(at, k), depth: depth + 1 });
+  }
+}
+
 const refuseOtherPlatforms: Check = (v, at) => {
   const c = v as Record<string, unknown>;
   for (const platform of OTHER_PLATFORMS)
@@ -407,6 +430,7 @@ const refuseOtherPlatforms: Check = (v, at) => {
 export function validateRuntimeConfig(value: unknown, file?: string): RuntimeConfig {
   try {
     if (!isPlainObject(value)) fail('', `must be a JSON object, got ${typeName(value)}`);
+    refuseDeepNesting(value);
     refuseOtherPlatforms(value, ''); // first: another platform's config breaks Linux rules for that reason alone
     config(value, '');
   } catch (e) {

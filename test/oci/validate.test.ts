@@ -9,7 +9,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InputError } from '../../src/errors.js';
-import { validateRuntimeConfig } from '../../src/oci/validate.js';
+import { MAX_NESTING, validateRuntimeConfig } from '../../src/oci/validate.js';
 import { runtimeSchemaErrors, sharedSchemasDir } from '../helpers/schema.js';
 
 const examplesDir = join(sharedSchemasDir(), 'runtime-spec-examples');
@@ -136,6 +136,24 @@ test('the message is one line: <file>: <field>: <reason>, with the bad value esc
   const nasty = refusal({ ...minimal(), ociVersion: '9\n9\u0000' + 'x'.repeat(100) });
   assert.not.match(nasty.message, /\n/);
   assert.ok(nasty.message.length < 200);
+});
+
+test('deeply nested or huge values in a wrong place are refused without serializing them', () => {
+  const e = refusal({ ...minimal(), process: { cwd: '/', user: { uid: [[[1]]], gid: 0 } } });
+  assert.is(e.field, 'process.user.uid');
+  assert.is(e.reason, 'must be an integer (uint32), got an array [...]');
+  const huge = refusal({ ...minimal(), hostname: { a: 'x'.repeat(1e6) } });
+  assert.is(huge.message, 'b/config.json: hostname: must be a string, got an object');
+});
+
+test('nesting deeper than 64 levels is refused (even in unknown fields), without recursion', () => {
+  const nested = (n: number) => JSON.parse(`${'['.repeat(n)}1${']'.repeat(n)}`) as unknown;
+  validateRuntimeConfig({ ...minimal(), 'x-vendor': nested(MAX_NESTING - 2) });
+  let e = refusal({ ...minimal(), 'x-vendor': nested(MAX_NESTING) });
+  assert.match(e.field!, /^\["x-vendor"\](\[0\])+$/);
+  assert.match(e.reason, /nested deeper than 64 levels/);
+  e = refusal({ ...minimal(), 'x-vendor': nested(300000) });
+  assert.match(e.reason, /nested deeper than 64 levels/);
 });
 
 test('not an object at the top is refused at (root)', () => {
