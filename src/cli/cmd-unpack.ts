@@ -30,7 +30,10 @@ Exit codes: 0 done (or unchanged), 2 bad image or usage, 1 any other failure.
 `;
 
 function mib(n: number): string {
-  return `${(n / 1048576).toFixed(1)} MiB`;
+  if (n < 1024) return `${n} B`;
+  if (n < 1048576) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1073741824) return `${(n / 1048576).toFixed(1)} MiB`;
+  return `${(n / 1073741824).toFixed(2)} GiB`;
 }
 
 function summary(r: UnpackResult): string {

@@ -5,7 +5,7 @@
  * left behind (the swap is two renames; between them only the old copy holds the bundle).
  */
 import { constants } from 'node:fs';
-import { lstat, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { lstat, mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { InputError } from '../errors.js';
 
@@ -28,6 +28,8 @@ export interface BundlePaths {
   target: string;
   staging: string;
   old: string;
+  /** Held while a run works on the target, so a second run cannot take its staging for a leftover. */
+  lock: string;
 }
 
 export function bundlePaths(bundleDir: string): BundlePaths {
@@ -35,7 +37,54 @@ export function bundlePaths(bundleDir: string): BundlePaths {
   const parent = dirname(target);
   const base = basename(target);
   if (base === '' || target === '/') throw new InputError('the bundle directory cannot be /', { file: bundleDir });
-  return { target, staging: join(parent, `.${base}.ocivirt-staging`), old: join(parent, `.${base}.ocivirt-old`) };
+  return {
+    target,
+    staging: join(parent, `.${base}.ocivirt-staging`),
+    old: join(parent, `.${base}.ocivirt-old`),
+    lock: join(parent, `.${base}.ocivirt-lock`),
+  };
+}
+
+/** Locks taken by this process (a daemon may unpack several bundles at once). */
+const heldHere = new Set<string>();
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Takes the target's lock file (O_EXCL, holding our pid). A lock whose process is gone is stale
+ * (a crash) and is taken over; a live one means another run is busy with this target.
+ */
+export async function lockBundle(p: BundlePaths): Promise<() => Promise<void>> {
+  await mkdir(dirname(p.target), { recursive: true });
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const fh = await open(p.lock, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+      try {
+        await fh.writeFile(`${process.pid}\n`);
+      } finally {
+        await fh.close();
+      }
+      heldHere.add(p.lock);
+      return async () => {
+        heldHere.delete(p.lock);
+        await rm(p.lock, { force: true });
+      };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    const pid = Number((await readFile(p.lock, 'utf8').catch(() => '')).trim());
+    const busy = pid === process.pid ? heldHere.has(p.lock) : Number.isSafeInteger(pid) && pid > 0 && processAlive(pid);
+    if (busy) throw new Error(`${p.target}: another unpack (process ${pid}) is working on this bundle; lock ${p.lock}`);
+    await rm(p.lock, { force: true }); // stale: its process is gone
+  }
+  throw new Error(`${p.target}: cannot take the lock ${p.lock}`);
 }
 
 async function exists(p: string): Promise<boolean> {

@@ -18,9 +18,11 @@ import {
   commitStaging,
   createStaging,
   discardStaging,
+  lockBundle,
   readRecord,
   repairBundle,
   RECORD_FILE,
+  type BundlePaths,
   type UnpackRecord,
 } from './bundle-dir.js';
 import type { Platform } from './documents.js';
@@ -103,12 +105,28 @@ export async function unpackImage(sourcePath: string, bundleDir: string, opts: U
   const wanted: Platform = opts.platform ? parsePlatform(opts.platform) : hostPlatform();
   const explicitVariant = opts.platform !== undefined && wanted.variant !== undefined;
   const paths = bundlePaths(bundleDir);
+
+  const unlock = await lockBundle(paths);
+  try {
+    return await unpackLocked(sourcePath, paths, opts, wanted, explicitVariant, t0);
+  } finally {
+    await unlock();
+  }
+}
+
+async function unpackLocked(
+  sourcePath: string,
+  paths: BundlePaths,
+  opts: UnpackOptions,
+  wanted: Platform,
+  explicitVariant: boolean,
+  t0: number,
+): Promise<UnpackResult> {
   const warnings: string[] = [];
   const warn = (m: string) => {
     warnings.push(m);
     opts.onWarning?.(m);
   };
-
   for (const m of await repairBundle(paths)) opts.log?.warn('image.unpacked', { entry: sourcePath, repair: m }, m);
   await checkReplaceable(paths);
 

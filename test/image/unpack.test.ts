@@ -211,6 +211,29 @@ test('crash recovery: a leftover staging dir is removed; a crash between the ren
   assert.equal(readdirNoHidden(parent), ['bundle']);
 });
 
+test('a lock keeps two runs off one bundle; a stale lock (dead process) is taken over', async () => {
+  const { dir: src } = layout([{ entries: baseLayerEntries() }]);
+  const parent = scratch();
+  const target = join(parent, 'bundle');
+  writeFileSync(join(parent, '.bundle.ocivirt-lock'), '1\n'); // pid 1 is alive
+  try {
+    await unpackImage(src, target, {});
+    assert.unreachable('a live lock must stop the run');
+  } catch (e) {
+    assert.match((e as Error).message, /another unpack \(process 1\) is working on this bundle/);
+  }
+  assert.not.ok(existsSync(target));
+  writeFileSync(join(parent, '.bundle.ocivirt-lock'), '4194303\n'); // no such process
+  await unpackImage(src, target, {});
+  assert.equal(readdirNoHidden(parent), ['bundle'], 'stale lock taken over and released');
+  // two runs at once in one process: one works, the other is told the bundle is busy
+  const results = await Promise.allSettled([unpackImage(src, target, { force: true }), unpackImage(src, target, { force: true })]);
+  assert.equal(results.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
+  const failed = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+  assert.match((failed.reason as Error).message, /another unpack/);
+  assert.equal(readdirNoHidden(parent), ['bundle']);
+});
+
 test('the bundle directory is private (0700): setuid files in the rootfs are not reachable by host users', async () => {
   const { dir: src } = layout(layersWith(['gzip', 'gzip', 'gzip']));
   const target = join(scratch(), 'bundle');
