@@ -34,6 +34,7 @@ export const EVENTS = [
   'libvirt.reconnected',
   // daemon lifecycle
   'daemon.started',
+  'daemon.insecure',
   'daemon.reloaded',
   'daemon.stopping',
   'daemon.stopped',

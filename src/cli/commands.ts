@@ -4,7 +4,9 @@ import { unpackCommand } from './cmd-unpack.js';
 import { fromNativeCommand } from './cmd-from-native.js';
 import { toNativeCommand } from './cmd-to-native.js';
 import { exportCommand } from './cmd-export.js';
+import { daemonCommand } from './cmd-daemon.js';
+import { statusCommand } from './cmd-status.js';
 import { planCommand } from './cmd-plan.js';
 import { syncCommand } from './cmd-sync.js';
 
-export const COMMANDS: Command[] = [unpackCommand, fromNativeCommand, toNativeCommand, exportCommand, planCommand, syncCommand];
+export const COMMANDS: Command[] = [unpackCommand, fromNativeCommand, toNativeCommand, daemonCommand, statusCommand, exportCommand, planCommand, syncCommand];

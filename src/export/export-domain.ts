@@ -4,6 +4,7 @@
  * write it unless the config already there means the same.
  */
 import { canonicalJson } from '../convert/json.js';
+import { readOwnership } from '../convert/ownership.js';
 import { statHostDevice } from '../convert/host.js';
 import { toNative } from '../convert/to-native.js';
 import type { LibvirtPort } from '../libvirt/port.js';
@@ -44,7 +45,7 @@ export async function exportDomain(
     throw e;
   }
   const domain = parseDomainXml(xml, `domain ${name}`);
-  const managed = domain.metadata.ours?.entry !== undefined;
+  const managed = readOwnership(domain) !== undefined;
   if (!managed && !opts.includeUnmanaged) return { status: 'skipped' };
   const { config, warnings } = toNative(domain, { hostDevice: statHostDevice });
   const canonical = canonicalJson(config);

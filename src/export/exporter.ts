@@ -23,6 +23,8 @@ export interface ExporterOptions {
   /** libvirt's persistent definitions directory (lxc:///: /etc/libvirt/lxc); undefined: full passes only. */
   definitionsDir: string | undefined;
   exportAllDomains: boolean;
+  /** ocivirt's domain name prefix: managed domains without it belong to another instance. */
+  prefix?: string;
   checkIntervalMs: number;
   log: EventLogger;
   /** libvirt writes `<name>.xml.new` then renames it: one change is several events. */
@@ -64,7 +66,7 @@ export class Exporter {
 
   /** Look at one domain again soon (a hint: the reconciler just defined it, or its file changed). */
   hint(name: string): void {
-    if (this.stopped || !exportableName(name)) return;
+    if (this.stopped || !this.concerns(name)) return;
     clearTimeout(this.timers.get(name));
     this.timers.set(
       name,
@@ -109,7 +111,7 @@ export class Exporter {
 
   /** Exports `name` now, or once more right after the export of it already running. */
   exportNow(name: string): Promise<void> {
-    if (!exportableName(name)) return Promise.resolve();
+    if (!this.concerns(name)) return Promise.resolve();
     const current = this.running.get(name);
     if (current) {
       this.again.add(name);
@@ -121,6 +123,11 @@ export class Exporter {
     });
     this.running.set(name, run);
     return run;
+  }
+
+  /** Every domain with export-all; else only those whose name carries this instance's prefix. */
+  private concerns(name: string): boolean {
+    return exportableName(name) && (this.opts.exportAllDomains || name.startsWith(this.opts.prefix ?? ''));
   }
 
   private async exportOnce(name: string): Promise<void> {

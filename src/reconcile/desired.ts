@@ -85,7 +85,7 @@ export async function desiredState(spoolDir: string, opts: DesiredOptions = {}):
   return { desired: desired.sort(byName), failed: failed.sort(byName) };
 }
 
-async function desiredDomain(entry: SpoolEntry, opts: DesiredOptions, cgroupVersion: 1 | 2): Promise<DesiredDomain> {
+export async function desiredDomain(entry: SpoolEntry, opts: DesiredOptions, cgroupVersion: 1 | 2): Promise<DesiredDomain> {
   let bundleDir = entry.path;
   let imageDigest: string | undefined;
   const warnings: string[] = [];

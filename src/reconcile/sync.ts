@@ -101,7 +101,7 @@ export async function syncOnce(port: LibvirtPort, opts: SyncOptions): Promise<Sy
  * whose entry merely failed this pass is kept. Removal renames first, so a crash mid-way leaves
  * a `.trash-*` the next pass finishes, never a half-deleted rootfs under a live name.
  */
-async function collectImageBundles(stateDir: string, results: readonly ItemResult[], log: EventLogger): Promise<string[]> {
+export async function collectImageBundles(stateDir: string, results: readonly ItemResult[], log: EventLogger): Promise<string[]> {
   const dir = imageBundlesDir(stateDir);
   let names: string[];
   try {
@@ -137,7 +137,7 @@ export interface EntryStatus {
 }
 
 /** `<stateDir>/status.json`, written atomically (temp file, fsync, rename, fsync of the directory). */
-async function writeStatus(stateDir: string, results: readonly ItemResult[]): Promise<void> {
+export async function writeStatus(stateDir: string, results: readonly ItemResult[]): Promise<void> {
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   const at = new Date().toISOString();
   const entries: EntryStatus[] = results.map((r) => ({

@@ -1,0 +1,73 @@
+/** `ocivirt status`: every entry, its domain, last result and error, from the daemon's status file. */
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { loadConfig } from '../config/load.js';
+import { InputError } from '../errors.js';
+import { STATUS_FILE, type EntryStatus } from '../reconcile/sync.js';
+import { parseCommandArgs } from './args.js';
+import type { Command, CommandIO } from './command.js';
+
+const usage = `Usage: ocivirt status [--config FILE] [--state DIR] [--json]
+
+Shows every spool entry the daemon (or 'ocivirt sync --once') last looked at: its domain,
+the last action and result (ok, pending, failed) and the error or reason. Read from
+<state>/status.json, which the daemon rewrites atomically after every pass.
+
+Options:
+  --config FILE   configuration file (for the state directory)
+  --state DIR     the state directory (default: the configuration's)
+  --json          print the status file as it is
+  -h, --help      this text
+
+Exit codes: 0 shown (whatever the entries' results), 2 no status file or usage, 1 other.
+`;
+
+interface StatusFile {
+  updated: string;
+  entries: EntryStatus[];
+}
+
+export const statusCommand: Command = {
+  name: 'status',
+  summary: 'show every spool entry, its domain, last result and error',
+  usage,
+  async run(argv: string[], io: CommandIO): Promise<number> {
+    const { values } = parseCommandArgs('status', argv, { config: { type: 'string' }, state: { type: 'string' }, json: { type: 'boolean' } }, { min: 0, max: 0 });
+    const { config } = await loadConfig({
+      ...(values.config !== undefined ? { file: values.config } : {}),
+      ...(values.state !== undefined ? { flags: { stateDir: values.state } } : {}),
+      flagNames: { stateDir: '--state' },
+    });
+    const file = join(config.stateDir, STATUS_FILE);
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (e) {
+      throw new InputError(`cannot be read (${(e as NodeJS.ErrnoException).code ?? ''}): has the daemon run with this state directory?`, { file });
+    }
+    let status: StatusFile;
+    try {
+      status = JSON.parse(text) as StatusFile;
+      if (!Array.isArray(status.entries)) throw new Error('no entries');
+    } catch (e) {
+      throw new InputError(`is not a status file (${(e as Error).message})`, { file });
+    }
+    if (values.json) {
+      io.stdout.write(JSON.stringify(status, null, 2) + '\n');
+      return 0;
+    }
+    const age = Math.round((Date.now() - (await stat(file)).mtimeMs) / 1000);
+    const rows = status.entries.map((e) => [e.entry, e.domain || '-', e.action, e.result, oneLine(e.error ?? e.reason)]);
+    const head = ['ENTRY', 'DOMAIN', 'ACTION', 'RESULT', 'ERROR / REASON'];
+    const widths = head.slice(0, 4).map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+    const line = (r: string[]) => r.slice(0, 4).map((c, i) => c.padEnd(widths[i]!)).join('  ') + '  ' + r[4] + '\n';
+    io.stdout.write(line(head));
+    for (const r of rows) io.stdout.write(line(r));
+    io.stdout.write(`${status.entries.length} entries, ${status.entries.filter((e) => e.result === 'failed').length} failed; updated ${status.updated} (${age}s ago)\n`);
+    return 0;
+  },
+};
+
+function oneLine(s: string): string {
+  return s.replace(/\s*\n\s*/g, ' ');
+}

@@ -1,0 +1,238 @@
+/**
+ * The daemon: wiring only. Spool watcher -> queue of passes (per-entry, plus a full resync at
+ * start and every resyncIntervalSec) -> reconciler; the exporter runs beside it. One pass runs
+ * at a time; entries reported while it runs wait for the next, so a burst becomes a few passes.
+ * Nothing here ever stops a container: they belong to libvirtd, and so they keep running
+ * whatever happens to this process.
+ */
+import { lstat, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { loadConfig, type LoadOptions } from '../config/load.js';
+import type { Config } from '../config/settings.js';
+import { errorMessage, InputError } from '../errors.js';
+import { Exporter } from '../export/exporter.js';
+import { connectLibvirt } from '../libvirt/adapter.js';
+import type { LibvirtPort } from '../libvirt/port.js';
+import { createLogger, type EventLogger } from '../log.js';
+import { DomainLocks, type ItemResult } from '../reconcile/apply.js';
+import { syncOptionsFromConfig, writeStatus } from '../reconcile/sync.js';
+import { checkDirectoryTrust } from '../spool/trust.js';
+import { SpoolWatcher } from '../watch/spool-watcher.js';
+import { runPass, type PassScope } from './pass.js';
+
+export interface DaemonOptions {
+  load: LoadOptions;
+  /** Where the JSON log goes (stdout by default). */
+  logDestination?: NodeJS.WritableStream;
+}
+
+/** Settings a reload cannot change: they name what is watched, written or connected to. */
+const FIXED: (keyof Config)[] = ['spoolDir', 'stateDir', 'exportDir', 'uri', 'definitionsDir'];
+/** After a pass fails as a whole (libvirtd gone), the next try. */
+const PASS_RETRY_MS = 2_000;
+
+export class Daemon {
+  private readonly ready = new Set<string>();
+  private readonly status = new Map<string, ItemResult>();
+  private readonly locks = new DomainLocks();
+  private pendingEntries = new Set<string>();
+  private pendingFull = false;
+  private running: Promise<void> | undefined;
+  private resyncTimer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private stopping = false;
+  private watcher: SpoolWatcher | undefined;
+
+  private constructor(
+    private config: Config,
+    private readonly configFile: string | undefined,
+    private readonly opts: DaemonOptions,
+    readonly log: EventLogger,
+    private readonly port: LibvirtPort,
+    private readonly exporter: Exporter,
+  ) {}
+
+  static async start(opts: DaemonOptions): Promise<Daemon> {
+    const t0 = Date.now();
+    const { config, file } = await loadConfig(opts.load);
+    const log = createLogger({ level: config.logLevel, ...(opts.logDestination ? { destination: opts.logDestination } : {}) });
+    for (const key of ['spoolDir', 'stateDir', 'exportDir'] as const) {
+      await mkdir(config[key], { recursive: true, mode: 0o700 });
+      let warnings: string[];
+      try {
+        ({ warnings } = await checkDirectoryTrust(config[key], { allowInsecure: config.allowInsecureDirs }));
+      } catch (e) {
+        if (e instanceof InputError) throw new InputError(`${e.reason} (${key}; set allowInsecureDirs to override)`, { file: config[key] });
+        throw e;
+      }
+      for (const w of warnings) log.warn('daemon.insecure', { path: config[key], setting: key, err: w }, w);
+    }
+    const port = await connectLibvirt(config.uri, { logger: log });
+    const exporter = new Exporter({
+      port,
+      exportDir: config.exportDir,
+      definitionsDir: config.uri === 'lxc:///' ? config.definitionsDir : undefined,
+      exportAllDomains: config.exportAllDomains,
+      prefix: config.namePrefix,
+      checkIntervalMs: config.exportCheckIntervalSec * 1000,
+      log,
+    });
+    const daemon = new Daemon(config, file, opts, log, port, exporter);
+    daemon.watcher = await SpoolWatcher.start(config.spoolDir, {
+      quietMs: config.quietMs,
+      includeExisting: true,
+      onEntry: (name) => void daemon.entryReported(name),
+      onError: (e) => log.warn('entry.failed', { err: errorMessage(e) }, 'spool watcher error'),
+    });
+    daemon.pendingFull = true;
+    daemon.kick();
+    daemon.scheduleResync();
+    void exporter.start().catch((e) => log.error('export.failed', { err: errorMessage(e) }, 'exporter did not start'));
+    log.info('daemon.started', {
+      file: file ?? null,
+      spool: config.spoolDir,
+      state: config.stateDir,
+      export: config.exportDir,
+      uri: config.uri,
+      durationMs: Date.now() - t0,
+    });
+    return daemon;
+  }
+
+  /** SIGHUP: the file again; an invalid one is logged and the running configuration kept. */
+  async reload(): Promise<void> {
+    let next: Config;
+    try {
+      next = (await loadConfig(this.opts.load)).config;
+    } catch (e) {
+      this.log.error('config.invalid', { err: errorMessage(e) }, `reload refused, configuration unchanged: ${errorMessage(e)}`);
+      return;
+    }
+    for (const key of FIXED) {
+      if (JSON.stringify(next[key]) === JSON.stringify(this.config[key])) continue;
+      this.log.warn('config.invalid', { field: key, err: `changing ${key} needs a restart; keeping ${JSON.stringify(this.config[key])}` });
+      (next as unknown as Record<string, unknown>)[key] = this.config[key];
+    }
+    this.config = next;
+    this.log.pino.level = next.logLevel;
+    this.watcher?.setQuietMs(next.quietMs);
+    this.exporter.update({ exportAllDomains: next.exportAllDomains, checkIntervalMs: next.exportCheckIntervalSec * 1000 });
+    this.scheduleResync();
+    this.pendingFull = true; // policies may have changed: look at everything again
+    this.kick();
+    this.log.info('daemon.reloaded', { file: this.configFile ?? null });
+  }
+
+  /**
+   * SIGTERM: no new work; the pass in flight may finish within shutdownTimeoutSec, else it is
+   * abandoned (every step is safe to cut: the next start converges). Containers are not touched.
+   */
+  async stop(): Promise<{ abandoned: boolean }> {
+    if (this.stopping) return { abandoned: false };
+    this.stopping = true;
+    const t0 = Date.now();
+    this.log.info('daemon.stopping', { inFlight: this.running !== undefined, timeoutMs: this.config.shutdownTimeoutSec * 1000 });
+    clearTimeout(this.resyncTimer);
+    clearTimeout(this.retryTimer);
+    await this.watcher?.close();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), this.config.shutdownTimeoutSec * 1000)));
+    const outcome = await Promise.race([Promise.all([this.running, this.exporter.stop()]).then(() => 'done' as const), timeout]);
+    clearTimeout(timer);
+    const abandoned = outcome === 'timeout';
+    if (abandoned) this.log.warn('daemon.stopping', { abandoned: true }, 'in-flight work abandoned after the shutdown timeout; the next start converges');
+    await Promise.race([this.port.close(), new Promise((r) => setTimeout(r, 2_000))]);
+    this.log.info('daemon.stopped', { durationMs: Date.now() - t0, abandoned });
+    return { abandoned };
+  }
+
+  private async entryReported(name: string): Promise<void> {
+    const present = await lstat(join(this.config.spoolDir, name)).then(
+      () => true,
+      () => false,
+    );
+    if (present) {
+      this.ready.add(name);
+      this.log.info('entry.detected', { entry: name });
+    } else {
+      this.ready.delete(name);
+      this.log.info('entry.removed', { entry: name });
+    }
+    this.pendingEntries.add(name);
+    this.kick();
+  }
+
+  private kick(): void {
+    if (this.running || this.stopping) return;
+    if (!this.pendingFull && this.pendingEntries.size === 0) return;
+    this.running = this.drain().finally(() => {
+      this.running = undefined;
+      this.kick();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    while (!this.stopping && (this.pendingFull || this.pendingEntries.size > 0)) {
+      const full = this.pendingFull;
+      const entries = this.pendingEntries;
+      this.pendingFull = false;
+      this.pendingEntries = new Set();
+      const scope: PassScope = full ? 'all' : entries;
+      try {
+        await this.pass(scope);
+      } catch (e) {
+        this.log.error('sync.completed', { scope: full ? 'all' : [...entries], err: errorMessage(e) }, `pass failed; retrying in ${PASS_RETRY_MS} ms`);
+        if (full) this.pendingFull = true;
+        for (const n of entries) this.pendingEntries.add(n);
+        clearTimeout(this.retryTimer);
+        this.retryTimer = setTimeout(() => this.kick(), PASS_RETRY_MS);
+        return;
+      }
+    }
+  }
+
+  private async pass(scope: PassScope): Promise<void> {
+    const t0 = Date.now();
+    const unsettled = this.watcher?.unsettled() ?? new Set<string>();
+    const sync = syncOptionsFromConfig(this.config, this.log);
+    const { results, settling } = await runPass({
+      port: this.port,
+      sync,
+      locks: this.locks,
+      scope,
+      settled: (entry) => this.ready.has(entry) && !unsettled.has(entry),
+      log: this.log,
+    });
+    if (scope === 'all') this.status.clear();
+    else for (const entry of scope) this.status.delete(entry);
+    for (const r of results) {
+      if (r.item.action === 'delete' && r.ok) continue;
+      this.status.set(r.item.entry, r);
+      if (r.ok && (r.item.action === 'create' || r.item.action === 'update')) this.exporter.hint(r.item.domain);
+    }
+    for (const s of settling)
+      this.status.set(s.entry, {
+        item: { entry: s.entry, domain: s.domain, action: 'nothing', reason: 'still being copied in: taken once complete (quietMs without changes)' },
+        ok: true,
+        attempts: 0,
+        pending: true,
+      });
+    await writeStatus(this.config.stateDir, [...this.status.values()].sort((a, b) => (a.item.entry < b.item.entry ? -1 : 1)));
+    const failed = results.filter((r) => !r.ok).length;
+    this.log.info('sync.completed', {
+      scope: scope === 'all' ? 'all' : [...scope],
+      durationMs: Date.now() - t0,
+      changed: results.filter((r) => r.ok && r.item.action !== 'nothing' && r.item.action !== 'fail').length,
+      failed,
+      settling: settling.length,
+    });
+  }
+
+  private scheduleResync(): void {
+    clearInterval(this.resyncTimer);
+    this.resyncTimer = setInterval(() => {
+      this.pendingFull = true;
+      this.kick();
+    }, this.config.resyncIntervalSec * 1000);
+  }
+}
