@@ -73,6 +73,7 @@ export async function runPass(input: PassInput): Promise<PassOutput> {
     ...(sync.bindAllowList !== undefined ? { bindAllowList: sync.bindAllowList } : {}),
     ...(sync.allowDevices !== undefined ? { allowDevices: sync.allowDevices } : {}),
     ...(sync.unpackLimits !== undefined ? { unpackLimits: sync.unpackLimits } : {}),
+    log: input.log,
   };
   const cgroupVersion = detectCgroupVersion();
   let next = 0;

@@ -13,6 +13,7 @@ import { checkBundlePaths, scanSpool, type SpoolEntry } from '../spool/index.js'
 import { unpackImage } from '../image/unpack.js';
 import type { Domain } from '../xml/domain.js';
 import type { StartPolicy } from '../config/index.js';
+import type { EventLogger } from '../log.js';
 
 /** `"true"` / `"false"`: start (or not) a new domain, whatever the start policy says. */
 export const START_ANNOTATION = `${ANNOTATION_PREFIX}start`;
@@ -45,6 +46,8 @@ export interface DesiredOptions {
   bindAllowList?: readonly string[];
   allowDevices?: boolean;
   unpackLimits?: { maxBytes: number; maxEntries: number };
+  /** Receives the unpacker's events (image.verified, image.unpacked, layer.applied). */
+  log?: EventLogger;
 }
 
 export interface DesiredState {
@@ -94,6 +97,7 @@ export async function desiredDomain(entry: SpoolEntry, opts: DesiredOptions, cgr
     const unpacked = await unpackImage(entry.path, join(imageBundlesDir(opts.stateDir), entry.domainName), {
       ...(opts.allowDevices !== undefined ? { allowDevices: opts.allowDevices } : {}),
       ...(opts.unpackLimits !== undefined ? { limits: opts.unpackLimits } : {}),
+      ...(opts.log !== undefined ? { log: opts.log } : {}),
     });
     bundleDir = unpacked.bundleDir;
     imageDigest = unpacked.manifestDigest;
