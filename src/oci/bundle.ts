@@ -8,6 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import { InputError } from '../errors.js';
 import type { RuntimeConfig } from './runtime-spec.js';
 import { validateRuntimeConfig } from './validate.js';
+import { jsonErrorOffset } from './json-error.js';
 
 /** config.json files larger than this are refused before parsing (hostile input). */
 export const MAX_CONFIG_BYTES = 16 * 1024 * 1024;
@@ -32,12 +33,10 @@ export function parseJsonText(text: string, file: string): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
-    const msg = (e as Error).message;
-    const pos = /position (\d+)/.exec(msg);
-    const lc = /line (\d+) column (\d+)/.exec(msg);
-    const where = lc ? `line ${lc[1]} column ${lc[2]}` : pos ? (({ line, column }) => `line ${line} column ${column}`)(lineColumn(text, Number(pos[1]))) : 'end of file';
-    const reason = msg.replace(/\s*\(line \d+ column \d+\)/, '').replace(/ in JSON at position \d+.*$/, '').replace(/^JSON\.parse: /, '');
-    throw new InputError(`not valid JSON at ${where}: ${reason}`, { file });
+    const found = jsonErrorOffset(text);
+    if (!found) throw new InputError(`not valid JSON: ${(e as Error).message.split('\n')[0]}`, { file });
+    const { line, column } = lineColumn(text, found.offset);
+    throw new InputError(`not valid JSON at line ${line} column ${column}: ${found.reason}`, { file });
   }
 }
 
