@@ -41,7 +41,7 @@ export const syncCommand: Command = {
         io.stdout.write(`pending: ${p.item.domain} is running; the new definition applies at its next start\n`);
       const count = (a: string) => r.results.filter((x) => x.ok && x.item.action === a).length;
       io.stdout.write(
-        `sync: ${count('create')} created, ${count('update')} updated, ${count('delete')} deleted, ${count('nothing')} unchanged, ${r.failed.length} failed (${r.durationMs} ms)\n`,
+        `sync: ${count('create')} created, ${count('update')} updated, ${count('start')} started, ${count('delete')} deleted, ${count('nothing')} unchanged, ${r.failed.length} failed (${r.durationMs} ms)\n`,
       );
       return r.failed.length ? 1 : 0;
     } finally {

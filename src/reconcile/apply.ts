@@ -7,6 +7,7 @@ import type { UpdatePolicy } from '../config/index.js';
 import { errorMessage, isInputError } from '../errors.js';
 import type { LibvirtPort } from '../libvirt/port.js';
 import type { EventLogger } from '../log.js';
+import type { PendingStarts } from './pending.js';
 import type { PlanItem } from './plan.js';
 
 export interface ApplyOptions {
@@ -19,6 +20,7 @@ export interface ApplyOptions {
   attempts?: number;
   retryDelayMs?: number;
   locks?: DomainLocks;
+  pendingStarts?: PendingStarts;
 }
 
 export interface ItemResult {
@@ -111,17 +113,17 @@ async function act(
   };
   switch (item.action) {
     case 'create': {
+      if (item.start) await once('mark', async () => opts.pendingStarts?.add(item.domain));
       await once('define', async () => {
         const t0 = Date.now();
         await port.define(item.xml!);
         log.info('domain.defined', { ...fields, durationMs: Date.now() - t0 });
       });
-      if (item.start)
-        await once('start', async () => {
-          const t0 = Date.now();
-          await port.start(item.domain);
-          log.info('domain.started', { ...fields, durationMs: Date.now() - t0 });
-        });
+      if (item.start) await once('start', () => startDomain(port, item, opts, fields, 'new entry'));
+      return false;
+    }
+    case 'start': {
+      await once('start', () => startDomain(port, item, opts, fields, item.reason));
       return false;
     }
     case 'update': {
@@ -132,7 +134,10 @@ async function act(
         log.info('domain.redefined', { ...fields, changes: item.differences, durationMs: Date.now() - t0 });
         if (running) steps.add('was-running');
       });
-      if (!steps.has('was-running')) return false;
+      if (!steps.has('was-running')) {
+        if (item.start) await once('start', () => startDomain(port, item, opts, fields, 'pending start'));
+        return false;
+      }
       if ((opts.updatePolicy ?? 'next-start') === 'next-start') {
         log.info('domain.pending', { ...fields, reason: 'running; the new definition applies at the next start' });
         return true;
@@ -157,9 +162,20 @@ async function act(
         await port.undefine(item.domain);
         log.info('domain.undefined', { ...fields, reason: item.reason });
       });
+      await opts.pendingStarts?.remove(item.domain);
       return false;
     }
     default:
       return false; // 'nothing' and 'fail' never reach here
   }
+}
+
+/** Starts a domain unless it already runs, then drops its pending-start marker. */
+async function startDomain(port: LibvirtPort, item: PlanItem, opts: ApplyOptions, fields: Record<string, unknown>, reason: string): Promise<void> {
+  if ((await port.state(item.domain)) !== 'running') {
+    const t0 = Date.now();
+    await port.start(item.domain);
+    opts.log.info('domain.started', { ...fields, reason, durationMs: Date.now() - t0 });
+  }
+  await opts.pendingStarts?.remove(item.domain);
 }

@@ -8,7 +8,7 @@ import { canonicalUuid, domainDifferences } from '../xml/compare.js';
 import type { ActualState, ManagedDomain } from './actual.js';
 import type { DesiredDomain, DesiredState } from './desired.js';
 
-export type PlanAction = 'create' | 'update' | 'delete' | 'nothing' | 'fail';
+export type PlanAction = 'create' | 'update' | 'start' | 'delete' | 'nothing' | 'fail';
 
 export interface PlanItem {
   domain: string;
@@ -18,7 +18,7 @@ export interface PlanItem {
   reason: string;
   /** create/update: the definition to send. */
   xml?: string;
-  /** create: start it once defined. */
+  /** create/update: start it once defined (update: when it is not running). */
   start?: boolean;
   /** Digest of the desired runtime config (create/update/nothing). */
   digest?: string;
@@ -29,6 +29,8 @@ export interface PlanItem {
 
 export interface PlanOptions {
   removePolicy?: RemovePolicy;
+  /** Domains created to be started whose start was never confirmed (the pass died before it). */
+  pendingStarts?: ReadonlySet<string>;
 }
 
 export function computePlan(want: DesiredState, have: ActualState, opts: PlanOptions = {}): PlanItem[] {
@@ -37,7 +39,7 @@ export function computePlan(want: DesiredState, have: ActualState, opts: PlanOpt
 
   for (const d of want.desired) {
     claimed.add(d.domainName);
-    items.push(planEntry(d, have));
+    items.push(withPendingStart(planEntry(d, have), opts.pendingStarts));
   }
   for (const f of want.failed) {
     if (f.domainName !== undefined) claimed.add(f.domainName);
@@ -59,6 +61,14 @@ export function computePlan(want: DesiredState, have: ActualState, opts: PlanOpt
     );
   }
   return items.sort((a, b) => (a.domain < b.domain ? -1 : a.domain > b.domain ? 1 : a.entry < b.entry ? -1 : 1));
+}
+
+/** A start a crashed pass never got to is finished now. */
+function withPendingStart(item: PlanItem, pending: ReadonlySet<string> | undefined): PlanItem {
+  if (!pending?.has(item.domain)) return item;
+  if (item.action === 'nothing') return { ...item, action: 'start', reason: 'created to be started, but the start never completed', start: true };
+  if (item.action === 'update') return { ...item, start: true };
+  return item;
 }
 
 function planEntry(d: DesiredDomain, have: ActualState): PlanItem {

@@ -13,6 +13,7 @@ import type { EventLogger } from '../log.js';
 import { actualState } from './actual.js';
 import { applyPlan, type DomainLocks, type ItemResult } from './apply.js';
 import { desiredState, imageBundlesDir } from './desired.js';
+import { PendingStarts } from './pending.js';
 import { computePlan, type PlanItem } from './plan.js';
 
 export interface SyncOptions {
@@ -45,6 +46,10 @@ export interface SyncResult {
 
 export const STATUS_FILE = 'status.json';
 
+function pendingStartsOf(opts: SyncOptions): PendingStarts | undefined {
+  return opts.stateDir === undefined ? undefined : new PendingStarts(join(opts.stateDir, 'pending-start'));
+}
+
 /** Desired and actual state and the plan between them; reads only. */
 export async function computeSyncPlan(port: LibvirtPort, opts: SyncOptions): Promise<PlanItem[]> {
   const [want, have] = await Promise.all([
@@ -59,10 +64,15 @@ export async function computeSyncPlan(port: LibvirtPort, opts: SyncOptions): Pro
     }),
     actualState(port, opts.prefix ?? ''),
   ]);
-  const plan = computePlan(want, have, opts.removePolicy !== undefined ? { removePolicy: opts.removePolicy } : {});
+  const pendingStarts = await pendingStartsOf(opts)?.list();
+  const plan = computePlan(want, have, {
+    ...(opts.removePolicy !== undefined ? { removePolicy: opts.removePolicy } : {}),
+    ...(pendingStarts !== undefined ? { pendingStarts } : {}),
+  });
   opts.log.info('plan.computed', {
     create: plan.filter((i) => i.action === 'create').length,
     update: plan.filter((i) => i.action === 'update').length,
+    start: plan.filter((i) => i.action === 'start').length,
     delete: plan.filter((i) => i.action === 'delete').length,
     nothing: plan.filter((i) => i.action === 'nothing').length,
     fail: plan.filter((i) => i.action === 'fail').length,
@@ -73,8 +83,10 @@ export async function computeSyncPlan(port: LibvirtPort, opts: SyncOptions): Pro
 export async function syncOnce(port: LibvirtPort, opts: SyncOptions): Promise<SyncResult> {
   const t0 = Date.now();
   const plan = await computeSyncPlan(port, opts);
+  const pendingStarts = pendingStartsOf(opts);
   const results = await applyPlan(port, plan, {
     log: opts.log,
+    ...(pendingStarts !== undefined ? { pendingStarts } : {}),
     ...(opts.updatePolicy !== undefined ? { updatePolicy: opts.updatePolicy } : {}),
     ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
     ...(opts.stopTimeoutMs !== undefined ? { stopTimeoutMs: opts.stopTimeoutMs } : {}),
@@ -83,6 +95,11 @@ export async function syncOnce(port: LibvirtPort, opts: SyncOptions): Promise<Sy
     ...(opts.locks !== undefined ? { locks: opts.locks } : {}),
   });
   const collected = opts.stateDir !== undefined ? await collectImageBundles(opts.stateDir, results, opts.log) : [];
+  if (pendingStarts !== undefined) {
+    // markers of domains this pass no longer knows (entry and domain gone) are stale
+    const known = new Set(results.filter((r) => !(r.item.action === 'delete' && r.ok)).map((r) => r.item.domain));
+    for (const name of await pendingStarts.list()) if (!known.has(name)) await pendingStarts.remove(name);
+  }
   if (opts.stateDir !== undefined) await writeStatus(opts.stateDir, results);
   const failed = results.filter((r) => !r.ok);
   const durationMs = Date.now() - t0;

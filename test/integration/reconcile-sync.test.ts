@@ -227,6 +227,32 @@ test('delete: policy keep leaves the domain; policy undefine stops the running o
   assert.ok(isDefined(dom('hand-made')) && isDefined(dom('clash')));
 });
 
+test('a start that never completed (marker left in the state dir) is finished by the next pass', async () => {
+  writeBusyboxBundle(join(spool, 'late'), { annotations: START });
+  // the first pass dies at the start: its port refuses to start anything
+  const failing = new Proxy(port, {
+    get: (target, prop) =>
+      prop === 'start' ? async () => Promise.reject(new Error('simulated crash before start')) : (Reflect.get(target, prop) as unknown),
+  }) as LibvirtPort;
+  const first = await syncOnce(failing, options({ attempts: 1 }));
+  assert.equal(first.failed.map((f) => f.item.domain), [dom('late')]);
+  assert.is(domainState(dom('late')), 'shut off');
+  assert.ok(existsSync(join(state, 'pending-start', dom('late'))));
+  const second = await syncOnce(port, options());
+  assert.equal(second.plan.filter((i) => i.action !== 'nothing').map((i) => `${i.action} ${i.domain}`), [`start ${dom('late')}`]);
+  await waitForInit(dom('late'), ['/bin/sleep', '300']);
+  assert.not.ok(existsSync(join(state, 'pending-start', dom('late'))));
+  // an operator's later stop is respected: no marker, no restart
+  virsh('destroy', dom('late'));
+  const counted = countingPort(port);
+  await syncOnce(counted.port, options());
+  assert.is(counted.writes(), 0);
+  assert.is(domainState(dom('late')), 'shut off');
+  rmSync(join(spool, 'late'), { recursive: true });
+  const cleaned = await syncOnce(port, options());
+  assert.equal(cleaned.plan.filter((i) => i.action !== 'nothing').map((i) => `${i.action} ${i.domain}`), [`delete ${dom('late')}`]);
+});
+
 test('CLI: plan prints without acting; sync --once acts, summarises, and exits 1 when an entry failed', () => {
   writeBusyboxBundle(join(spool, 'cli-one'));
   const env = { ...process.env, OCIVIRT_NAME_PREFIX: PREFIX, OCIVIRT_CONFIG: join(tmp, 'no-config.json') };
@@ -239,7 +265,7 @@ test('CLI: plan prints without acting; sync --once acts, summarises, and exits 1
 
   const sync = run('sync', '--once', '--spool', spool, '--state', state, '--uri', TEST_URI);
   assert.is(sync.status, 0, sync.stderr);
-  assert.match(sync.stdout, /sync: 1 created, 0 updated, 0 deleted, \d+ unchanged, 0 failed/);
+  assert.match(sync.stdout, /sync: 1 created, 0 updated, 0 started, 0 deleted, \d+ unchanged, 0 failed/);
   assert.ok(isDefined(dom('cli-one')));
 
   writeBusyboxBundle(join(spool, 'clash'));

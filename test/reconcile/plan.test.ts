@@ -96,4 +96,13 @@ test('a failed entry fails, and the domain it had is neither deleted nor changed
   assert.equal(summary(refused), ['fail ', 'nothing broken']);
 });
 
+test('a domain whose start never completed is started; nothing else is', () => {
+  const a = desired('a');
+  const b = desired('b');
+  const plan = computePlan(state([a, b]), actual([defined(a), defined(b)]), { pendingStarts: new Set(['a']) });
+  assert.equal(summary(plan), ['start a', 'nothing b']);
+  const changed = computePlan(state([desired('a', ['/bin/sleep', '9'])]), actual([defined(a)]), { pendingStarts: new Set(['a']) });
+  assert.equal([changed[0]!.action, changed[0]!.start], ['update', true]);
+});
+
 test.run();
