@@ -9,8 +9,12 @@ class Stop extends Error {
   }
 }
 
+/** Deeper than this, the scanner gives up locating the error rather than recurse further. */
+const MAX_DEPTH = 1000;
+
 export function jsonErrorOffset(text: string): { offset: number; reason: string } | undefined {
   let i = 0;
+  let depth = 0;
   const ws = () => {
     while (i < text.length && ' \t\n\r'.includes(text[i]!)) i++;
   };
@@ -46,10 +50,11 @@ export function jsonErrorOffset(text: string): { offset: number; reason: string 
   const value = (): void => {
     ws();
     const c = text[i];
+    if ((c === '{' || c === '[') && ++depth > MAX_DEPTH) throw new Stop(i, `nested deeper than ${MAX_DEPTH} levels`);
     if (c === '{') {
       i++;
       ws();
-      if (text[i] === '}') return void i++;
+      if (text[i] === '}') return void (i++, depth--);
       for (;;) {
         ws();
         if (text[i] !== '"') fail('expected a property name in double quotes');
@@ -60,19 +65,19 @@ export function jsonErrorOffset(text: string): { offset: number; reason: string 
         value();
         ws();
         if (text[i] === ',') i++;
-        else if (text[i] === '}') return void i++;
+        else if (text[i] === '}') return void (i++, depth--);
         else fail("expected ',' or '}'");
       }
     }
     if (c === '[') {
       i++;
       ws();
-      if (text[i] === ']') return void i++;
+      if (text[i] === ']') return void (i++, depth--);
       for (;;) {
         value();
         ws();
         if (text[i] === ',') i++;
-        else if (text[i] === ']') return void i++;
+        else if (text[i] === ']') return void (i++, depth--);
         else fail("expected ',' or ']'");
       }
     }

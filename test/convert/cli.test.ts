@@ -106,7 +106,7 @@ test('readBundleConfig: a bundle dir or config.json; JSON errors with line and c
     assert.instance(e, InputError);
     assert.match((e as Error).message, /config\.json: not valid JSON at line 3 column 14: expected a value, found ","/);
   }
-  for (const [text, where] of [['', 'line 1 column 1: unexpected end'], ['{"a":1}}', 'line 1 column 8: unexpected text'], ['{"a":"\u0001"}', 'line 1 column 7: control character'], ["{'a':1}", 'line 1 column 2: expected a property name']]) {
+  for (const [text, where] of [['', 'line 1 column 1: unexpected end'], ['{"a":1}}', 'line 1 column 8: unexpected text'], ['{"a":"\u0001"}', 'line 1 column 7: control character'], ["{'a':1}", 'line 1 column 2: expected a property name'], ['['.repeat(100000), 'line 1 column 1001: nested deeper than 1000 levels']]) {
     rmSync(join(dir, 'web'), { recursive: true });
     await readBundleConfig(bundle(null, text)).then(
       () => assert.unreachable(),
