@@ -7,7 +7,8 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -115,6 +116,30 @@ test('a redefine of the same config keeps the UUID and is accepted (no "already 
     writeFileSync(file, second.xml);
     virsh('define', file);
     assert.is(virsh('domuuid', name).trim(), first.domain.uuid);
+  } finally {
+    try {
+      virsh('undefine', name);
+    } catch {
+      // not defined
+    }
+  }
+});
+
+test('ocivirt to-native --domain reads the inactive XML from libvirt and gives the config back', () => {
+  const name = `${PREFIX}cli`;
+  const file = join(dir, `${name}.xml`);
+  const bin = fileURLToPath(new URL('../../../bin/ocivirt', import.meta.url));
+  try {
+    const config = EXAMPLES.E6!;
+    const opts = testOptions({ name, hostDevice: statHostDevice, hostArch: undefined });
+    writeFileSync(file, fromNative(config, opts).xml);
+    virsh('define', file);
+    const r = spawnSync(bin, ['to-native', '--domain', name, '--uri', URI], { encoding: 'utf8', timeout: 60_000 });
+    assert.is(r.status, 0, r.stderr);
+    assert.is(canonicalJson(JSON.parse(r.stdout)), expectedBack(config, opts.bundleDir));
+    const missing = spawnSync(bin, ['to-native', '--domain', `${PREFIX}does-not-exist`], { encoding: 'utf8', timeout: 60_000 });
+    assert.is(missing.status, 2, missing.stderr);
+    assert.match(missing.stderr, /^ocivirt to-native: domain ocivirt-test-conv-does-not-exist: no such domain on lxc:\/\/\/\n$/);
   } finally {
     try {
       virsh('undefine', name);
