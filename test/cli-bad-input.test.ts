@@ -208,6 +208,19 @@ test('to-native on malformed XML names the file', () => {
   }
 });
 
+test('to-native on hostile XML: entities, deep nesting, binary', () => {
+  const cases: [string, string][] = [
+    ['entities.xml', `<?xml version="1.0"?><!DOCTYPE d [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">]><domain type='lxc'><name>&b;</name></domain>`],
+    ['deep.xml', `<domain type='lxc'><name>x</name><metadata>${'<a>'.repeat(100000)}${'</a>'.repeat(100000)}</metadata></domain>`],
+    ['binary.xml', '\u00ff\u00fe<\u0000d\u0000'],
+  ];
+  for (const [file, text] of cases) {
+    const p = join(dir, file);
+    writeFileSync(p, text);
+    refused(run(['to-native', p]), p);
+  }
+});
+
 test('to-native on a missing file, and malformed XML on stdin', () => {
   const missing = join(dir, 'missing.xml');
   refused(run(['to-native', missing]), missing);

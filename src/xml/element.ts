@@ -30,6 +30,9 @@ export function isElement(n: XmlNode): n is XmlElement {
   return typeof n !== 'string';
 }
 
+/** Far deeper than any domain XML, metadata included. */
+export const MAX_XML_DEPTH = 256;
+
 /** Parses a whole document into its root element. Malformed XML becomes an InputError naming the file. */
 export function parseXmlDocument(xml: string, file?: string): XmlElement {
   const parser = new SaxesParser({ xmlns: true, position: true });
@@ -40,6 +43,8 @@ export function parseXmlDocument(xml: string, file?: string): XmlElement {
     if (failure === undefined) failure = e.message;
   });
   parser.on('opentag', (tag: SaxesTagNS) => {
+    // Hostile depth would overflow the recursive walks below and is quadratic in saxes' xmlns scopes.
+    if (stack.length >= MAX_XML_DEPTH) throw new Error(`elements nested deeper than ${MAX_XML_DEPTH} levels`);
     const el: XmlElement = {
       name: tag.name,
       uri: tag.uri ?? '',
