@@ -67,6 +67,14 @@ export function xmlOnlyParts(d: Domain): Domain | undefined {
   return any ? f : undefined;
 }
 
+/** What a fragment holds, for a warning: `interface, console, cmdline …`. */
+export function describeXmlOnly(f: Domain): string {
+  const names = domainToElement(f)
+    .children.flatMap((c) => (typeof c === 'string' ? [] : c.local === 'devices' || c.local === 'os' || c.local === 'features' || c.local === 'metadata' ? c.children : [c]))
+    .flatMap((c) => (typeof c === 'string' || c.local === 'name' || (c.local === 'type' && c.uri === '') ? [] : [c.name]));
+  return [...new Set(names)].join(', ');
+}
+
 /**
  * The fragment in the form libvirt gives back after define (`family` on <ip>, accessmode,
  * console targets, seclabel model), so the annotation reads the same before and after.

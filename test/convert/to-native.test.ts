@@ -104,6 +104,10 @@ test('XML with no OCI counterpart is kept in org.ocivirt.* annotations, never or
   for (const part of ["<interface type='bridge'>", "<mac address='52:54:00:aa:bb:cc'/>", '<cmdline>console=ttyS0 quiet</cmdline>', '<on_reboot>destroy</on_reboot>', '<on_crash>restart</on_crash>', "<clock offset='localtime'/>", '<partition>/machine/tenant</partition>', "<memory mode='interleave' nodeset='0'/>", "<filesystem accessmode='passthrough' type='file'>", '<watchdog', "<seclabel model='selinux' relabel='yes' type='dynamic'/>", 'keep me', "<lxc:shareuts type='name' value='other'/>"])
     assert.ok(frag.includes(part), `${part} missing from:\n${frag}`);
   assert.is((frag.match(/<console/g) ?? []).length, 1, 'the first pty console is implied, the second kept');
+  const warning = handBack().warnings.find((w) => w.startsWith('annotations["org.ocivirt.domain-xml"]: '));
+  assert.ok(warning, 'the XML-only parts are warned about');
+  for (const part of ['app:info', 'on_reboot', 'clock', 'resource', 'numatune', 'cmdline', 'filesystem', 'interface', 'console', 'watchdog', 'seclabel', 'lxc:namespace'])
+    assert.ok(warning.includes(part), `${part} not named in: ${warning}`);
 });
 
 test('from-native of that config restores the hand-written domain', () => {

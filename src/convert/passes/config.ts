@@ -7,7 +7,7 @@ import { canonicalUuid } from '../../xml/compare.js';
 import { isXmlSafeAttr, isXmlSafeText } from '../../xml/escape.js';
 import { ARCH_32BIT_COMPANION, refuse } from '../context.js';
 import { hostnameForDomainName, uuidV5 } from '../identity.js';
-import { decodeXmlOnly, encodeXmlOnly, overlayXmlOnly, XML_ONLY_ANNOTATION, xmlOnlyParts } from '../xml-only.js';
+import { decodeXmlOnly, describeXmlOnly, encodeXmlOnly, overlayXmlOnly, XML_ONLY_ANNOTATION, xmlOnlyParts } from '../xml-only.js';
 import type { Pass } from './pass.js';
 
 export const UUID_ANNOTATION = `${ANNOTATION_PREFIX}uuid`;
@@ -71,7 +71,15 @@ export const configPass: Pass = {
     if (d.title !== undefined) annotations[TITLE_ANNOTATION] = d.title;
     if (d.description !== undefined) annotations[DESCRIPTION_ANNOTATION] = d.description;
     const frag = xmlOnlyParts(d);
-    if (frag) annotations[XML_ONLY_ANNOTATION] = encodeXmlOnly(frag);
+    if (frag) {
+      annotations[XML_ONLY_ANNOTATION] = encodeXmlOnly(frag);
+      // from-native warned already for a domain it made; say it once for a hand-written one
+      if (!ctx.meta)
+        ctx.warnings.add(
+          `annotations[${JSON.stringify(XML_ONLY_ANNOTATION)}]`,
+          `${describeXmlOnly(frag)} have no OCI field: kept in this annotation for from-native, ignored by other OCI runtimes`,
+        );
+    }
     if (Object.keys(annotations).length) out.annotations = annotations;
     if (d.os.arch !== undefined && d.os.arch === ARCH_32BIT_COMPANION[ctx.hostArch]) out.linux = { personality: { domain: 'LINUX32' } };
     return out;

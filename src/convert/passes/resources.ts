@@ -46,7 +46,8 @@ export const resourcesPass: Pass = {
     if (cpu.shares !== undefined && cpu.shares > 0) {
       const s = clamp(cpu.shares, 2, 262144);
       if (s !== cpu.shares) w.add('linux.resources.cpu.shares', `libvirt accepts 2 to 262144; ${s} is used`);
-      d.cputune.shares = v2 ? sharesToWeight(s) : s;
+      // libvirt refuses shares below 2 at define, whatever the cgroup version
+      d.cputune.shares = v2 ? Math.max(2, sharesToWeight(s)) : s;
     }
     if (cpu.period !== undefined && cpu.period > 0) {
       const p = clamp(cpu.period, 1000, 1000000);
