@@ -243,7 +243,7 @@ async function main(): Promise<void> {
   const oursRss = Math.max(...ours.map((x) => x.rssKiB)) / 1024;
   const compressed = blobs.reduce((n, b) => n + lstatSync(b).size, 0);
   const verdict = [
-    `- faster than umoci: ${oursMs < umociMs ? 'yes' : 'NO'} (${(umociMs / oursMs).toFixed(2)}× umoci's time is ours)`,
+    `- faster than umoci: ${oursMs < umociMs ? 'yes' : 'NO'} (umoci takes ${(umociMs / oursMs).toFixed(2)}× our time)`,
     `- within 1.3× of GNU tar: ${oursMs <= 1.3 * tarMs ? 'yes' : 'NO'} (${(oursMs / tarMs).toFixed(2)}×)`,
     `- peak RSS under 150 MB: ${oursRss * 1.048576 < 150 ? 'yes' : 'NO'} (${oursRss.toFixed(0)} MiB)`,
   ];

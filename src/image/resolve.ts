@@ -164,7 +164,7 @@ function checkConfigPlatform(source: ImageSource, config: ImageConfig, opts: Sel
   return p;
 }
 
-function layersOf(source: ImageSource, manifest: ImageManifest, config: ImageConfig, file: string): ResolvedLayer[] {
+function layersOf(manifest: ImageManifest, config: ImageConfig, file: string): ResolvedLayer[] {
   if (manifest.layers.length !== config.diffIds.length)
     throw new InputError(`manifest has ${manifest.layers.length} layers but the config has ${config.diffIds.length} diff_ids`, { file });
   return manifest.layers.map((l, i) => {
@@ -195,7 +195,7 @@ async function resolveManifest(source: ImageSource, d: Descriptor, opts: SelectO
   const configFile = `${source.path}:${blobPath(manifest.config.digest)}`;
   const config = parseImageConfig(await readBlobJson(source, manifest.config, 'config'), { file: configFile });
   const platform = checkConfigPlatform(source, config, opts);
-  const layers = layersOf(source, manifest, config, file);
+  const layers = layersOf(manifest, config, file);
   for (const l of layers) {
     if ((await source.store.size(l.blobName)) === undefined) {
       const urls = manifest.layers[l.index]?.urls;

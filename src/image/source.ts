@@ -6,10 +6,9 @@
  */
 import { open, stat } from 'node:fs/promises';
 import { posix } from 'node:path';
-import type { Readable } from 'node:stream';
 import { InputError } from '../errors.js';
 import { digestOf, parseDigest, shortDigest, type Digest } from './digest.js';
-import { parseDescriptor, parseIndex, parseJson, type Descriptor, type ImageIndex } from './documents.js';
+import { parseIndex, parseJson, type Descriptor, type ImageIndex } from './documents.js';
 import { DirStore, TarStore, type FileStore } from './store.js';
 import { normaliseMemberName } from './tar-index.js';
 
@@ -211,15 +210,8 @@ export async function readBlobJson(source: ImageSource, d: Descriptor, label: st
   return parseJson(bytes, { file: `${source.path}:${name}` });
 }
 
-/** Opens a blob as a raw stream (the caller verifies it while it flows). */
-export async function openBlob(source: ImageSource, name: string): Promise<Readable> {
-  return source.store.open(name);
-}
-
 /** The digest a legacy docker-save config file name promises, if it follows Docker's naming. */
 export function legacyConfigDigest(name: string): Digest | undefined {
   const m = /^(?:blobs\/sha256\/)?([0-9a-f]{64})(?:\.json)?$/.exec(name);
   return m ? parseDigest(`sha256:${m[1]}`) : undefined;
 }
-
-export { parseDescriptor };
