@@ -6,6 +6,7 @@
 import { lstat } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
 import { InputError } from '../errors.js';
+import { scavengeEvery } from '../image/memory.js';
 import type { TarLimits } from './tar-reader.js';
 import type { FromWorker, ToWorker, WorkerInput } from './worker.js';
 import type { LayerStats } from './writer.js';
@@ -91,6 +92,8 @@ export async function applyLayer(rootfs: string, tar: NodeJS.ReadableStream, opt
 
   const send = async () => {
     let total = 0;
+    // The stream's chunks become garbage right after the copy below; collect them as we go.
+    const scavenge = scavengeEvery(4 << 20);
     for await (const chunk of tar as AsyncIterable<Buffer | string>) {
       if (settled) return;
       const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
@@ -100,6 +103,7 @@ export async function applyLayer(rootfs: string, tar: NodeJS.ReadableStream, opt
       worker.postMessage({ type: 'chunk', data } satisfies ToWorker, [data.buffer]);
       inFlight += length;
       total += length;
+      scavenge(length);
       opts.onProgress?.(total);
       while (inFlight >= MAX_IN_FLIGHT && !settled) await new Promise<void>((r) => (wakeSender = r));
       wakeSender = undefined;
