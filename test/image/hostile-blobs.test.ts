@@ -118,6 +118,9 @@ const cases: Case[] = [
     layout([{ entries: baseLayerEntries() }, { entries: [file('x', 'y'.repeat(9000))], compression: 'zstd', mangle: (b) => b.subarray(0, b.length - 5) }]).dir },
   { name: 'zstd with trailing garbage', expect: /layer 2\/2 .*: corrupt zstd stream/, image: () =>
     layout([{ entries: baseLayerEntries() }, { entries: [file('x')], compression: 'zstd', mangle: (b) => Buffer.concat([b, Buffer.from('garbage after the frame')]) }]).dir },
+  { name: 'zstd frame demanding a 2 GiB window (memory bomb)', expect: /layer 2\/2 .*: corrupt zstd stream: Frame requires too much memory/, image: () =>
+    // frame header: window descriptor 0xa8 = 2^31 bytes; then one raw block of 1 byte
+    layout([{ entries: baseLayerEntries() }, { tar: Buffer.alloc(0), compression: 'zstd', mangle: () => Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x00, 0xa8, 0x09, 0x00, 0x00, 0x41]) }]).dir },
   { name: 'tar inside gzip truncated (digest and diffID recomputed)', expect: /layer 2\/2 .*(truncated|ends)/, image: () => {
     const raw = tar([file('x', 'z'.repeat(5000))]).subarray(0, 1500);
     return layout([{ entries: baseLayerEntries() }, { tar: raw }]).dir;
