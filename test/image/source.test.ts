@@ -1,5 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
 import { rmSync, writeFileSync, mkdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -119,6 +120,18 @@ test('legacy docker save: manifest.json + <id>/layer.tar, duplicate layers as in
   assert.equal(image.refs, ['app:1']);
   // the derived manifest digest is stable across runs
   assert.is((await resolveFrom(p)).image.manifestDigest.text, image.manifestDigest.text);
+});
+
+test('an extracted docker save directory is recognised by its manifest.json', async () => {
+  const l1 = tar(baseLayerEntries());
+  const p = join(scratch(), 'legacy.tar');
+  writeFileSync(p, dockerLegacyArchive([{ tags: ['app:1'], layers: [l1, l1] }]));
+  const d = scratch();
+  const r = spawnSync('tar', ['-xf', p, '-C', d]);
+  assert.is(r.status, 0);
+  const { format, image } = await resolveFrom(d);
+  assert.is(format, 'docker-directory');
+  assert.is(image.layers.length, 2);
 });
 
 test('legacy docker save: two images need --ref, matched by RepoTag with docker normalisation', async () => {
