@@ -17,7 +17,9 @@ import { toNative } from '../../src/convert/to-native.js';
 import { detectCgroupVersion, statHostDevice } from '../../src/convert/host.js';
 import { canonicalJson } from '../../src/convert/json.js';
 import type { RuntimeConfig } from '../../src/oci/runtime-spec.js';
-import { domainDifferences } from '../../src/xml/compare.js';
+import { domainDifferences, projectDomain } from '../../src/xml/compare.js';
+import { effectiveCaps } from '../../src/convert/passes/capabilities.js';
+import { HAND_WRITTEN } from '../convert/hand-written.js';
 import { parseDomainXml } from '../../src/xml/parse.js';
 import { assertRuntimeSchemaValid } from '../helpers/schema.js';
 import { EXAMPLES } from '../convert/examples.js';
@@ -117,6 +119,39 @@ test('a redefine of the same config keeps the UUID and is accepted (no "already 
     writeFileSync(file, second.xml);
     virsh('define', file);
     assert.is(virsh('domuuid', name).trim(), first.domain.uuid);
+  } finally {
+    try {
+      virsh('undefine', name);
+    } catch {
+      // not defined
+    }
+  }
+});
+
+test('a hand-written domain survives libvirt -> to-native -> from-native -> libvirt', () => {
+  const name = `${PREFIX}hand`;
+  const file = join(dir, `${name}.xml`);
+  try {
+    writeFileSync(file, HAND_WRITTEN.replace('<name>hand</name>', `<name>${name}</name>`));
+    virsh('define', file);
+    const first = parseDomainXml(virsh('dumpxml', '--inactive', name));
+    const { config } = toNative(first, { hostDevice: statHostDevice });
+    assertRuntimeSchemaValid(config);
+    virsh('undefine', name);
+    writeFileSync(file, fromNative(config, testOptions({ name, hostDevice: statHostDevice, hostArch: undefined })).xml);
+    virsh('define', file);
+    const second = parseDomainXml(virsh('dumpxml', '--inactive', name));
+    // what differs by design: our metadata is added, the capability policy becomes an explicit
+    // deny list (same effective set), min_guarantee has no OCI field, the memory limit is
+    // written to <memory> and hard_limit alike
+    const a = projectDomain(first);
+    const b = projectDomain(second);
+    assert.is(b.get('memtune.hard_limit'), a.get('memory'));
+    const skip = /^(metadata\.ocivirt|features\.capabilities|memtune\.(min_guarantee|hard_limit))/;
+    const diffs = [...new Set([...a.keys(), ...b.keys()])].filter((k) => !skip.test(k) && a.get(k) !== b.get(k)).map((k) => `${k}: ${a.get(k)} -> ${b.get(k)}`);
+    assert.equal(diffs, []);
+    const caps = (d: typeof first) => effectiveCaps(d.features.capabilities?.policy, d.features.capabilities?.caps ?? []);
+    assert.equal(caps(second), caps(first));
   } finally {
     try {
       virsh('undefine', name);
