@@ -9,7 +9,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, linkSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { chmodSync, chownSync, linkSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setAttributeSync } from '@napi-rs/xattr';
@@ -134,6 +135,42 @@ test('umoci-built image (3 repacks) and its skopeo oci-archive unpack to the sam
   const cfg = JSON.parse(run('cat', join(work, 'by-ocivirt/config.json')));
   assert.equal(cfg.process.user, { uid: 500, gid: 500 });
   assert.equal(cfg.process.args, ['/bin/sh']);
+});
+
+test('a multi-platform index copied by skopeo (--all) into an oci-archive: each platform unpacks to its umoci tree', () => {
+  // an arm64 variant of the image: same base, its own config and one more layer
+  run('umoci', 'tag', '--image', 'layout:t', 'arm');
+  run('umoci', 'config', '--image', 'layout:arm', '--architecture', 'arm64');
+  run('umoci', 'unpack', '--image', 'layout:arm', 'build-arm');
+  writeFileSync(join(work, 'build-arm/rootfs/arch'), 'arm64 only');
+  run('umoci', 'repack', '--image', 'layout:arm', 'build-arm');
+  // an index naming both manifests with their platforms, tagged 'multi'
+  const layout = join(work, 'layout');
+  const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8'));
+  const byTag = (tag: string) => index.manifests.find((m: { annotations?: Record<string, string> }) => m.annotations?.['org.opencontainers.image.ref.name'] === tag);
+  const entry = (tag: string, architecture: string) => {
+    const { mediaType, digest, size } = byTag(tag);
+    return { mediaType, digest, size, platform: { os: 'linux', architecture } };
+  };
+  const multi = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [entry('t', 'amd64'), entry('arm', 'arm64')] }));
+  const hex = createHash('sha256').update(multi).digest('hex');
+  writeFileSync(join(layout, 'blobs/sha256', hex), multi);
+  index.manifests.push({ mediaType: 'application/vnd.oci.image.index.v1+json', digest: `sha256:${hex}`, size: multi.length, annotations: { 'org.opencontainers.image.ref.name': 'multi' } });
+  writeFileSync(join(layout, 'index.json'), JSON.stringify(index));
+  run('skopeo', 'copy', '--quiet', '--all', 'oci:layout:multi', 'oci-archive:multi.tar:multi');
+
+  run('umoci', 'unpack', '--image', 'layout:arm', 'umoci-arm');
+  run('umoci', 'unpack', '--image', 'layout:t', 'umoci-amd');
+  const arm = spawnSync(bin, ['unpack', '--platform', 'linux/arm64', join(work, 'multi.tar'), join(work, 'ours-arm')], { encoding: 'utf8' });
+  assert.is(arm.status, 0, arm.stderr);
+  const amd = spawnSync(bin, ['unpack', '--platform', 'linux/amd64', join(work, 'multi.tar'), join(work, 'ours-amd')], { encoding: 'utf8' });
+  assert.is(amd.status, 0, amd.stderr);
+  assert.equal(describeTree(join(work, 'ours-arm/rootfs')), describeTree(join(work, 'umoci-arm/rootfs')));
+  assert.equal(describeTree(join(work, 'ours-amd/rootfs')), describeTree(join(work, 'umoci-amd/rootfs')));
+  assert.ok(readFileSync(join(work, 'ours-arm/rootfs/arch'), 'utf8') === 'arm64 only');
+  const none = spawnSync(bin, ['unpack', '--platform', 'linux/s390x', join(work, 'multi.tar'), join(work, 'ours-s390x')], { encoding: 'utf8' });
+  assert.is(none.status, 2);
+  assert.match(none.stderr, /no manifest for platform linux\/s390x .*offers: linux\/amd64, linux\/arm64/);
 });
 
 test.run();
