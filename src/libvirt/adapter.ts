@@ -11,6 +11,9 @@
  *   fail fast instead of parking more worker threads.
  * - The binding rejects with a message only (no error code), so "not found" and "connection
  *   lost" are recognised by libvirt's message text.
+ * - A binding Domain frees its virDomainPtr when garbage-collected, while a worker thread may
+ *   still be using it (seen as "invalid domain pointer" under load): every Domain is pinned
+ *   until the calls that use it have finished.
  */
 import { Hypervisor, DomainGetXMLDescFlags, DomainState as BindingState, type Domain } from '@unraid/libvirt';
 import { silentLogger, type EventLogger } from '../log.js';
@@ -71,6 +74,8 @@ class LibvirtAdapter implements LibvirtPort {
   private nextAttemptAt = 0;
   private lostReason: string | undefined;
   private closed = false;
+  /** Domains in use by calls in flight (see the note on garbage collection above). */
+  private readonly pinned = new Set<Domain>();
   private readonly log: EventLogger;
   private readonly callTimeoutMs: number;
   private readonly connectTimeoutMs: number;
@@ -164,8 +169,22 @@ class LibvirtAdapter implements LibvirtPort {
     }
   }
 
-  private async domain(hv: Hypervisor, name: string): Promise<Domain> {
-    return hv.domainLookupByName(name);
+  /** Runs `fn` on a Domain kept reachable until it has finished. */
+  private async pin<T>(d: Domain, fn: (d: Domain) => Promise<T>): Promise<T> {
+    this.pinned.add(d);
+    try {
+      return await fn(d);
+    } finally {
+      this.pinned.delete(d);
+    }
+  }
+
+  private async withDomain<T>(hv: Hypervisor, name: string, fn: (d: Domain) => Promise<T>): Promise<T> {
+    return this.pin(await hv.domainLookupByName(name), fn);
+  }
+
+  private refOf(d: Domain): Promise<DomainRef> {
+    return this.pin(d, async () => ({ name: await d.getName(), uuid: await d.getUUIDString() }));
   }
 
   async listDomains(): Promise<DomainRef[]> {
@@ -174,7 +193,7 @@ class LibvirtAdapter implements LibvirtPort {
       async (hv) => {
         // ACTIVE | INACTIVE: persistent and transient, running or not
         const domains = await hv.connectListAllDomains();
-        return Promise.all(domains.map(async (d) => ({ name: await d.getName(), uuid: await d.getUUIDString() })));
+        return Promise.all(domains.map((d) => this.refOf(d)));
       },
       true,
     );
@@ -184,10 +203,7 @@ class LibvirtAdapter implements LibvirtPort {
     try {
       return await this.call(
         `lookup ${name}`,
-        async (hv) => {
-          const d = await this.domain(hv, name);
-          return { name: await d.getName(), uuid: await d.getUUIDString() };
-        },
+        async (hv) => this.refOf(await hv.domainLookupByName(name)),
         true,
       );
     } catch (e) {
@@ -199,37 +215,31 @@ class LibvirtAdapter implements LibvirtPort {
   inactiveXml(name: string): Promise<string> {
     return this.call(
       `inactive XML of ${name}`,
-      async (hv) => hv.domainGetXMLDesc(await this.domain(hv, name), DomainGetXMLDescFlags.INACTIVE),
+      (hv) => this.withDomain(hv, name, (d) => hv.domainGetXMLDesc(d, DomainGetXMLDescFlags.INACTIVE)),
       true,
     );
   }
 
   define(xml: string): Promise<DomainRef> {
-    return this.call('define', async (hv) => {
-      const d = await hv.domainDefineXML(xml);
-      return { name: await d.getName(), uuid: await d.getUUIDString() };
-    });
+    return this.call('define', async (hv) => this.refOf(await hv.domainDefineXML(xml)));
   }
 
   undefine(name: string): Promise<void> {
-    return this.call(`undefine ${name}`, async (hv) => hv.domainUndefine(await this.domain(hv, name)));
+    return this.call(`undefine ${name}`, (hv) => this.withDomain(hv, name, (d) => hv.domainUndefine(d)));
   }
 
   start(name: string): Promise<void> {
-    return this.call(`start ${name}`, async (hv) => hv.domainCreate(await this.domain(hv, name)));
+    return this.call(`start ${name}`, (hv) => this.withDomain(hv, name, (d) => hv.domainCreate(d)));
   }
 
   destroy(name: string): Promise<void> {
-    return this.call(`destroy ${name}`, async (hv) => hv.domainDestroy(await this.domain(hv, name)));
+    return this.call(`destroy ${name}`, (hv) => this.withDomain(hv, name, (d) => hv.domainDestroy(d)));
   }
 
   state(name: string): Promise<DomainState> {
     return this.call(
       `state of ${name}`,
-      async (hv) => {
-        const info = await hv.domainGetInfo(await this.domain(hv, name));
-        return STATES[info.state] ?? 'nostate';
-      },
+      (hv) => this.withDomain(hv, name, async (d) => STATES[(await hv.domainGetInfo(d)).state] ?? 'nostate'),
       true,
     );
   }
@@ -248,7 +258,7 @@ class LibvirtAdapter implements LibvirtPort {
     const initial = await this.stateOrGone(name);
     if (initial === 'shutoff' || initial === 'gone') return;
     try {
-      await this.call(`shutdown ${name}`, async (hv) => hv.domainShutdown(await this.domain(hv, name)));
+      await this.call(`shutdown ${name}`, (hv) => this.withDomain(hv, name, (d) => hv.domainShutdown(d)));
     } catch (e) {
       // it may have stopped on its own meanwhile; anything else: destroy decides below
       if (e instanceof LibvirtUnavailableError) throw e;

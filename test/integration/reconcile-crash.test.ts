@@ -82,8 +82,16 @@ function writeEntry(spool: string, name: string, e: EntrySpec): void {
   }
 }
 
+/**
+ * Runs ocivirt to completion. libvirtd is shared on this machine and other tests restart it:
+ * a run that found libvirt unavailable is repeated (that outage is not what this test is about).
+ */
 function ocivirt(args: string[], env: NodeJS.ProcessEnv) {
-  return spawnSync(join(repoRoot, 'bin/ocivirt'), args, { encoding: 'utf8', env, timeout: 300_000 });
+  for (let attempt = 1; ; attempt++) {
+    const r = spawnSync(join(repoRoot, 'bin/ocivirt'), args, { encoding: 'utf8', env, timeout: 300_000 });
+    if (attempt >= 10 || !/cannot connect to libvirt|connection to libvirt .* lost|libvirt at \S+ is unavailable/.test(r.stderr)) return r;
+    spawnSync('sleep', ['1']);
+  }
 }
 
 test.before(() => {
