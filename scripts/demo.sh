@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
-# Quick-start demo: sets libvirt up if needed, builds ocivirt, drops a busybox runtime bundle
-# into a demo spool and runs ocivirt against the local libvirtd (lxc:///).
-#   scripts/demo.sh           run the demo (leaves the domain 'demo-hello' running)
-#   scripts/demo.sh --clean   remove the demo domain and the demo directory
+# Quick-start demo: sets libvirt up if needed (as root), builds ocivirt, fills a demo spool with
+# a runtime bundle and an OCI image, and runs the ocivirt daemon on it against the local libvirtd
+# in the foreground (JSON events on stdout; Ctrl-C stops the daemon, the containers keep running).
+#   scripts/demo.sh           run it
+#   scripts/demo.sh --clean   remove the demo domains and the demo directory
+# In another shell meanwhile: `bin/ocivirt status --state /var/lib/ocivirt-demo/state`,
+# `virsh -c lxc:/// list --all`, `virsh -c lxc:/// memtune demo-hello --hard-limit 200000 --config`
+# (then look at /var/lib/ocivirt-demo/export/demo-hello/config.json), or drop more entries in.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEMO=${OCIVIRT_DEMO_DIR:-/var/lib/ocivirt-demo}
 URI=${OCIVIRT_URI:-lxc:///}
-DOMAIN=demo-hello
-virsh_() { virsh -q -c "$URI" "$@"; }
 
 if [ "${1:-}" = --clean ]; then
-  virsh_ destroy "$DOMAIN" >/dev/null 2>&1 || true
-  virsh_ undefine "$DOMAIN" >/dev/null 2>&1 || true
+  for d in demo-hello demo-web; do
+    virsh -q -c "$URI" destroy "$d" >/dev/null 2>&1 || true
+    virsh -q -c "$URI" undefine "$d" >/dev/null 2>&1 || true
+  done
   rm -rf "$DEMO"
-  echo "demo: removed $DOMAIN and $DEMO"
+  echo "demo: removed the demo domains and $DEMO"
   exit 0
 fi
 
@@ -22,25 +26,45 @@ scripts/setup-libvirt.sh
 [ -d node_modules/@unraid/libvirt/build ] || npm ci --no-audit --no-fund
 [ -f dist/src/cli/main.js ] || npm run build
 
-# a runtime bundle: Debian's busybox-static as the rootfs, a config made by `runc spec`
-BUNDLE="$DEMO/spool/hello"
-if [ ! -f "$BUNDLE/config.json" ]; then
-  mkdir -p "$BUNDLE/rootfs/bin" "$BUNDLE/rootfs/etc" "$BUNDLE/rootfs/tmp"
-  cp /bin/busybox "$BUNDLE/rootfs/bin/busybox"
-  for applet in sh sleep ps cat ls echo hostname; do ln -sf busybox "$BUNDLE/rootfs/bin/$applet"; done
-  (cd "$BUNDLE" && runc spec && sed -i 's/"terminal": true/"terminal": false/; s/"sh"$/"sh", "-c", "echo hello from ocivirt; exec sleep 3600"/' config.json)
-  chmod 0700 "$DEMO" "$DEMO/spool"
+umask 077
+mkdir -p "$DEMO/spool" "$DEMO/state" "$DEMO/export" "$DEMO/build"
+busybox_rootfs() { # $1 = rootfs dir
+  mkdir -p "$1/bin" "$1/etc" "$1/tmp" "$1/proc" "$1/sys" "$1/dev"   # a read-only root needs the mount points
+  cp /bin/busybox "$1/bin/busybox"
+  for applet in sh sleep ps cat ls echo hostname id; do ln -sf busybox "$1/bin/$applet"; done
+  echo 'root:x:0:0:root:/:/bin/sh' > "$1/etc/passwd"
+  echo 'root:x:0:' > "$1/etc/group"
+}
+
+# 1. a runtime bundle, as `runc spec` writes it, started because of its annotation
+if [ ! -e "$DEMO/spool/hello" ]; then
+  B="$DEMO/build/hello"; rm -rf "$B"; mkdir -p "$B"
+  busybox_rootfs "$B/rootfs"
+  (cd "$B" && runc spec)
+  node -e '
+    const fs = require("fs"); const f = process.argv[1]; const c = JSON.parse(fs.readFileSync(f));
+    c.process.terminal = false;
+    c.process.args = ["sh", "-c", "echo hello from ocivirt; exec sleep 86400"];
+    c.annotations = { "org.ocivirt.start": "true" };
+    fs.writeFileSync(f, JSON.stringify(c, null, 2));' "$B/config.json"
+  mv "$B" "$DEMO/spool/hello"          # renamed in whole: taken at once
 fi
 
-echo "demo: from-native $BUNDLE"
-bin/ocivirt from-native --name "$DOMAIN" "$BUNDLE" > "$DEMO/$DOMAIN.xml"
-virsh_ destroy "$DOMAIN" >/dev/null 2>&1 || true
-virsh_ define "$DEMO/$DOMAIN.xml"
-virsh_ start "$DOMAIN"
-sleep 1
-virsh_ list --all | grep -E "^ *[0-9-]+ +$DOMAIN " || true
-echo "demo: inside the container:"
-virsh_ lxc-enter-namespace "$DOMAIN" --noseclabel /bin/ps || true
-echo "demo: to-native of the defined domain:"
-bin/ocivirt to-native --domain "$DOMAIN" --uri "$URI" | head -n 20
-echo "demo: done (remove it with: scripts/demo.sh --clean)"
+# 2. an OCI image (image layout made with umoci), its label asks for a start
+if [ ! -e "$DEMO/spool/web" ]; then
+  I="$DEMO/build/web"; rm -rf "$I" "$DEMO/build/web-bundle"
+  umoci init --layout "$I"
+  umoci new --image "$I:latest"
+  umoci unpack --image "$I:latest" "$DEMO/build/web-bundle" >/dev/null
+  busybox_rootfs "$DEMO/build/web-bundle/rootfs"
+  umoci repack --image "$I:latest" "$DEMO/build/web-bundle"
+  umoci config --image "$I:latest" --config.entrypoint sh --config.cmd -c \
+    --config.cmd 'echo web up; exec sleep 86400' --config.label org.ocivirt.start=true
+  rm -rf "$DEMO/build/web-bundle"
+  mv "$I" "$DEMO/spool/web"
+fi
+
+echo "demo: spool $DEMO/spool (hello: runtime bundle, web: OCI image); domains get the prefix demo-"
+echo "demo: running the daemon (Ctrl-C to stop it; the containers keep running; scripts/demo.sh --clean removes them)"
+exec env OCIVIRT_NAME_PREFIX=demo- bin/ocivirt daemon --spool "$DEMO/spool" --state "$DEMO/state" \
+  --export "$DEMO/export" --uri "$URI"
