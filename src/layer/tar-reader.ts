@@ -271,6 +271,8 @@ export class TarReader {
       xattrs: new Map(),
       sparse: undefined,
     };
+    // Old (v7) archives mark directories by a trailing slash on a type-NUL entry, as Go reads them.
+    if (blk[156] === 0 && entry.name.endsWith('/')) entry.type = '5';
     this.pending = { pax: new Map(), longName: undefined, longLink: undefined };
     this.current = entry.name;
     this.applyPax(entry, pax);

@@ -277,6 +277,13 @@ test('PAX mtime with a fraction', async () => {
   assert.is(lstatSync(p('f')).mtimeMs, 1600000000250);
 });
 
+test('v7 archives: a type-NUL entry with a trailing slash is a directory', async () => {
+  await apply(sb, [{ name: 'olddir/', type: '\0', mode: 0o750 }, { name: 'olddir/f', type: '\0', data: 'v7' }]);
+  assert.ok(lstatSync(p('olddir')).isDirectory());
+  assert.is(lstatSync(p('olddir')).mode & 0o7777, 0o750);
+  assert.is(read('olddir/f'), 'v7');
+});
+
 test('absolute names and ./ prefixes are taken relative to the rootfs', async () => {
   await apply(sb, [file('/etc/abs', 'a'), file('./etc/dot', 'd'), file('//etc///x', 'x')]);
   assert.equal(ls('etc'), ['abs', 'dot', 'x']);
@@ -342,6 +349,28 @@ test('progress reports the bytes read; warnings name the layer', async () => {
   assert.is(seen[seen.length - 1], tar(layer).length);
   assert.ok(seen.length > 1);
   assert.ok(sb.warnings[0]?.startsWith('sha256:abc: dev/x:'));
+});
+
+test('a file larger than the in-flight window streams through intact (backpressure)', async () => {
+  const big = Buffer.alloc(24 * 1024 * 1024);
+  for (let i = 0; i < big.length; i += 4096) big.writeUInt32BE(i, i);
+  await applyLayer(sb.root, tarStream(tar([file('big', big)]), 1 << 16), { layer: 'big' });
+  assert.ok(readFileSync(p('big')).equals(big));
+});
+
+test('an error of the input stream (e.g. a bad gzip) rejects with that error', async () => {
+  const bytes = tar([file('a', Buffer.alloc(100_000, 7))]);
+  async function* failing() {
+    yield bytes.subarray(0, 4096);
+    throw new Error('unexpected end of gzip data');
+  }
+  const { Readable } = await import('node:stream');
+  try {
+    await applyLayer(sb.root, Readable.from(failing()), { layer: 'gz' });
+    assert.unreachable('should have failed');
+  } catch (e) {
+    assert.match((e as Error).message, /unexpected end of gzip data/);
+  }
 });
 
 test('an existing xattr on a kept lower file is not touched by an unrelated layer', async () => {
