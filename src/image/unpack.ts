@@ -3,7 +3,7 @@
  * in a staging directory beside the target and swapped in only when everything passed. The CLI
  * and the daemon both call this.
  */
-import { mkdir, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { InputError } from '../errors.js';
@@ -159,7 +159,8 @@ async function unpackLocked(
     await createStaging(paths);
     try {
       const rootfs = join(paths.staging, 'rootfs');
-      await mkdir(rootfs, { mode: 0o755 });
+      await mkdir(rootfs);
+      await chmod(rootfs, 0o755); // whatever the umask: non-root users in the container must reach /
       const layers: UnpackedLayer[] = [];
       for (const layer of image.layers) layers.push(await unpackLayer(source, image, layer, rootfs, opts, warn));
       const tLayers = performance.now();
