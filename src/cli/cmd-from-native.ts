@@ -1,4 +1,5 @@
 /** `ocivirt from-native`: an OCI runtime bundle -> libvirt-lxc domain XML on stdout. */
+import { resolve } from 'node:path';
 import { fromNative } from '../convert/from-native.js';
 import { detectCgroupVersion, rootfsExecutableResolver, statHostDevice } from '../convert/host.js';
 import { readBundleConfig } from '../oci/bundle.js';
@@ -51,7 +52,7 @@ export const fromNativeCommand: Command = {
       { min: 1, max: 1 },
     );
     const { config, bundleDir, configPath } = await readBundleConfig(positionals[0]!);
-    const rootfs = config.root?.path === undefined ? bundleDir : (await import('node:path')).resolve(bundleDir, config.root.path);
+    const rootfs = resolve(bundleDir, config.root?.path ?? '.');
     const result = fromNative(config, {
       bundleDir,
       file: configPath,

@@ -18,7 +18,7 @@ import { deriveConfig } from './derive.js';
 import { guardOf } from './guard.js';
 import { detectCgroupVersion } from './host.js';
 import { isValidDomainName, sanitizeDomainName } from './identity.js';
-import { canonicalJson, diff, isPlainObject, pointerToField, setAt, sha256Hex } from './json.js';
+import { canonicalJson, diff, escapeToken, isPlainObject, pointerToField, setAt, sha256Hex } from './json.js';
 import { PASSES } from './passes/index.js';
 
 export type { FromNativeOptions } from './context.js';
@@ -63,8 +63,13 @@ const STRUCTS = /^(?:\/process(?:\/user|\/capabilities)?|\/linux(?:\/resources(?
 /** The fields of a value kept in the residual, for warnings: spec structures member by member. */
 function leafFields(path: string, value: unknown): string[] {
   if (STRUCTS.test(path) && isPlainObject(value) && Object.keys(value).length)
-    return Object.entries(value).flatMap(([k, v]) => leafFields(`${path}/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`, v));
+    return Object.entries(value).flatMap(([k, v]) => leafFields(`${path}/${escapeToken(k)}`, v));
   return [pointerToField(path)];
+}
+
+/** Values that ask for nothing (`false`, `[]`, `{}`): kept, but nothing to warn about. */
+function isNoOp(value: unknown): boolean {
+  return value === false || (Array.isArray(value) && value.length === 0) || (isPlainObject(value) && Object.keys(value).length === 0);
 }
 
 export function fromNative(config: RuntimeConfig, opts: FromNativeOptions): FromNativeResult {
@@ -106,8 +111,9 @@ export function fromNative(config: RuntimeConfig, opts: FromNativeOptions): From
   for (const dif of diff(original, derived)) {
     if (dif.derived === undefined) {
       setAt(residual, dif.path, dif.original);
-      for (const field of leafFields(dif.path, dif.original))
-        if (!warnings.covers(field)) warnings.add(field, 'not enforced by libvirt-lxc; kept in the domain metadata');
+      if (!isNoOp(dif.original))
+        for (const field of leafFields(dif.path, dif.original))
+          if (!warnings.covers(field)) warnings.add(field, 'not enforced by libvirt-lxc; kept in the domain metadata');
     } else meta.exact.push({ field: dif.path, xmlValue: guardOf(dif.derived), value: dif.original });
   }
   if (Object.keys(residual).length) meta.residual = residual;

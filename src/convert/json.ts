@@ -4,8 +4,6 @@
  */
 import { createHash } from 'node:crypto';
 
-export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
-
 export function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -30,12 +28,8 @@ export function sha256Hex(text: string): string {
   return createHash('sha256').update(text, 'utf8').digest('hex');
 }
 
-const escapeToken = (t: string) => t.replace(/~/g, '~0').replace(/\//g, '~1');
+export const escapeToken = (t: string) => t.replace(/~/g, '~0').replace(/\//g, '~1');
 const unescapeToken = (t: string) => t.replace(/~1/g, '/').replace(/~0/g, '~');
-
-export function pointer(tokens: string[]): string {
-  return tokens.map((t) => '/' + escapeToken(t)).join('');
-}
 
 export function pointerTokens(p: string): string[] {
   return p === '' ? [] : p.slice(1).split('/').map(unescapeToken);
@@ -115,16 +109,4 @@ export function mergeInto(base: Record<string, unknown>, frag: Record<string, un
     if (isPlainObject(b) && isPlainObject(v)) mergeInto(b, v);
     else base[k] = v;
   }
-}
-
-/** Drops undefined fields and empty objects, recursively, so derived configs stay minimal. */
-export function prune<T>(v: T): T | undefined {
-  if (Array.isArray(v)) return v;
-  if (!isPlainObject(v)) return v;
-  const out: Record<string, unknown> = {};
-  for (const [k, x] of Object.entries(v)) {
-    const p = prune(x);
-    if (p !== undefined) out[k] = p;
-  }
-  return Object.keys(out).length ? (out as T) : undefined;
 }

@@ -6,8 +6,6 @@ import { SaxesParser, type SaxesTagNS } from 'saxes';
 import { InputError } from '../errors.js';
 import { escapeAttr, escapeText } from './escape.js';
 
-export const XMLNS_URI = 'http://www.w3.org/2000/xmlns/';
-
 export interface XmlAttr {
   /** Qualified name as written (`key`, `xmlns:lxc`). */
   name: string;

@@ -526,6 +526,18 @@ test('kept and warned: rlimits, noNewPrivileges, oomScoreAdj, sysctl, masked/rea
   assert.ok(r.domain.metadata.ours?.residual, 'kept in the residual');
 });
 
+test('fields that ask for nothing (false, [], {}) are kept without a warning', () => {
+  const r = convert((c) => {
+    c.process!.noNewPrivileges = false;
+    c.process!.env = [];
+    c.root!.readonly = false;
+    c.annotations = {};
+    c.mounts = [];
+    c.linux!.sysctl = {};
+  });
+  assert.equal(r.warnings, []);
+});
+
 test('annotations: readable one element per key (escaped); unsafe ones go base64 in the residual', () => {
   const r = convert((c) => (c.annotations = { 'com.example.team': 'payments & billing', "k'\t\n": '<v>', cr: 'a\rb' }));
   assert.equal(r.domain.metadata.ours?.annotations, [

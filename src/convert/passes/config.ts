@@ -13,8 +13,6 @@ import type { Pass } from './pass.js';
 export const UUID_ANNOTATION = `${ANNOTATION_PREFIX}uuid`;
 export const TITLE_ANNOTATION = `${ANNOTATION_PREFIX}title`;
 export const DESCRIPTION_ANNOTATION = `${ANNOTATION_PREFIX}description`;
-/** Annotations from-native turns back into XML (to-native writes them from the XML). */
-export const XML_ANNOTATIONS = [UUID_ANNOTATION, TITLE_ANNOTATION, DESCRIPTION_ANNOTATION, XML_ONLY_ANNOTATION];
 
 const UUID_TEXT = /^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$/;
 
