@@ -13,6 +13,8 @@ export const EVENTS = [
   'image.verified',
   'image.unpacked',
   'image.unchanged',
+  'image.repaired',
+  'image.warning',
   'layer.progress',
   'layer.applied',
   // reconciler

@@ -104,7 +104,7 @@ export const unpackCommand: Command = {
         ...(bars ? { onProgress: bars.onProgress } : {}),
         onWarning: (m) => {
           warnings.push(m);
-          if (!tty) log.warn('convert.warning', { entry: image, warning: m }, m);
+          if (!tty) log.warn('image.warning', { entry: image, warning: m }, m);
         },
       });
       bars?.stop();

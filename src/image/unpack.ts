@@ -127,7 +127,7 @@ async function unpackLocked(
     warnings.push(m);
     opts.onWarning?.(m);
   };
-  for (const m of await repairBundle(paths)) opts.log?.warn('image.unpacked', { entry: sourcePath, repair: m }, m);
+  for (const m of await repairBundle(paths)) opts.log?.warn('image.repaired', { entry: sourcePath, bundle: paths.target, repair: m }, m);
   await checkReplaceable(paths);
 
   const source = await openImageSource(sourcePath, opts.maxJsonBytes !== undefined ? { maxJsonBytes: opts.maxJsonBytes } : {});
