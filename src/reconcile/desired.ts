@@ -9,7 +9,7 @@ import { fromNative } from '../convert/from-native.js';
 import { detectCgroupVersion, rootfsExecutableResolver, statHostDevice } from '../convert/host.js';
 import { readBundleConfig } from '../oci/bundle.js';
 import { ANNOTATION_PREFIX } from '../oci/runtime-spec.js';
-import { checkBundlePaths, scanSpool, type SpoolEntry } from '../spool/index.js';
+import { checkBundlePaths, checkHostDevices, scanSpool, type HostDeviceAllowList, type SpoolEntry } from '../spool/index.js';
 import { unpackImage } from '../image/unpack.js';
 import type { Domain } from '../xml/domain.js';
 import type { StartPolicy } from '../config/index.js';
@@ -44,6 +44,8 @@ export interface DesiredOptions {
   startPolicy?: StartPolicy;
   strict?: boolean;
   bindAllowList?: readonly string[];
+  /** Host device nodes and interfaces a config may pass through (none by default). */
+  hostDeviceAllowList?: HostDeviceAllowList;
   allowDevices?: boolean;
   unpackLimits?: { maxBytes: number; maxEntries: number };
   /** Receives the unpacker's events (image.verified, image.unpacked, layer.applied). */
@@ -106,6 +108,8 @@ export async function desiredDomain(entry: SpoolEntry, opts: DesiredOptions, cgr
   const { config, configPath } = await readBundleConfig(bundleDir);
   // where root.path and bind sources really lead (a link out of the bundle is refused)
   const paths = await checkBundlePaths(config, bundleDir, opts.bindAllowList ?? []);
+  // a passed-through host device or interface hands over host resources like a bind of '/'
+  checkHostDevices(config, configPath, opts.hostDeviceAllowList ?? {});
   const result = fromNative(config, {
     bundleDir,
     file: configPath,

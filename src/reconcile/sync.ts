@@ -9,6 +9,7 @@ import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { RemovePolicy, StartPolicy, UpdatePolicy } from '../config/index.js';
 import type { LibvirtPort } from '../libvirt/port.js';
+import type { HostDeviceAllowList } from '../spool/index.js';
 import type { EventLogger } from '../log.js';
 import { actualState } from './actual.js';
 import { applyPlan, type DomainLocks, type ItemResult } from './apply.js';
@@ -26,6 +27,7 @@ export interface SyncOptions {
   removePolicy?: RemovePolicy;
   strict?: boolean;
   bindAllowList?: readonly string[];
+  hostDeviceAllowList?: HostDeviceAllowList;
   allowDevices?: boolean;
   unpackLimits?: { maxBytes: number; maxEntries: number };
   concurrency?: number;
@@ -59,6 +61,7 @@ export async function computeSyncPlan(port: LibvirtPort, opts: SyncOptions): Pro
       ...(opts.startPolicy !== undefined ? { startPolicy: opts.startPolicy } : {}),
       ...(opts.strict !== undefined ? { strict: opts.strict } : {}),
       ...(opts.bindAllowList !== undefined ? { bindAllowList: opts.bindAllowList } : {}),
+      ...(opts.hostDeviceAllowList !== undefined ? { hostDeviceAllowList: opts.hostDeviceAllowList } : {}),
       ...(opts.allowDevices !== undefined ? { allowDevices: opts.allowDevices } : {}),
       ...(opts.unpackLimits !== undefined ? { unpackLimits: opts.unpackLimits } : {}),
     }),

@@ -202,6 +202,28 @@ test('a broken entry fails alone, and the domain it had is kept, not deleted', a
   assert.is(healed.plan.find((i) => i.domain === dom('idle'))?.action, 'nothing');
 });
 
+test('two entries for one domain name are both refused, a host device is refused; the others go on', async () => {
+  writeBusyboxBundle(join(spool, 'dup'));
+  writeFileSync(join(spool, 'dup.tar'), 'not read: the name alone collides');
+  writeBusyboxBundle(join(spool, 'dev'));
+  const cfgPath = join(spool, 'dev', 'config.json');
+  const cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as { linux: Record<string, unknown> };
+  cfg.linux.devices = [{ path: '/dev/fuse', type: 'c', major: 10, minor: 229 }];
+  writeFileSync(cfgPath, JSON.stringify(cfg));
+  writeBusyboxBundle(join(spool, 'fine'));
+  const r = await syncOnce(port, options());
+  const failed = new Map(r.failed.map((f) => [f.item.entry, f.error ?? '']));
+  assert.equal([...failed.keys()].sort(), ['dev', 'dup', 'dup.tar']);
+  assert.match(failed.get('dup')!, /name collision/);
+  assert.match(failed.get('dup.tar')!, /name collision/);
+  assert.match(failed.get('dev')!, /linux\.devices\[0\]\.path: host device "\/dev\/fuse"/);
+  assert.not.ok(isDefined(dom('dup')) || isDefined(dom('dev')));
+  assert.ok(isDefined(dom('fine')));
+  for (const e of ['dup', 'dup.tar', 'dev', 'fine']) rmSync(join(spool, e), { recursive: true });
+  const after = await syncOnce(port, options());
+  assert.equal(after.plan.filter((i) => i.action !== 'nothing').map((i) => `${i.action} ${i.domain}`), [`delete ${dom('fine')}`]);
+});
+
 test('delete: policy keep leaves the domain; policy undefine stops the running one and undefines both', async () => {
   const running = await waitForInit(dom('web-1'), ['/bin/sleep', '302']);
   rmSync(join(spool, 'web-1'), { recursive: true });
