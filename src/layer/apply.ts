@@ -38,6 +38,7 @@ export interface ApplyLayerOptions {
 
 /** Bytes sent to the worker and not yet applied: bounds memory whatever the layer size. */
 const MAX_IN_FLIGHT = 8 * 1024 * 1024;
+const BATCH_BYTES = 256 * 1024;
 
 export async function applyLayer(rootfs: string, tar: NodeJS.ReadableStream, opts: ApplyLayerOptions): Promise<LayerStats> {
   const st = await lstat(rootfs).catch(() => undefined);
@@ -94,20 +95,36 @@ export async function applyLayer(rootfs: string, tar: NodeJS.ReadableStream, opt
     let total = 0;
     // The stream's chunks become garbage right after the copy below; collect them as we go.
     const scavenge = scavengeEvery(4 << 20);
+    // Chunks are copied into batches with their own ArrayBuffer, moved (not cloned) to the
+    // worker: one message per batch instead of one per 16-64 KiB stream chunk.
+    let batch = new Uint8Array(BATCH_BYTES);
+    let filled = 0;
+    const flush = () => {
+      if (filled === 0) return;
+      const data = filled === batch.length ? batch : batch.slice(0, filled);
+      worker.postMessage({ type: 'chunk', data } satisfies ToWorker, [data.buffer]);
+      inFlight += filled;
+      batch = new Uint8Array(BATCH_BYTES);
+      filled = 0;
+    };
     for await (const chunk of tar as AsyncIterable<Buffer | string>) {
       if (settled) return;
       const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-      // A copy with its own ArrayBuffer, moved (not cloned) to the worker.
-      const data = new Uint8Array(buf);
-      const length = data.byteLength; // read before the transfer detaches it
-      worker.postMessage({ type: 'chunk', data } satisfies ToWorker, [data.buffer]);
-      inFlight += length;
-      total += length;
-      scavenge(length);
+      for (let off = 0; off < buf.length; ) {
+        const n = Math.min(buf.length - off, BATCH_BYTES - filled);
+        batch.set(buf.subarray(off, off + n), filled);
+        filled += n;
+        off += n;
+        if (filled === BATCH_BYTES) flush();
+      }
+      total += buf.length;
+      scavenge(buf.length);
       opts.onProgress?.(total);
       while (inFlight >= MAX_IN_FLIGHT && !settled) await new Promise<void>((r) => (wakeSender = r));
       wakeSender = undefined;
     }
+    if (settled) return;
+    flush();
     if (!settled) worker.postMessage({ type: 'end' } satisfies ToWorker);
   };
 
