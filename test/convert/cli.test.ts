@@ -122,6 +122,14 @@ test('readBundleConfig: a bundle dir or config.json; JSON errors with line and c
   );
 });
 
+test('an absolute argv0 missing from the rootfs is warned about', () => {
+  const c = runcSpec();
+  c.process!.args = ['/usr/bin/escape'];
+  const r = run(['from-native', bundle(c)]);
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stderr, /^warning: process\.args\[0\]: \/usr\/bin\/escape is not an executable file in the rootfs/m);
+});
+
 test('--help: full usage for both commands', () => {
   for (const cmd of ['from-native', 'to-native']) {
     const r = run([cmd, '--help']);

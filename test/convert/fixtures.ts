@@ -57,7 +57,15 @@ export function testOptions(extra: Partial<FromNativeOptions> = {}): FromNativeO
     cgroupVersion: 1,
     hostArch: 'x86_64',
     resolveExecutable: (argv0, dirs, cwd) =>
-      argv0 === 'missing' ? undefined : argv0.includes('/') ? `${cwd.replace(/\/$/, '')}/${argv0.replace(/^\.\//, '')}` : dirs.includes('/bin') ? `/bin/${argv0}` : `${dirs[0]}/${argv0}`,
+      /(^|\/)missing$/.test(argv0)
+        ? undefined
+        : argv0.startsWith('/')
+          ? argv0
+          : argv0.includes('/')
+            ? `${cwd.replace(/\/$/, '')}/${argv0.replace(/^\.\//, '')}`
+            : dirs.includes('/bin')
+              ? `/bin/${argv0}`
+              : `${dirs[0]}/${argv0}`,
     hostDevice: (p) => HOST_DEVICES[p],
     ...extra,
   };

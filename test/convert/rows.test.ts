@@ -106,6 +106,8 @@ test('process.args[0]: absolute is the init; a bare name is looked up through PA
   assert.is(convert((c) => (c.process!.args = ['sh']), { resolveExecutable: (a, dirs) => (dirs[0] === '/usr/local/sbin' ? `/usr/bin/${a}` : undefined) }).domain.os.init, '/usr/bin/sh', 'default PATH');
   assert.match(refused((c) => (c.process!.args = ['missing']), 'process.args[0]').message, /not an executable file in the rootfs/);
   refused((c) => (c.process!.args = ['sh']), 'process.args[0]', { resolveExecutable: undefined });
+  warned(convert((c) => (c.process!.args = ['/opt/missing'])), /^process\.args\[0\]: \/opt\/missing is not an executable file in the rootfs/);
+  assert.is(convert((c) => (c.process!.args = ['./run']), {}).domain.os.init, '/run', 'relative to cwd');
 });
 
 test('process.args: initargs in order; empty args and an empty argument are refused', () => {

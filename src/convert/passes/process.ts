@@ -27,7 +27,13 @@ function splitEnv(entry: string): [string, string] | undefined {
 
 /** The init path: argv0 itself when absolute, else looked up in the rootfs. */
 function initPath(p: Process, argv0: string, ctx: ForwardContext): string {
-  if (argv0.startsWith('/')) return argv0;
+  if (argv0.startsWith('/')) {
+    // libvirt only finds out at start; a mount may still provide it, so this is a warning
+    const resolver = ctx.opts.resolveExecutable;
+    if (resolver && resolver(argv0, [], p.cwd) === undefined)
+      ctx.warnings.add('process.args[0]', `${argv0} is not an executable file in the rootfs: the container will not start unless a mount provides it`);
+    return argv0;
+  }
   let searchPath = DEFAULT_PATH;
   for (const e of p.env ?? []) {
     const kv = splitEnv(e);
