@@ -41,10 +41,14 @@ function virshNames(): string[] {
 }
 
 async function undefineAll(hv: Hypervisor): Promise<void> {
+  // the binding frees a Domain's pointer when it is garbage-collected, even while a call uses it
+  const held = [];
   for (const name of virshNames()) {
     const d = await hv.domainLookupByName(name);
+    held.push(d);
     await hv.domainUndefine(d);
   }
+  held.length = 0;
 }
 
 function writeSpool(spool: string): void {
