@@ -48,7 +48,8 @@ export interface SyncResult {
 
 export const STATUS_FILE = 'status.json';
 
-function pendingStartsOf(opts: SyncOptions): PendingStarts | undefined {
+/** The pending-start markers of a pass (in the state directory), when it has one. */
+export function pendingStartsOf(opts: SyncOptions): PendingStarts | undefined {
   return opts.stateDir === undefined ? undefined : new PendingStarts(join(opts.stateDir, 'pending-start'));
 }
 
