@@ -210,6 +210,8 @@ export class Daemon {
       this.status.set(r.item.entry, r);
       if (r.ok && (r.item.action === 'create' || r.item.action === 'update')) this.exporter.hint(r.item.domain);
     }
+    // skipped while a burst of events was being checked: hear about it again once it is complete
+    for (const s of settling) if (this.ready.has(s.entry)) this.watcher?.recheck(s.entry);
     for (const s of settling)
       this.status.set(s.entry, {
         item: { entry: s.entry, domain: s.domain, action: 'nothing', reason: 'still being copied in: taken once complete (quietMs without changes)' },

@@ -35,6 +35,8 @@ interface EntryState {
   quiet: { signature: string; since: number } | undefined;
   /** The signature last reported, so repeated events for an unchanged entry say nothing. */
   reported: string | undefined;
+  /** Someone asked to hear about this entry once it is complete, changed or not (recheck). */
+  owed: boolean;
 }
 
 export class SpoolWatcher {
@@ -92,7 +94,7 @@ export class SpoolWatcher {
     if (this.closed || name.startsWith('.') || name.includes('/')) return;
     let s = this.entries.get(name);
     if (s === undefined) {
-      s = { timer: undefined, checking: false, dirty: false, quiet: undefined, reported: undefined };
+      s = { timer: undefined, checking: false, dirty: false, quiet: undefined, reported: undefined, owed: false };
       this.entries.set(name, s);
     }
     if (s.checking) {
@@ -100,6 +102,16 @@ export class SpoolWatcher {
       return;
     }
     this.schedule(name, s, COALESCE_MS);
+  }
+
+  /**
+   * Report `name` once it is complete (or gone) even if it ends up as it was: for a listener
+   * that skipped the entry because it looked unsettled while a burst of events was checked.
+   */
+  recheck(name: string): void {
+    this.touch(name);
+    const s = this.entries.get(name);
+    if (s) s.owed = true;
   }
 
   async close(): Promise<void> {
@@ -125,13 +137,14 @@ export class SpoolWatcher {
       if (this.closed) return;
       if (!snap.exists) {
         s.quiet = undefined;
-        if (s.reported !== '') this.report(name, s, '');
+        if (s.reported !== '' || s.owed) this.report(name, s, '');
         if (!s.dirty) this.entries.delete(name);
       } else if (snap.renamedInWhole) {
         s.quiet = undefined;
-        if (snap.signature !== s.reported) this.report(name, s, snap.signature);
+        if (snap.signature !== s.reported || s.owed) this.report(name, s, snap.signature);
       } else if (snap.signature === s.reported) {
         s.quiet = undefined;
+        if (s.owed) this.report(name, s, snap.signature);
       } else {
         const now = Date.now();
         if (s.quiet === undefined || s.quiet.signature !== snap.signature) s.quiet = { signature: snap.signature, since: now };
@@ -156,6 +169,7 @@ export class SpoolWatcher {
 
   private report(name: string, s: EntryState, signature: string): void {
     s.reported = signature;
+    s.owed = false;
     try {
       this.opts.onEntry(name);
     } catch (e) {

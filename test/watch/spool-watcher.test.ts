@@ -148,6 +148,24 @@ test('removal is reported; a change after the first report is reported again', a
   }
 });
 
+test('an unchanged entry says nothing on spurious events, but is reported again when a recheck is asked for', async () => {
+  const { spool, staging, watcher, reports, until } = await setup(60_000);
+  try {
+    await bundle(join(staging, 'r'));
+    await nextTick();
+    await rename(join(staging, 'r'), join(spool, 'r'));
+    assert.ok(await until(() => reports.length === 1, 10_000));
+    watcher.touch('r');
+    await sleep(300);
+    assert.is(reports.length, 1, 'nothing changed: nothing reported');
+    watcher.recheck('r');
+    assert.ok(await until(() => reports.length === 2, 10_000), 'reported on request');
+    assert.equal(watcher.unsettled(), new Set());
+  } finally {
+    await watcher.close();
+  }
+});
+
 test('names starting with a dot are ignored, at the top and when renamed away', async () => {
   const { spool, staging, watcher, reports, until } = await setup(100);
   try {
