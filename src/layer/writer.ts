@@ -15,7 +15,7 @@
  */
 import * as fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { listAttributesSync, removeAttributeSync, setAttributeSync } from '@napi-rs/xattr';
 import { mkfifoSync } from 'mkfifo';
 import { InputError } from '../errors.js';
@@ -88,9 +88,16 @@ const INPUT_CODES = new Set(['ENOTDIR', 'EISDIR', 'ENAMETOOLONG', 'EEXIST', 'ELO
 
 export class LayerWriter implements TarSink {
   readonly stats = emptyStats();
-  /** Host paths this layer created or replaced, and every directory above them. */
-  private readonly touched = new Set<string>();
+  /**
+   * What this layer created or replaced, for whiteouts: directories it created (everything in
+   * them is this layer's, so their entries need no record: a base layer records nothing), names
+   * it put into directories that existed before, by host parent path, and every directory above
+   * them. Memory stays small whatever the number of entries in new directories.
+   */
+  private readonly newDirs = new Set<string>();
+  private readonly touched = new Map<string, Set<string>>();
   private readonly touchedAncestors = new Set<string>();
+  private readonly root: string;
   /** Tar parent path -> resolved host directory; cleared whenever a directory or symlink goes away. */
   private readonly parentCache = new Map<string, ParentDir>();
   /** Directories whose mode and times are set at the end, after their children. */
@@ -103,9 +110,11 @@ export class LayerWriter implements TarSink {
   private current = '';
 
   constructor(
-    private readonly root: string,
+    root: string,
     private readonly opts: WriterOptions,
-  ) {}
+  ) {
+    this.root = resolve(root); // the same normalized form fsroot returns, so paths compare as strings
+  }
 
   private fail(reason: string): never {
     throw new InputError(reason, { field: this.current });
@@ -232,7 +241,7 @@ export class LayerWriter implements TarSink {
     }
     const parent = this.parentDir(parentComps);
     const target = `${parent.path}/${base}`; // parent is a normalized absolute path, base a plain name
-    this.markTouched(target, parent.path);
+    this.markTouched(parent.path, base);
     switch (e.type) {
       case '0': return this.regular(target, e, parent);
       case '5': return this.directory(target, e);
@@ -243,8 +252,12 @@ export class LayerWriter implements TarSink {
     }
   }
 
-  private markTouched(target: string, parent: string): void {
-    this.touched.add(target);
+  private markTouched(parent: string, name: string): void {
+    if (!this.newDirs.has(parent)) {
+      let names = this.touched.get(parent);
+      if (names === undefined) this.touched.set(parent, (names = new Set()));
+      names.add(name);
+    }
     for (let p = parent; !this.touchedAncestors.has(p); p = dirname(p)) {
       this.touchedAncestors.add(p);
       if (p === this.root || p.length <= this.root.length) break;
@@ -277,6 +290,7 @@ export class LayerWriter implements TarSink {
       const dir = missing[i] as string;
       fs.mkdirSync(dir, 0o755);
       fs.chmodSync(dir, 0o755); // whatever the umask or a setgid parent
+      this.newDirs.add(dir);
     }
     const parent = { path: host, setgid };
     this.parentCache.set(key, parent);
@@ -332,6 +346,7 @@ export class LayerWriter implements TarSink {
         fs.mkdirSync(target, 0o700);
       }
     }
+    if (!existed) this.newDirs.add(target);
     this.applyDirMetadata(target, e, existed);
     this.stats.dirs++;
   }
@@ -421,7 +436,7 @@ export class LayerWriter implements TarSink {
     const st = fs.lstatSync(parent, { throwIfNoEntry: false });
     if (st === undefined || !st.isDirectory()) return; // nothing below to hide
     this.rememberDirTimes(parent, st);
-    this.removeLower(join(parent, victim));
+    this.removeLower(parent, victim);
   }
 
   private opaque(dirComps: string[]): void {
@@ -429,20 +444,21 @@ export class LayerWriter implements TarSink {
     const st = fs.lstatSync(dir, { throwIfNoEntry: false });
     if (st === undefined || !st.isDirectory()) return;
     this.rememberDirTimes(dir, st);
-    for (const child of fs.readdirSync(dir)) this.removeLower(join(dir, child));
+    for (const child of fs.readdirSync(dir)) this.removeLower(dir, child);
   }
 
   private rememberDirTimes(dir: string, st: fs.Stats): void {
     if (!this.dirFinal.has(dir)) this.dirFinal.set(dir, { mode: undefined, atime: st.atimeMs / 1000, mtime: st.mtimeMs / 1000 });
   }
 
-  /** Removes what lower layers left at `path`, keeping everything this layer put there. */
-  private removeLower(path: string): void {
+  /** Removes what lower layers left at `dir/name`, keeping everything this layer put there. */
+  private removeLower(dir: string, name: string): void {
+    const path = join(dir, name);
     const st = fs.lstatSync(path, { throwIfNoEntry: false });
     if (st === undefined) return;
-    const sameLayer = this.touched.has(path) || this.touchedAncestors.has(path);
+    const sameLayer = this.newDirs.has(dir) || this.touched.get(dir)?.has(name) === true || this.touchedAncestors.has(path);
     if (!sameLayer) return this.removeExisting(path, st);
     if (!st.isDirectory()) return;
-    for (const child of fs.readdirSync(path)) this.removeLower(join(path, child));
+    for (const child of fs.readdirSync(path)) this.removeLower(path, child);
   }
 }

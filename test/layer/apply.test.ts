@@ -84,6 +84,19 @@ test('whiteout of a directory the same layer adds to: lower children go, new one
   assert.equal(ls('d'), ['new']);
 });
 
+test('whiteouts inside directories this layer created spare their entries', async () => {
+  await apply(sb, [file('x', 'lower file')]);
+  await apply(sb, [dir('x'), file('x/a', 'a'), dir('n'), dir('n/m'), file('n/m/b', 'b'), whiteout('n/m', 'b'), whiteout('', 'x'), opaque('n')]);
+  assert.equal(ls('x'), ['a']);
+  assert.equal(ls('n/m'), ['b']);
+});
+
+test('a whiteout of a lower directory the layer only re-declares removes its lower children', async () => {
+  await apply(sb, [file('d/old', '1'), file('d/sub/older', '2')]);
+  await apply(sb, [dir('d'), file('d/new', 'n'), whiteout('', 'd')]);
+  assert.equal(ls('d'), ['new']);
+});
+
 test('whiteout of something absent is a no-op', async () => {
   await apply(sb, [whiteout('nothing/here', 'x'), whiteout('', 'y')]);
   assert.equal(ls(''), []);
