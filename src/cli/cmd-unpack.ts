@@ -5,6 +5,8 @@
  */
 import cliProgress from 'cli-progress';
 import { unpackImage, type LayerProgress, type UnpackResult } from '../image/unpack.js';
+import { UsageError } from '../errors.js';
+import { DEFAULT_LIMITS } from '../layer/index.js';
 import { createLogger, silentLogger } from '../log.js';
 import { parseCommandArgs } from './args.js';
 import type { Command, CommandIO } from './command.js';
@@ -23,6 +25,8 @@ Options:
   --platform OS/ARCH[/VAR]  the platform to pick from an index (default: this host's)
   --force                   unpack even if the bundle already holds this manifest
   --allow-devices           create device nodes from layers (default: skipped with a warning)
+  --max-layer-size SIZE     refuse a layer bigger than SIZE uncompressed (default 32G; K/M/G/T suffixes)
+  --max-entries N           refuse a layer with more than N entries (default 1000000)
   --json                    print the result as JSON
   -h, --help                this text
 
@@ -34,6 +38,21 @@ function mib(n: number): string {
   if (n < 1048576) return `${(n / 1024).toFixed(1)} KiB`;
   if (n < 1073741824) return `${(n / 1048576).toFixed(1)} MiB`;
   return `${(n / 1073741824).toFixed(2)} GiB`;
+}
+
+/** `123`, `64K`, `1.5G` (binary units) -> bytes. */
+function parseSize(flag: string, text: string): number {
+  const m = /^(\d+(?:\.\d+)?)([KMGT]?)i?B?$/i.exec(text.trim());
+  const unit = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 }[(m?.[2] ?? '').toUpperCase() as '' | 'K' | 'M' | 'G' | 'T'];
+  const n = m ? Math.floor(Number(m[1]) * unit) : NaN;
+  if (!Number.isSafeInteger(n) || n <= 0) throw new UsageError(`${flag}: expected a size such as 512M or 4G, got '${text}'`);
+  return n;
+}
+
+function parseCount(flag: string, text: string): number {
+  const n = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(n) || n <= 0) throw new UsageError(`${flag}: expected a positive integer, got '${text}'`);
+  return n;
 }
 
 function summary(r: UnpackResult): string {
@@ -85,11 +104,17 @@ export const unpackCommand: Command = {
         platform: { type: 'string' },
         force: { type: 'boolean' },
         'allow-devices': { type: 'boolean' },
+        'max-layer-size': { type: 'string' },
+        'max-entries': { type: 'string' },
         json: { type: 'boolean' },
       },
       { min: 2, max: 2 },
     );
     const [image, bundle] = positionals as [string, string];
+    const limits = {
+      maxBytes: values['max-layer-size'] !== undefined ? parseSize('--max-layer-size', values['max-layer-size']) : DEFAULT_LIMITS.maxBytes,
+      maxEntries: values['max-entries'] !== undefined ? parseCount('--max-entries', values['max-entries']) : DEFAULT_LIMITS.maxEntries,
+    };
     const tty = (io.stderr as NodeJS.WriteStream).isTTY === true;
     const bars = tty ? progressBars(io.stderr) : undefined;
     const log = tty ? silentLogger() : createLogger({ destination: io.stderr });
@@ -100,6 +125,7 @@ export const unpackCommand: Command = {
         ...(values.platform !== undefined ? { platform: values.platform } : {}),
         force: values.force === true,
         allowDevices: values['allow-devices'] === true,
+        limits,
         log,
         ...(bars ? { onProgress: bars.onProgress } : {}),
         onWarning: (m) => {

@@ -258,6 +258,13 @@ test('CLI: unpack prints a summary, logs progress events off a terminal, exits 2
   assert.is(bad.status, 2);
   assert.match(bad.stderr, /^ocivirt unpack: .*the image is for linux\/amd64, not linux\/s390x/);
   assert.is(bad.stderr.trim().split('\n').length, 1);
+  const limited = spawnSync(bin, ['unpack', '--max-entries', '3', src, join(target, '..', 'limited')], { encoding: 'utf8' });
+  assert.is(limited.status, 2);
+  assert.match(limited.stderr, /layer 1\/3 .*more entries than the limit of 3/);
+  assert.not.ok(existsSync(join(target, '..', 'limited')));
+  const badFlag = spawnSync(bin, ['unpack', '--max-layer-size', 'lots', src, join(target, '..', 'x')], { encoding: 'utf8' });
+  assert.is(badFlag.status, 2);
+  assert.match(badFlag.stderr, /--max-layer-size: expected a size/);
   const usage = spawnSync(bin, ['unpack', src], { encoding: 'utf8' });
   assert.is(usage.status, 2);
   const help = spawnSync(bin, ['unpack', '--help'], { encoding: 'utf8' });
