@@ -48,7 +48,7 @@ export async function reconcileSetup(
     flagNames: { spoolDir: '--spool', stateDir: '--state', uri: '--uri' },
   });
   if (values.spool === undefined && values.config === undefined && process.env.OCIVIRT_SPOOL === undefined)
-    throw new UsageError(`${command}: --spool DIR is required (see 'ocivirt ${command} --help')`);
+    throw new UsageError(`--spool DIR is required (see 'ocivirt ${command} --help')`);
   const log: EventLogger = values.verbose ? createLogger({ destination: 2, level: config.logLevel }) : silentLogger();
   for (const dir of [config.spoolDir]) {
     const { warnings } = await checkDirectoryTrust(dir, { allowInsecure: config.allowInsecureDirs });

@@ -29,7 +29,7 @@ export const syncCommand: Command = {
   usage,
   async run(argv: string[], io: CommandIO): Promise<number> {
     const { values } = parseCommandArgs('sync', argv, { ...RECONCILE_FLAGS, once: { type: 'boolean' } }, { min: 0, max: 0 });
-    if (!values.once) throw new UsageError("sync: only 'sync --once' exists; the continuous form is 'ocivirt daemon'");
+    if (!values.once) throw new UsageError("only 'sync --once' exists; the continuous form is 'ocivirt daemon'");
     const { config, opts } = await reconcileSetup('sync', values, io);
     const port = await connectLibvirt(config.uri, { logger: opts.log });
     try {
