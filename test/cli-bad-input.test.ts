@@ -4,7 +4,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -206,6 +206,93 @@ test('to-native on malformed XML names the file', () => {
     writeFileSync(p, text);
     refused(run(['to-native', p]), p);
   }
+});
+
+/** mulberry32, so a failing case can be reproduced from the seed. */
+function rng(seed: number) {
+  let a = seed >>> 0;
+  const next = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  return { next, pick: <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)]! };
+}
+
+test('seeded fuzz: 120 mutated configs through from-native exit 0, or 2 with one line; never a crash', async () => {
+  const rich = () => ({
+    ...validConfig(),
+    hostname: 'h',
+    process: {
+      ...validConfig().process,
+      args: ['/bin/sh', '-c', 'x'],
+      capabilities: { bounding: ['CAP_CHOWN'], effective: ['CAP_CHOWN'] },
+      rlimits: [{ type: 'RLIMIT_NOFILE', soft: 10, hard: 20 }],
+      oomScoreAdj: 5,
+    },
+    mounts: [
+      { destination: '/proc', type: 'proc', source: 'proc' },
+      { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['size=65536k'] },
+    ],
+    annotations: { 'org.example.a': 'b' },
+    linux: {
+      namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'ipc' }, { type: 'uts' }, { type: 'network' }],
+      resources: { memory: { limit: 1073741824 }, cpu: { shares: 1024, quota: 50000, period: 100000, cpus: '0-1' }, pids: { limit: 100 } },
+      sysctl: { 'net.ipv4.ip_forward': '1' },
+      maskedPaths: ['/proc/kcore'],
+      seccomp: { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ERRNO' }] },
+    },
+  });
+  const VALUES: unknown[] = ['', 'x', '\r', 'a\u0001b', '/', '../..', -1, 0, 1.5, 2 ** 53, 2 ** 64, true, null, [], {}, ['x'], 'A=\r\n', '\u2028', 'é', 'x'.repeat(300)];
+  const r = rng(424242);
+  type Node = Record<string | number, unknown>;
+  const paths = (v: unknown, at: (string | number)[] = []): (string | number)[][] => {
+    const out = at.length ? [at] : [];
+    if (Array.isArray(v)) v.forEach((x, i) => out.push(...paths(x, [...at, i])));
+    else if (v !== null && typeof v === 'object') for (const [k, x] of Object.entries(v)) out.push(...paths(x, [...at, k]));
+    return out;
+  };
+  const mutate = (doc: Node) => {
+    const path = r.pick(paths(doc));
+    let parent = doc;
+    for (const step of path.slice(0, -1)) parent = parent[step] as Node;
+    const key = path[path.length - 1]!;
+    if (r.next() < 0.15) Array.isArray(parent) ? parent.splice(key as number, 1) : delete parent[key];
+    else parent[key] = structuredClone(r.pick(VALUES));
+  };
+  const cases = Array.from({ length: 120 }, (_, i) => {
+    const doc = rich() as unknown as Node;
+    mutate(doc);
+    if (r.next() < 0.3) mutate(doc);
+    return { i, dir: bundle(JSON.stringify(doc), `fuzz-${i}`) };
+  });
+  const runAsync = (args: string[]) =>
+    new Promise<{ status: number | null; stderr: string }>((done) => {
+      const child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.on('close', (status) => done({ status, stderr }));
+    });
+  const problems: string[] = [];
+  const exits: Record<string, number> = {};
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 4 }, async () => {
+      while (next < cases.length) {
+        const { i, dir: b } = cases[next++]!;
+        const res = await runAsync(['from-native', '--name', `fuzz-${i}`, b]);
+        exits[String(res.status)] = (exits[String(res.status)] ?? 0) + 1;
+        const errorLines = res.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('warning: '));
+        if (res.status === 0 && errorLines.length === 0) continue;
+        if (res.status === 2 && errorLines.length === 1 && errorLines[0]!.includes(join(b, 'config.json'))) continue;
+        problems.push(`case ${i}: exit ${res.status}: ${res.stderr.slice(0, 300)}`);
+      }
+    }),
+  );
+  assert.equal(problems, [], problems.slice(0, 5).join('\n'));
+  assert.ok((exits['0'] ?? 0) > 5 && (exits['2'] ?? 0) > 30, JSON.stringify(exits));
 });
 
 test('to-native on hostile XML: entities, deep nesting, binary', () => {
