@@ -175,7 +175,8 @@ function homeOf(uid: number, passwdText: string | undefined): string | undefined
   return passwdText === undefined ? undefined : parsePasswd(passwdText).find((p) => p.uid === uid)?.home || undefined;
 }
 
-function args(exec: ExecConfig, file?: string): string[] {
+/** Entrypoint + Cmd; an image with neither has nothing to run (Linux needs argv[0]). */
+export function imageArgs(exec: ExecConfig, file?: string): string[] {
   const entrypoint = exec.Entrypoint ?? [];
   const cmd = exec.Cmd ?? [];
   const out = [...entrypoint, ...cmd];
@@ -243,7 +244,7 @@ export function imageConfigToRuntimeConfig(input: ConvertInput): ConvertResult {
     process: {
       terminal: true,
       user: { uid: user.uid, gid: user.gid, ...(user.additionalGids ? { additionalGids: user.additionalGids } : {}) },
-      args: args(exec, file),
+      args: imageArgs(exec, file),
       env: env(exec, user.home, warnings),
       cwd,
       // a non-root init loses effective and permitted caps at the uid switch (libvirt and runc

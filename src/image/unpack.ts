@@ -10,7 +10,7 @@ import { InputError } from '../errors.js';
 import { readFileInRoot } from '../fsroot/read.js';
 import { applyLayer, type ApplyLayerOptions, type LayerStats } from '../layer/index.js';
 import type { EventLogger } from '../log.js';
-import { imageConfigToRuntimeConfig } from '../convert/image-config.js';
+import { imageArgs, imageConfigToRuntimeConfig } from '../convert/image-config.js';
 import { validateRuntimeConfig } from '../oci/validate.js';
 import {
   bundlePaths,
@@ -133,6 +133,7 @@ async function unpackLocked(
   const source = await openImageSource(sourcePath, opts.maxJsonBytes !== undefined ? { maxJsonBytes: opts.maxJsonBytes } : {});
   try {
     const image = await resolveImage(source, { ...(opts.ref !== undefined ? { ref: opts.ref } : {}), platform: wanted, explicitVariant });
+    imageArgs(image.config.config, `${source.path}:${image.configDigest.text}`); // nothing to run: say so before unpacking
     const tResolved = performance.now();
     const base = {
       bundleDir: paths.target,

@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { getAttributeSync, listAttributesSync } from '@napi-rs/xattr';
 
 export interface TreeOptions {
-  /** Compare directory mtimes too (off: tools differ on when they stamp directories). */
-  dirMtimes?: boolean;
+  /** Compare mtimes (whole seconds) of every path too. */
+  mtimes?: boolean;
   /** Xattr names to leave out (e.g. ones a tool adds for its own bookkeeping). */
   ignoreXattrs?: (name: string) => boolean;
 }
@@ -65,7 +65,7 @@ export function describeTree(root: string, opts: TreeOptions = {}): string[] {
     }
     if (type === 'symlink') fields.push(`-> ${readlinkSync(p)}`);
     if (type === 'char' || type === 'block') fields.push(`dev=${st.rdev}`);
-    if (type === 'dir' && opts.dirMtimes) fields.push(`mtime=${Math.floor(st.mtimeMs / 1000)}`);
+    if (opts.mtimes) fields.push(`mtime=${Math.floor(st.mtimeMs / 1000)}`);
     if (type !== 'symlink') {
       const x = xattrsOf(p, opts.ignoreXattrs);
       if (x) fields.push(`xattrs=${x}`);
