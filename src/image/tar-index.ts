@@ -27,8 +27,11 @@ export interface TarMember {
 const BLOCK = 512;
 /** A PAX or GNU long-name record bigger than this is hostile, not a long name. */
 const MAX_META_RECORD = 1 << 20;
-/** Members indexed before we call the archive a bomb (an image has a few per layer). */
-const MAX_MEMBERS = 1_000_000;
+/**
+ * Members indexed before we call the archive a bomb: an image has a few per blob, and the index
+ * lives in memory (~150 bytes a member), so this also bounds what a hostile archive can cost.
+ */
+const MAX_MEMBERS = 100_000;
 
 function cString(buf: Buffer, start: number, len: number): string {
   const end = buf.indexOf(0, start);
