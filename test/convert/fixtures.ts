@@ -179,11 +179,12 @@ export function generateConfig(g: Gen, index: number, forLibvirt = false): Runti
   }
   if (mounts.length || g.chance(0.1)) config.mounts = mounts;
 
+  const net = g.pick(['private', 'private', 'host', 'netns', 'pid']);
   const annotations: Record<string, string> = {};
   for (let i = 0, n = g.int(0, 3); i < n; i++) annotations[g.pick(['com.example.team', 'org.x/y', 'k\tey', 'a']) + i] = g.chance(0.9) ? g.text(0) : 'cr\rin value';
   if (g.chance(0.1)) annotations['org.ocivirt.title'] = `Title ${index} & more`;
   if (!forLibvirt && g.chance(0.05)) annotations['org.ocivirt.uuid'] = '0b1c2d3e-4f50-4617-8899-aabbccddeeff';
-  if (g.chance(0.1))
+  if (net === 'private' && g.chance(0.15))
     annotations['org.ocivirt.domain-xml'] = Buffer.from(
       `<domain type='lxc'><name>x</name><devices><interface type='network'><source network='default'/><ip address='192.168.122.${g.int(2, 250)}' prefix='24'/><guest dev='eth0'/></interface></devices><on_reboot>destroy</on_reboot></domain>`,
     ).toString('base64');
@@ -191,7 +192,6 @@ export function generateConfig(g: Gen, index: number, forLibvirt = false): Runti
 
   const namespaces: NonNullable<NonNullable<RuntimeConfig['linux']>['namespaces']> = [{ type: 'pid' }, { type: 'uts' }, { type: 'mount' }];
   if (g.chance(0.8)) namespaces.push({ type: 'ipc' });
-  const net = g.pick(['private', 'private', 'host', 'netns', 'pid']);
   if (net === 'private') namespaces.push({ type: 'network' });
   else if (net === 'netns') namespaces.push({ type: 'network', path: `/var/run/netns/ns${index}` });
   else if (net === 'pid') namespaces.push({ type: 'network', path: `/proc/${g.int(2, 99999)}/ns/net` });

@@ -348,6 +348,7 @@ test('memory.reservation and swap: soft_limit and swap_hard_limit (cgroup v1), s
   const back = toNative(parseDomainXml(v2.xml), { cgroupVersion: 1 }).config;
   assert.is(canonicalJson(back), expectedBack(c2, '/srv/bundles/b1'), 'the recorded cgroup version drives the reverse');
   refused((c) => (c.linux!.resources = { memory: { swap: 1 } }), 'linux.resources.memory.swap', { cgroupVersion: 2 });
+  refused((c) => (c.linux!.resources = { memory: { limit: 2048, swap: 1024 } }), 'linux.resources.memory.swap');
 });
 
 test('cpu.shares: as is on v1 within [2, 262144] (clamped and warned); runc formula on v2', () => {
@@ -581,15 +582,25 @@ test('a field edited in the XML since from-native: the XML wins, with a warning'
 
 test('deterministic MACs for interfaces restored from the org.ocivirt.domain-xml annotation', () => {
   const frag = Buffer.from(`<domain type='lxc'><name>x</name><devices><interface type='bridge'><source bridge='br0'/></interface><interface type='network'><source network='default'/></interface></devices></domain>`).toString('base64');
-  const a = convert((c) => (c.annotations = { 'org.ocivirt.domain-xml': frag }), { id: 'c1' });
-  const b = convert((c) => (c.annotations = { 'org.ocivirt.domain-xml': frag }), { id: 'c1' });
+  const withFrag = (c: RuntimeConfig) => {
+    c.linux!.namespaces!.push({ type: 'network' });
+    c.annotations = { 'org.ocivirt.domain-xml': frag };
+  };
+  const a = convert(withFrag, { id: 'c1' });
+  const b = convert(withFrag, { id: 'c1' });
   const macs = a.domain.devices.interfaces.map((i) => i.mac);
   assert.equal(macs, b.domain.devices.interfaces.map((i) => i.mac));
   for (const m of macs) assert.match(m ?? '', /^52:54:00:[0-9a-f]{2}:[0-9a-f]{2}:[0-9a-f]{2}$/);
   assert.is.not(macs[0], macs[1]);
-  assert.is.not(convert((c) => (c.annotations = { 'org.ocivirt.domain-xml': frag }), { id: 'c2' }).domain.devices.interfaces[0]?.mac, macs[0]);
+  assert.is.not(convert(withFrag, { id: 'c2' }).domain.devices.interfaces[0]?.mac, macs[0]);
   warned(a, /org\.ocivirt\.domain-xml.*ignored by other OCI runtimes/);
   refused((c) => (c.annotations = { 'org.ocivirt.domain-xml': 'bm90IHhtbA==' }), 'annotations["org.ocivirt.domain-xml"]');
+  for (const net of [undefined, '/var/run/netns/red'])
+    refused((c) => {
+      c.linux!.namespaces = c.linux!.namespaces!.filter((n) => n.type !== 'network');
+      if (net) c.linux!.namespaces.push({ type: 'network', path: net });
+      c.annotations = { 'org.ocivirt.domain-xml': frag };
+    }, 'annotations["org.ocivirt.domain-xml"]');
 });
 
 test('the desired domain already has what define adds (§5.1)', () => {

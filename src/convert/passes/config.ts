@@ -42,6 +42,9 @@ export const configPass: Pass = {
           refuse(ctx, field, `is not a base64 domain XML fragment (${(e as Error).message})`);
         }
         overlayXmlOnly(d, frag, ctx.id);
+        // libvirt only finds out at start: interfaces need the container's own network namespace
+        if (frag.devices.interfaces.length && !d.features.privnet)
+          refuse(ctx, field, 'network interfaces need a new network namespace (a network entry without a path in linux.namespaces)');
         if (frag.devices.interfaces.length) w.add(field, 'network interfaces from this annotation are ignored by other OCI runtimes');
       } else if (isXmlSafeAttr(key) && isXmlSafeText(value)) readable.push({ key, value });
     }

@@ -39,7 +39,11 @@ export const resourcesPass: Pass = {
       if (v2) {
         if (limit === undefined || mem.swap < limit) refuse(ctx, 'linux.resources.memory.swap', 'on cgroup v2 it needs a memory limit no larger than it');
         d.memtune.swapHardLimit = kib(mem.swap - limit);
-      } else d.memtune.swapHardLimit = Math.min(kib(mem.swap), MEMORY_UNLIMITED_KIB);
+      } else {
+        // v1: memory+swap below the memory limit makes libvirt fail at start (runc refuses it too)
+        if (limit !== undefined && mem.swap < limit) refuse(ctx, 'linux.resources.memory.swap', 'is memory+swap, so it cannot be less than memory.limit');
+        d.memtune.swapHardLimit = Math.min(kib(mem.swap), MEMORY_UNLIMITED_KIB);
+      }
     }
 
     const cpu = r.cpu ?? {};
