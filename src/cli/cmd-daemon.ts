@@ -49,19 +49,27 @@ export const daemonCommand: Command = {
       ...(values.export !== undefined ? { exportDir: values.export } : {}),
       ...(values.uri !== undefined ? { uri: values.uri } : {}),
     };
-    const daemon = await Daemon.start({
+    // Signals are taken from the start: a SIGTERM while starting stops the daemon once it runs.
+    let daemon: Daemon | undefined;
+    let stopRequested = false;
+    let markStopped: () => void = () => undefined;
+    const stopped = new Promise<void>((resolve) => (markStopped = resolve));
+    const stop = () => {
+      stopRequested = true;
+      if (daemon) void daemon.stop().then(markStopped);
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+    process.on('SIGHUP', () => void daemon?.reload());
+    daemon = await Daemon.start({
       load: {
         ...(values.config !== undefined ? { file: values.config } : {}),
         flags,
         flagNames: { spoolDir: '--spool', stateDir: '--state', exportDir: '--export', uri: '--uri' },
       },
     });
-    await new Promise<void>((resolve) => {
-      process.on('SIGHUP', () => void daemon.reload());
-      const stop = () => void daemon.stop().then(() => resolve());
-      process.once('SIGTERM', stop);
-      process.once('SIGINT', stop);
-    });
+    if (stopRequested) void daemon.stop().then(markStopped);
+    await stopped;
     // Whatever an abandoned call still holds must not keep the process alive past its exit.
     setTimeout(() => process.exit(0), 200).unref();
     return 0;
