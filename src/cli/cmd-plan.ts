@@ -1,6 +1,6 @@
 /** `ocivirt plan`: what a sync pass would do, per domain, without doing it. */
 import { loadConfig, type Config } from '../config/index.js';
-import { connectLibvirt } from '../libvirt/adapter.js';
+import { withLibvirt } from '../libvirt/adapter.js';
 import { createLogger, silentLogger, type EventLogger } from '../log.js';
 import type { PlanItem } from '../reconcile/plan.js';
 import { computeSyncPlan, syncOptionsFromConfig, type SyncOptions } from '../reconcile/sync.js';
@@ -89,8 +89,7 @@ export const planCommand: Command = {
   async run(argv: string[], io: CommandIO): Promise<number> {
     const { values } = parseCommandArgs('plan', argv, { ...RECONCILE_FLAGS, json: { type: 'boolean' } }, { min: 0, max: 0 });
     const { config, opts } = await reconcileSetup('plan', values, io);
-    const port = await connectLibvirt(config.uri, { logger: opts.log });
-    try {
+    return withLibvirt(config.uri, { logger: opts.log }, async (port) => {
       const plan = await computeSyncPlan(port, opts);
       if (values.json) {
         const out = plan.map(({ xml: _xml, ...rest }) => rest);
@@ -98,8 +97,6 @@ export const planCommand: Command = {
       } else if (plan.length) io.stdout.write(formatPlan(plan) + '\n');
       else io.stdout.write('nothing to do: the spool is empty and ocivirt manages no domain\n');
       return 0;
-    } finally {
-      await port.close();
-    }
+    });
   },
 };

@@ -1,6 +1,6 @@
 /** `ocivirt sync --once`: one reconcile pass, then exit (non-zero when an entry failed). */
 import { UsageError } from '../errors.js';
-import { connectLibvirt } from '../libvirt/adapter.js';
+import { withLibvirt } from '../libvirt/adapter.js';
 import { syncOnce } from '../reconcile/sync.js';
 import { parseCommandArgs } from './args.js';
 import type { Command, CommandIO } from './command.js';
@@ -31,8 +31,7 @@ export const syncCommand: Command = {
     const { values } = parseCommandArgs('sync', argv, { ...RECONCILE_FLAGS, once: { type: 'boolean' } }, { min: 0, max: 0 });
     if (!values.once) throw new UsageError("only 'sync --once' exists; the continuous form is 'ocivirt daemon'");
     const { config, opts } = await reconcileSetup('sync', values, io);
-    const port = await connectLibvirt(config.uri, { logger: opts.log });
-    try {
+    return withLibvirt(config.uri, { logger: opts.log }, async (port) => {
       const r = await syncOnce(port, opts);
       const acted = r.results.filter((x) => x.item.action !== 'nothing');
       if (acted.length) io.stdout.write(formatPlan(acted.map((x) => x.item)) + '\n');
@@ -44,8 +43,6 @@ export const syncCommand: Command = {
         `sync: ${count('create')} created, ${count('update')} updated, ${count('start')} started, ${count('delete')} deleted, ${count('nothing')} unchanged, ${r.failed.length} failed (${r.durationMs} ms)\n`,
       );
       return r.failed.length ? 1 : 0;
-    } finally {
-      await port.close();
-    }
+    });
   },
 };

@@ -74,6 +74,8 @@ class LibvirtAdapter implements LibvirtPort {
   private nextAttemptAt = 0;
   private lostReason: string | undefined;
   private closed = false;
+  /** Calls given up on after their timeout: each still holds a worker thread inside libvirt. */
+  abandoned = 0;
   /** Domains in use by calls in flight (see the note on garbage collection above). */
   private readonly pinned = new Set<Domain>();
   private readonly log: EventLogger;
@@ -98,6 +100,7 @@ class LibvirtAdapter implements LibvirtPort {
     try {
       await withTimeout(hv.connectOpen(), this.connectTimeoutMs, 'connect');
     } catch (e) {
+      if (e instanceof TimeoutError) this.abandoned += 1;
       throw new LibvirtUnavailableError(
         `cannot connect to libvirt at ${this.uri}: ${messageOf(e)} (is libvirtd running? scripts/setup-libvirt.sh starts it)`,
       );
@@ -127,6 +130,7 @@ class LibvirtAdapter implements LibvirtPort {
     try {
       await withTimeout(hv.connectOpen(), this.connectTimeoutMs, 'connect');
     } catch (e) {
+      if (e instanceof TimeoutError) this.abandoned += 1;
       this.failedAttempts += 1;
       const delay = Math.min(this.backoffMaxMs, this.backoffInitialMs * 2 ** (this.failedAttempts - 1));
       this.nextAttemptAt = Date.now() + delay;
@@ -162,6 +166,7 @@ class LibvirtAdapter implements LibvirtPort {
     } catch (e) {
       const msg = messageOf(e);
       const hung = e instanceof TimeoutError;
+      if (hung) this.abandoned += 1;
       if (!hung && !CONNECTION_LOST.test(msg)) throw new Error(`${what}: ${msg}`);
       this.lose(hv, msg, hung);
       if (retry && !hung) return this.call(what, fn, false);
@@ -291,4 +296,30 @@ export async function connectLibvirt(uri: string = DEFAULT_URI, opts: LibvirtOpt
   const adapter = new LibvirtAdapter(uri, opts);
   await adapter.open();
   return adapter;
+}
+
+/**
+ * Runs a one-shot command's libvirt work. A call that timed out still holds a worker thread
+ * inside libvirt, and Node cannot exit (not even through process.exit) until that thread
+ * returns, which for a hung libvirtd is never. So when that happened, the process ends itself
+ * with SIGKILL once its result and error messages are written (exit status 137).
+ */
+export async function withLibvirt<T>(uri: string, opts: LibvirtOptions, fn: (port: LibvirtPort) => Promise<T>): Promise<T> {
+  const adapter = new LibvirtAdapter(uri, opts);
+  let ok = false;
+  try {
+    await adapter.open();
+    const result = await fn(adapter);
+    ok = true;
+    return result;
+  } finally {
+    await adapter.close();
+    if (adapter.abandoned > 0) {
+      const why = `libvirt at ${uri} stopped answering; a thread is stuck inside it, so ocivirt ends itself (exit 137)`;
+      setTimeout(() => {
+        if (ok) process.stderr.write(`ocivirt: ${why}\n`);
+        process.kill(process.pid, 'SIGKILL');
+      }, 200);
+    }
+  }
 }

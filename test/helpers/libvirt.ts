@@ -46,25 +46,33 @@ export function isDefined(name: string): boolean {
   return listDomainNames().includes(name);
 }
 
-/** Destroys and undefines every domain whose name starts with `prefix` (which must be a test prefix). */
+/**
+ * Destroys and undefines every domain whose name starts with `prefix` (which must be a test
+ * prefix). libvirtd is shared and other tests restart it, so an unanswered listing is retried
+ * for a while rather than leaving domains behind.
+ */
 export function cleanupDomains(prefix: string = TEST_PREFIX): void {
   if (!prefix.startsWith(TEST_PREFIX)) throw new Error(`cleanupDomains: refusing prefix '${prefix}' (not ${TEST_PREFIX}*)`);
-  let names: string[];
-  try {
-    names = listDomainNames().filter((n) => n.startsWith(prefix));
-  } catch {
-    return; // libvirtd not answering: nothing we can clean now
-  }
-  for (const name of names) {
+  for (let attempt = 1; attempt <= 30; attempt++) {
+    let names: string[];
     try {
-      virsh('destroy', name);
+      names = listDomainNames().filter((n) => n.startsWith(prefix));
     } catch {
-      /* not running */
+      execFileSync('sleep', ['1']);
+      continue;
     }
-    try {
-      virsh('undefine', name);
-    } catch {
-      /* transient: gone with destroy */
+    if (names.length === 0) return;
+    for (const name of names) {
+      try {
+        virsh('destroy', name);
+      } catch {
+        /* not running */
+      }
+      try {
+        virsh('undefine', name);
+      } catch {
+        /* transient: gone with destroy */
+      }
     }
   }
 }
