@@ -16,6 +16,14 @@ import { isProcessSeclabel } from './passes/process.js';
 export const XML_ONLY_ANNOTATION = 'org.ocivirt.domain-xml';
 const FRAGMENT_NAME = 'xml-only';
 
+/** What libvirt adds on hosts with systemd: the default partition, nothing chosen by a person. */
+const DEFAULT_PARTITION = '/machine';
+
+/** A seclabel a security driver generates on define (no label chosen): libvirt makes it again. */
+function isGeneratedSeclabel(s: Domain['seclabels'][number]): boolean {
+  return (s.attrs.type === 'dynamic' || s.attrs.type === 'none') && s.label === undefined && s.baselabel === undefined && s.imagelabel === undefined && s.extra.length === 0;
+}
+
 function isDefaultClock(d: Domain): boolean {
   const c = d.clock;
   if (!c) return true;
@@ -43,7 +51,7 @@ export function xmlOnlyParts(d: Domain): Domain | undefined {
   take(d.devices.filesystems.filter((fs) => !isMountLike(fs)), f.devices.filesystems);
   take(d.devices.hostdevs.filter((h) => !isMappedHostdev(h)), f.devices.hostdevs);
   take(d.devices.extra, f.devices.extra);
-  take(d.seclabels.filter((s) => !isProcessSeclabel(s)), f.seclabels);
+  take(d.seclabels.filter((s) => !isProcessSeclabel(s) && !isGeneratedSeclabel(s)), f.seclabels);
   take(d.metadata.foreign, f.metadata.foreign);
   take(d.features.extra, f.features.extra);
   take(d.extra, f.extra);
@@ -56,7 +64,7 @@ export function xmlOnlyParts(d: Domain): Domain | undefined {
   if (d.onReboot !== undefined && d.onReboot !== 'restart') (f.onReboot = d.onReboot), (any = true);
   if (d.onCrash !== undefined && d.onCrash !== 'destroy') (f.onCrash = d.onCrash), (any = true);
   if (!isDefaultClock(d)) (f.clock = d.clock), (any = true);
-  if (d.resource) (f.resource = d.resource), (any = true);
+  if (d.resource && !(d.resource.partition === DEFAULT_PARTITION && d.resource.extra.length === 0)) (f.resource = d.resource), (any = true);
   const n = d.numatune;
   if (n && ((n.memory?.mode ?? 'strict') !== 'strict' || n.memory?.placement !== undefined || n.extra.length)) (f.numatune = n), (any = true);
   for (const k of ['sharenet', 'shareipc', 'shareuts'] as const) {

@@ -41,7 +41,7 @@ export const HAND_WRITTEN = `<domain type='lxc' xmlns:lxc='http://libvirt.org/sc
     <hostdev mode='capabilities' type='misc'><source><char>/dev/fuse</char></source></hostdev>
     <watchdog model='i6300esb' action='reset'/>
   </devices>
-  <seclabel type='dynamic' model='selinux' relabel='yes'/>
+  <seclabel type='dynamic' model='selinux' relabel='yes'><baselabel>system_u:system_r:svirt_lxc_net_t:s0</baselabel></seclabel>
   <lxc:namespace><lxc:shareuts type='name' value='other'/></lxc:namespace>
 </domain>
 `;

@@ -56,7 +56,7 @@ test('XML with no OCI counterpart is kept in org.ocivirt.* annotations, never or
   assert.is(ann['org.ocivirt.description'], 'by a person & virsh edit');
   assert.ok(Object.keys(ann).every((k) => k.startsWith('org.ocivirt.')), Object.keys(ann).join());
   const frag = Buffer.from(ann['org.ocivirt.domain-xml'] ?? '', 'base64').toString('utf8');
-  for (const part of ["<interface type='bridge'>", "<mac address='52:54:00:aa:bb:cc'/>", '<cmdline>console=ttyS0 quiet</cmdline>', '<on_reboot>destroy</on_reboot>', '<on_crash>restart</on_crash>', "<clock offset='localtime'/>", '<partition>/machine/tenant</partition>', "<memory mode='interleave' nodeset='0'/>", "<filesystem accessmode='passthrough' type='file'>", '<watchdog', "<seclabel model='selinux' relabel='yes' type='dynamic'/>", 'keep me', "<lxc:shareuts type='name' value='other'/>"])
+  for (const part of ["<interface type='bridge'>", "<mac address='52:54:00:aa:bb:cc'/>", '<cmdline>console=ttyS0 quiet</cmdline>', '<on_reboot>destroy</on_reboot>', '<on_crash>restart</on_crash>', "<clock offset='localtime'/>", '<partition>/machine/tenant</partition>', "<memory mode='interleave' nodeset='0'/>", "<filesystem accessmode='passthrough' type='file'>", '<watchdog', "<seclabel model='selinux' relabel='yes' type='dynamic'>", 'keep me', "<lxc:shareuts type='name' value='other'/>"])
     assert.ok(frag.includes(part), `${part} missing from:\n${frag}`);
   assert.is((frag.match(/<console/g) ?? []).length, 1, 'the first pty console is implied, the second kept');
   const warning = handBack().warnings.find((w) => w.startsWith('annotations["org.ocivirt.domain-xml"]: '));
@@ -80,6 +80,14 @@ test('from-native of that config restores the hand-written domain', () => {
   const caps = r.domain.features.capabilities!;
   const hand = parseDomainXml(HAND_WRITTEN).features.capabilities!;
   assert.equal(effectiveCaps(caps.policy, caps.caps), effectiveCaps(hand.policy, hand.caps), 'the same effective set');
+});
+
+test('what libvirt generates on define (default partition, driver seclabels) is not carried as XML-only', () => {
+  const d = parseDomainXml(HAND_WRITTEN);
+  d.resource = { partition: '/machine', extra: [] };
+  d.seclabels = [{ attrs: { type: 'dynamic', model: 'apparmor', relabel: 'yes' }, extra: [] }, { attrs: { type: 'none', model: 'dac' }, extra: [] }];
+  const frag = Buffer.from(toNative(d, { cgroupVersion: 1 }).config.annotations?.['org.ocivirt.domain-xml'] ?? '', 'base64').toString('utf8');
+  assert.not.match(frag, /<resource>|<seclabel/);
 });
 
 test('an inituser given as a name is warned about (resolve it against the rootfs)', () => {
