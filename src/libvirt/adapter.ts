@@ -306,18 +306,15 @@ export async function connectLibvirt(uri: string = DEFAULT_URI, opts: LibvirtOpt
  */
 export async function withLibvirt<T>(uri: string, opts: LibvirtOptions, fn: (port: LibvirtPort) => Promise<T>): Promise<T> {
   const adapter = new LibvirtAdapter(uri, opts);
-  let ok = false;
   try {
     await adapter.open();
-    const result = await fn(adapter);
-    ok = true;
-    return result;
+    return await fn(adapter);
   } finally {
     await adapter.close();
     if (adapter.abandoned > 0) {
       const why = `libvirt at ${uri} stopped answering; a thread is stuck inside it, so ocivirt ends itself (exit 137)`;
       setTimeout(() => {
-        if (ok) process.stderr.write(`ocivirt: ${why}\n`);
+        process.stderr.write(`ocivirt: ${why}\n`);
         process.kill(process.pid, 'SIGKILL');
       }, 200);
     }

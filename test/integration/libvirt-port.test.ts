@@ -4,6 +4,8 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { Writable } from 'node:stream';
+import { createServer, type Socket } from 'node:net';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -161,6 +163,31 @@ test('connecting to a libvirt that is not there fails with a clear error', async
   } catch (e) {
     assert.instance(e, LibvirtUnavailableError);
     assert.match((e as Error).message, /cannot connect to libvirt/);
+  }
+});
+
+test('a libvirt that accepts but never answers: the command reports it and ends instead of hanging', async () => {
+  // a socket that takes the connection and never says a word, like a hung libvirtd
+  const sock = join(tmp, 'hung.sock');
+  const held: Socket[] = [];
+  const server = createServer((c) => held.push(c)).listen(sock);
+  const spool = join(tmp, 'empty-spool');
+  mkdirSync(spool, { mode: 0o700 });
+  try {
+    const child = spawn(join(repoRoot, 'bin/ocivirt'), ['sync', '--once', '--spool', spool, '--state', join(tmp, 'state'), '--uri', `lxc+unix:///?socket=${sock}`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += String(d)));
+    const guard = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.on('close', (c, sg) => resolve([c, sg])));
+    clearTimeout(guard);
+    assert.match(stderr, /cannot connect to libvirt at lxc\+unix:.*no answer from libvirt within \d+ ms/);
+    assert.match(stderr, /stopped answering; a thread is stuck inside it/);
+    assert.equal([code, signal], [null, 'SIGKILL']);
+  } finally {
+    for (const c of held) c.destroy();
+    server.close();
   }
 });
 
