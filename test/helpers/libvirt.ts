@@ -12,11 +12,6 @@ export const TEST_PREFIX = 'ocivirt-test-';
 export const TEST_URI = process.env.OCIVIRT_TEST_URI ?? 'lxc:///';
 const BUSYBOX = '/bin/busybox';
 
-/** A domain name unique to this test run. */
-export function testDomainName(label: string): string {
-  return `${TEST_PREFIX}${label}-${process.pid}`;
-}
-
 /** Runs virsh on the test URI; returns stdout. Throws with virsh's stderr on failure. */
 export function virsh(...args: string[]): string {
   try {

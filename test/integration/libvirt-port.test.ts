@@ -22,7 +22,6 @@ import {
   makeTempDir,
   pid1Inside,
   removeTempDir,
-  testDomainName,
   virsh,
   waitForExit,
   waitForInit,
