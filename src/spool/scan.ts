@@ -23,7 +23,11 @@ export interface SpoolEntry {
   path: string;
   kind: SpoolEntryKind;
   domainName: string;
-  /** Changes whenever the entry changes (content of its metadata, identity of its data). */
+  /**
+   * Changes when the entry's definition does: a bundle's config.json content or its rootfs
+   * directory replaced, a layout's index.json, an archive file rewritten or replaced. Files
+   * changed deep inside the same rootfs do not change it (a full resync still sees them).
+   */
   fingerprint: string;
 }
 
