@@ -14,8 +14,12 @@ import { parseDomainXml } from '../../src/xml/parse.js';
 import { sameDomain } from '../../src/xml/compare.js';
 import { assertRuntimeSchemaValid } from '../helpers/schema.js';
 import { expectedBack, HOST_DEVICES, minimal, testOptions } from './fixtures.js';
+import { virtXmlValidateAll } from './validate-xml.js';
 
 type Patch = (c: RuntimeConfig) => void;
+
+/** Every XML these tests produce, validated against libvirt's schema at the end. */
+const produced: { label: string; xml: string }[] = [];
 
 function config(patch: Patch = () => {}): RuntimeConfig {
   const c = minimal();
@@ -28,6 +32,7 @@ function convert(patch: Patch = () => {}, opts: Partial<FromNativeOptions> = {})
   const c = config(patch);
   const o = testOptions(opts);
   const r = fromNative(c, o);
+  produced.push({ label: JSON.stringify(c), xml: r.xml });
   const parsed = parseDomainXml(r.xml);
   assert.ok(sameDomain(r.domain, parsed), 'sameDomain(x, parse(build(x)))');
   const back = toNative(parsed, { hostDevice: (p) => HOST_DEVICES[p], cgroupVersion: 1, hostArch: 'x86_64' }).config;
@@ -613,6 +618,11 @@ test('the desired domain already has what define adds (§5.1)', () => {
   assert.is(d.onCrash, 'destroy');
   assert.is(d.devices.filesystems[0]?.accessmode, 'passthrough');
   assert.ok(d.uuid);
+});
+
+test('every XML produced above passes virt-xml-validate', async () => {
+  assert.ok(produced.length > 80);
+  assert.equal((await virtXmlValidateAll(produced)).slice(0, 3), []);
 });
 
 test.run();
