@@ -51,7 +51,10 @@ export async function checkDirectoryTrust(path: string, opts: DirectoryTrustOpti
   }
   if (problems.length === 0) return { warnings: [] };
   if (opts.allowInsecure) return { warnings: problems.map((p) => `insecure (allowed by setting): ${p}`) };
-  throw new InputError(`refused: ${problems[0]} (whoever can write it can run containers as root; fix the mode or owner)`, { file: path });
+  throw new InputError(
+    `refused: ${problems[0]} (another user could plant or swap what ocivirt reads or writes there, and spool entries run as root; fix the mode or owner, or set allowInsecureDirs)`,
+    { file: path },
+  );
 }
 
 /** Filesystems whose `source` is a label, never a host path. */
