@@ -20,6 +20,7 @@ import type { RuntimeConfig } from '../../src/oci/runtime-spec.js';
 import { domainDifferences, projectDomain } from '../../src/xml/compare.js';
 import { effectiveCaps } from '../../src/convert/passes/capabilities.js';
 import { HAND_WRITTEN } from '../convert/hand-written.js';
+import { virtXmlValidateAll } from '../convert/validate-xml.js';
 import { parseDomainXml } from '../../src/xml/parse.js';
 import { assertRuntimeSchemaValid } from '../helpers/schema.js';
 import { EXAMPLES } from '../convert/examples.js';
@@ -74,7 +75,8 @@ test.after(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-test(`${cases.length} configs: define, dumpxml --inactive is sameDomain, to-native of the dump is the original`, () => {
+test(`${cases.length} configs: define, dumpxml --inactive is sameDomain, to-native of the dump is the original`, async () => {
+  const produced: { label: string; xml: string }[] = [];
   const cgroupVersion = detectCgroupVersion();
   const failures: string[] = [];
   cases.forEach(({ label, config }, i) => {
@@ -84,6 +86,7 @@ test(`${cases.length} configs: define, dumpxml --inactive is sameDomain, to-nati
     const file = join(dir, `${name}.xml`);
     try {
       const { domain, xml } = fromNative(config, opts);
+      produced.push({ label, xml });
       writeFileSync(file, xml);
       virsh('define', file);
       const dumped = parseDomainXml(virsh('dumpxml', '--inactive', name), `dumpxml ${name}`);
@@ -106,6 +109,7 @@ test(`${cases.length} configs: define, dumpxml --inactive is sameDomain, to-nati
   });
   assert.equal(failures, []);
   assert.equal(ourDomains(), [], 'no test domain is left defined');
+  assert.equal((await virtXmlValidateAll(produced)).slice(0, 3), [], 'every XML passes virt-xml-validate');
 });
 
 test('a redefine of the same config keeps the UUID and is accepted (no "already exists")', () => {
