@@ -371,6 +371,7 @@ test(`${ROUNDS} seeded mutations: validator and official schema agree, but for t
   const r = rng(SEED);
   const tally = { bothAccept: 0, bothRefuse: 0, stricter: 0, looser: 0 };
   const unexplained: string[] = [];
+  const byRule: Record<string, number> = {};
   for (let i = 0; i < ROUNDS; i++) {
     const doc = structuredClone(r.pick(configs)) as { [k: string]: Json };
     const steps = [r.pick(MUTATIONS)(doc, r)];
@@ -380,10 +381,18 @@ test(`${ROUNDS} seeded mutations: validator and official schema agree, but for t
     if (mine.ok && theirs.length === 0) tally.bothAccept++;
     else if (!mine.ok && theirs.length > 0) tally.bothRefuse++;
     else if (!mine.ok) {
-      if (DIFFERENCES.some((d) => d.kind === 'stricter' && explains(d, mine))) tally.stricter++;
+      const rule = DIFFERENCES.find((d) => d.kind === 'stricter' && explains(d, mine));
+      if (rule) {
+        tally.stricter++;
+        byRule[rule.rule] = (byRule[rule.rule] ?? 0) + 1;
+      }
       else unexplained.push(`#${i} [${steps.join('; ')}]: we refuse ${mine.field}, the schema accepts`);
     } else {
-      if (theirs.every((p) => DIFFERENCES.some((d) => d.kind === 'looser' && d.path.test(p)))) tally.looser++;
+      const rule = DIFFERENCES.find((d) => d.kind === 'looser' && theirs.every((p) => d.path.test(p)));
+      if (rule) {
+        tally.looser++;
+        byRule[rule.rule] = (byRule[rule.rule] ?? 0) + 1;
+      }
       else unexplained.push(`#${i} [${steps.join('; ')}]: we accept, the schema refuses ${theirs.join(', ')}`);
     }
   }
@@ -391,7 +400,7 @@ test(`${ROUNDS} seeded mutations: validator and official schema agree, but for t
   // Not vacuous: plenty of each outcome.
   assert.ok(tally.bothAccept > ROUNDS / 20, JSON.stringify(tally));
   assert.ok(tally.bothRefuse > ROUNDS / 4, JSON.stringify(tally));
-  console.log(`mutation tally (seed ${SEED}): ${JSON.stringify(tally)}`);
+  console.log(`mutation tally (seed ${SEED}): ${JSON.stringify(tally)}; differences by rule: ${JSON.stringify(byRule)}`);
 });
 
 /** Our field path (`process.args[2]`, `annotations["a.b"]`) as ajv's JSON pointer (`/process/args/2`). */
