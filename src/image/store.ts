@@ -120,8 +120,10 @@ export class TarStore implements FileStore {
     const m = this.member(name);
     if (m === undefined) throw new InputError(`missing archive member ${name}`, { file: this.path });
     if (m.size === 0) return Readable.from([]);
-    // the archive stays open for every blob; each stream reads its own byte range
-    return createReadStream('', { fd: this.fh, start: m.offset, end: m.offset + m.size - 1, autoClose: false, highWaterMark: 1 << 16 });
+    // each blob stream opens the archive for itself and reads its own byte range: a destroyed
+    // stream closes its fd, which must not be the one the index reads through (a swapped file
+    // is caught by the digest checks)
+    return createReadStream(this.path, { start: m.offset, end: m.offset + m.size - 1, highWaterMark: 1 << 16 });
   }
 
   async head(name: string, n: number): Promise<Buffer> {

@@ -6,6 +6,8 @@
 import { chmod, mkdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { InputError } from '../errors.js';
 import { readFileInRoot } from '../fsroot/read.js';
 import { applyLayer, type ApplyLayerOptions, type LayerStats } from '../layer/index.js';
@@ -26,6 +28,7 @@ import {
   type UnpackRecord,
 } from './bundle-dir.js';
 import type { Platform } from './documents.js';
+import { VerifyingStream } from './digest.js';
 import { openLayerStream } from './layer-stream.js';
 import type { Compression } from './media-types.js';
 import { formatPlatform, hostPlatform, parsePlatform } from './platform.js';
@@ -248,9 +251,16 @@ async function unpackLayer(
     },
   );
   const [verified, appliedResult] = await Promise.allSettled([stream.verified, applied]);
-  // a digest or size failure explains whatever the applier then tripped over, so it comes first
-  if (verified.status === 'rejected' && (verified.reason as NodeJS.ErrnoException)?.code !== 'ERR_STREAM_PREMATURE_CLOSE') throw verified.reason;
-  if (appliedResult.status === 'rejected') throw inFile(appliedResult.reason, source.path);
+  if (appliedResult.status === 'rejected') {
+    // the applier stopped early, before the digest could be checked; a tampered blob is the
+    // root cause of whatever it tripped over, so check the blob alone (no decompression: a bomb
+    // stays defused) and report that first
+    await verifyBlob(source, layer);
+    // a corrupt compressed stream or a wrong diffID is the root cause too (the applier only saw
+    // the stream end); when the applier failed on its own, the stream carries its error back
+    if (verified.status === 'rejected' && verified.reason instanceof InputError) throw inFile(verified.reason, source.path);
+    throw inFile(appliedResult.reason, source.path);
+  }
   if (verified.status === 'rejected') throw verified.reason;
   const v = verified.value;
   report(true);
@@ -266,6 +276,18 @@ async function unpackLayer(
   };
   opts.log?.info('layer.applied', { entry: source.path, digest: out.digest, diffId: out.diffId, layer: layer.index + 1, layers: n, bytes: out.compressedBytes, uncompressedBytes: out.uncompressedBytes, durationMs: Math.round(out.durationMs) });
   return out;
+}
+
+/** Reads a layer blob once more, only to check its digest and size (throws their error). */
+async function verifyBlob(source: ImageSource, layer: ResolvedLayer): Promise<void> {
+  if (layer.digest === undefined) return; // legacy docker-save: only the diffID covers the bytes
+  const check = new VerifyingStream({
+    digest: layer.digest,
+    ...(layer.size !== undefined ? { size: layer.size } : {}),
+    label: `${layer.label} blob`,
+    file: source.path,
+  });
+  await pipeline(await source.store.open(layer.blobName), check, new Writable({ write: (_c, _e, done) => done() }));
 }
 
 function inFile(e: unknown, file: string): unknown {

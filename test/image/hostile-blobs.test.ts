@@ -103,6 +103,11 @@ const cases: Case[] = [
     flip(blob(d, m.layers[1]!.digest), 700);
     return d;
   } },
+  { name: 'layer blob tampered in a tar header (the applier trips first; the digest is blamed)', expect: /layer 2\/2 .* blob does not match its digest/, image: () => {
+    const { dir: d, m } = layout([{ entries: baseLayerEntries() }, { entries: [file('srv', 'x'.repeat(3000))], compression: 'none' }]);
+    flip(blob(d, m.layers[1]!.digest), 10); // inside the first header's name: its checksum now fails
+    return d;
+  } },
   { name: 'layer descriptor smaller than the blob', expect: /layer 1\/2 .* blob is larger than the \d+ bytes its descriptor declares/, image: () =>
     layout(goodLayers(), withLayers((l, i) => (i === 0 ? { ...l, size: l.size - 1 } : l))).dir },
   { name: 'layer descriptor larger than the blob', expect: /layer 1\/2 .* blob is truncated: \d+ of the \d+ bytes/, image: () =>
