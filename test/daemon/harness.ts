@@ -11,6 +11,8 @@ export type LogEvent = Record<string, unknown> & { event: string };
 
 export class DaemonProcess {
   readonly lines: LogEvent[] = [];
+  /** performance.now() when each line arrived (same index as `lines`). */
+  readonly arrivals: number[] = [];
   stderr = '';
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   private buffer = '';
@@ -27,6 +29,7 @@ export class DaemonProcess {
         if (line.trim() === '') continue;
         try {
           this.lines.push(JSON.parse(line) as LogEvent);
+          this.arrivals.push(performance.now());
         } catch {
           this.stderr += `unparsable stdout line: ${line}\n`;
         }
@@ -39,9 +42,9 @@ export class DaemonProcess {
   }
 
   /** Starts `ocivirt daemon --config FILE`; resolves at `daemon.started`, rejects if it exits first. */
-  static async start(configFile: string, env: NodeJS.ProcessEnv = {}): Promise<DaemonProcess> {
+  static async start(configFile: string, env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []): Promise<DaemonProcess> {
     const main = join(repoRoot(), 'dist', 'src', 'cli', 'main.js');
-    const child = spawn(process.execPath, [main, 'daemon', '--config', configFile], {
+    const child = spawn(process.execPath, [...nodeArgs, main, 'daemon', '--config', configFile], {
       env: { ...process.env, OCIVIRT_CONFIG: '', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
