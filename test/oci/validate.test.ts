@@ -5,12 +5,12 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InputError } from '../../src/errors.js';
 import { MAX_NESTING, validateRuntimeConfig } from '../../src/oci/validate.js';
-import { runtimeSchemaErrors, sharedSchemasDir } from '../helpers/schema.js';
+import { repoRoot, runtimeSchemaErrors, sharedSchemasDir } from '../helpers/schema.js';
 
 const examplesDir = join(sharedSchemasDir(), 'runtime-spec-examples');
 /** Good examples of platforms ocivirt refuses: refused for the platform section, nothing else. */
@@ -273,6 +273,21 @@ test('seccomp is checked loosely: unknown-but-well-formed actions and arches pas
     refusal(sc({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: [], action: 'SCMP_ACT_ERRNO' }] })).field,
     'linux.seccomp.syscalls[0].names',
   );
+});
+
+test('the product never loads a schema library or the schema files (only tests do)', () => {
+  const pkg = JSON.parse(readFileSync(join(repoRoot(), 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
+  for (const dep of Object.keys(pkg.dependencies ?? {})) assert.not.match(dep, /ajv|schema|zod|joi/i, `runtime dependency ${dep}`);
+  const walk = (d: string): string[] =>
+    readdirSync(d).flatMap((n) => (statSync(join(d, n)).isDirectory() ? walk(join(d, n)) : n.endsWith('.ts') ? [join(d, n)] : []));
+  const sources = walk(join(repoRoot(), 'src'));
+  assert.ok(sources.length > 10);
+  for (const f of sources) {
+    const text = readFileSync(f, 'utf8');
+    assert.not.match(text, /from ['"]ajv/, f);
+    // as a string literal, i.e. a path the code could open (comments may name the schema)
+    assert.not.match(text, /['"`][^'"`\n]*(shared\/schemas|schemas\/runtime-spec|config-schema\.json|defs-linux\.json)[^'"`\n]*['"`]/, f);
+  }
 });
 
 test.run();
