@@ -70,7 +70,7 @@ type State =
   | { kind: 'header' }
   | { kind: 'meta'; type: string; size: number; body: Buffer[]; got: number }
   | { kind: 'sparseExt'; entry: TarEntry }
-  | { kind: 'sparseMap'; entry: TarEntry; got: Buffer[]; size: number }
+  | { kind: 'sparseMap'; entry: TarEntry; got: Buffer[]; size: number; newlines: number }
   | { kind: 'data'; remaining: number; segment: number; segmentLeft: number; position: number; entry: TarEntry }
   | { kind: 'skip'; remaining: number }
   | { kind: 'end' };
@@ -79,6 +79,8 @@ interface Pending {
   pax: Map<string, Buffer>;
   longName: string | undefined;
   longLink: string | undefined;
+  /** Bytes of meta headers since the last entry: a chain of them must not grow without bound. */
+  metaBytes: number;
 }
 
 export class TarReader {
@@ -88,7 +90,7 @@ export class TarReader {
   private state: State = { kind: 'header' };
   private block = Buffer.alloc(BLOCK);
   private blockFill = 0;
-  private pending: Pending = { pax: new Map(), longName: undefined, longLink: undefined };
+  private pending: Pending = { pax: new Map(), longName: undefined, longLink: undefined, metaBytes: 0 };
   /** The name of the entry being read, for error messages. */
   current: string | undefined;
 
@@ -172,11 +174,16 @@ export class TarReader {
         st.got.push(Buffer.from(this.block));
         st.size -= BLOCK;
         if (st.size < 0) this.fail('sparse map runs past the entry data');
+        if (st.got.length * BLOCK > MAX_META_BYTES) this.fail('sparse map is too large');
+        for (let i = 0; i < BLOCK; i++) if (this.block[i] === 0x0a) st.newlines++;
+        // Parse only once enough lines are in (count + 2 per segment): linear, not quadratic.
+        if (st.newlines === 0) return off;
+        const first = st.got[0] as Buffer;
+        const countText = first.toString('latin1', 0, Math.max(0, first.indexOf(0x0a)));
+        if (!/^[0-9]{1,7}$/.test(countText) || Number(countText) > MAX_SPARSE_SEGMENTS) this.fail('malformed sparse map');
+        if (st.newlines < 1 + 2 * Number(countText)) return off;
         const parsed = parseSparseMap(Buffer.concat(st.got));
-        if (parsed === undefined) {
-          if (st.got.length * BLOCK > MAX_META_BYTES) this.fail('sparse map is too large');
-          return off;
-        }
+        if (parsed === undefined) this.fail('malformed sparse map');
         st.entry.sparse!.segments = parsed;
         st.entry.size = st.size;
         this.startData(st.entry);
@@ -244,6 +251,8 @@ export class TarReader {
     if (type === 'x' || type === 'g' || type === 'L' || type === 'K') {
       const cap = type === 'L' || type === 'K' ? this.limits.maxNameLength + 1 : MAX_META_BYTES;
       if (size > cap) this.fail(`${type === 'L' || type === 'K' ? 'GNU long name' : 'PAX header'} of ${size} bytes is over the limit of ${cap}`);
+      this.pending.metaBytes += size;
+      if (this.pending.metaBytes > MAX_META_BYTES) this.fail(`extended headers before one entry exceed ${MAX_META_BYTES} bytes`);
       this.state = size === 0 ? { kind: 'header' } : { kind: 'meta', type, size, body: [], got: 0 };
       if (size === 0) this.meta(type, Buffer.alloc(0));
       return;
@@ -273,7 +282,7 @@ export class TarReader {
     };
     // Old (v7) archives mark directories by a trailing slash on a type-NUL entry, as Go reads them.
     if (blk[156] === 0 && entry.name.endsWith('/')) entry.type = '5';
-    this.pending = { pax: new Map(), longName: undefined, longLink: undefined };
+    this.pending = { pax: new Map(), longName: undefined, longLink: undefined, metaBytes: 0 };
     this.current = entry.name;
     this.applyPax(entry, pax);
     this.current = entry.name;
@@ -295,7 +304,7 @@ export class TarReader {
     }
     if (entry.sparse !== undefined && entry.sparse.segments.length === 0 && pax.get('GNU.sparse.major')?.toString() === '1') {
       this.checkRealSize(entry.sparse.realSize);
-      this.state = { kind: 'sparseMap', entry, got: [], size: entry.size };
+      this.state = { kind: 'sparseMap', entry, got: [], size: entry.size, newlines: 0 };
       return;
     }
     this.startData(entry);

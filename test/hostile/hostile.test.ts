@@ -6,12 +6,12 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, lstatSync, readFileSync, readlinkSync, symlinkSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { applyLayer, type ApplyLayerOptions } from '../../src/layer/index.js';
 import { InputError } from '../../src/errors.js';
 import { sandbox, apply, layerBytes, type Layer, type Sandbox } from '../layer/util.js';
-import { file, dir, symlink, hardlink, whiteout, opaque, fifo, header, entryBlocks, gnuSparse, paxSparse, pad, tar, tarStream, writeChecksum } from '../helpers/tar.js';
+import { file, dir, symlink, hardlink, whiteout, opaque, fifo, header, entryBlocks, gnuSparse, paxRecords, paxSparse, pad, tar, tarStream, writeChecksum } from '../helpers/tar.js';
 import { plantSentinels, snapshot } from './sentinel.js';
 
 interface Case {
@@ -133,6 +133,30 @@ const cases: Case[] = [
     layer: () => [opaque('esc')],
     expect: (sb) => assert.ok(lstatSync(inRoot(sb, 'esc')).isSymbolicLink()),
   },
+  {
+    name: 'replacing a lower directory that holds a symlink to an outside dir removes the link, not its target',
+    lower: (sb) => [[dir('d'), symlink('d/link', join(out(sb), 'dir')), symlink('d/abs', '/')]],
+    layer: () => [file('d', 'now a file')],
+    expect: (sb) => assert.is(readFileSync(inRoot(sb, 'd'), 'utf8'), 'now a file'),
+  },
+  {
+    name: 'whiteout of a lower directory holding a symlink to an outside dir',
+    lower: (sb) => [[dir('d'), symlink('d/link', join(out(sb), 'dir'))]],
+    layer: () => [whiteout('', 'd')],
+    expect: (sb) => assert.not.ok(existsSync(inRoot(sb, 'd'))),
+  },
+  {
+    name: 'opaque marker in a lower directory holding a relative symlink that climbs out',
+    lower: () => [[dir('d'), symlink('d/up', '../../../outside'), file('d/f', 'x')]],
+    layer: () => [opaque('d')],
+    expect: (sb) => assert.equal(readdirSync(inRoot(sb, 'd')), []),
+  },
+  {
+    name: 'a file over a hardlink to a lower file replaces the name, not the shared inode',
+    lower: () => [[file('etc/shadow', 'root:*:'), hardlink('x', 'etc/shadow')]],
+    layer: () => [file('x', 'pwned')],
+    expect: (sb) => assert.is(readFileSync(inRoot(sb, 'etc/shadow'), 'utf8'), 'root:*:'),
+  },
   // --- the root itself
   { name: 'non-directory root: "./" as a file', layer: () => [file('./', 'x')], expect: /type of the rootfs itself/ },
   { name: 'non-directory root: "." as a symlink to outside', layer: (sb) => [symlink('.', out(sb))], expect: /type of the rootfs itself/ },
@@ -193,6 +217,25 @@ const cases: Case[] = [
   { name: 'bomb: a PAX header of 2 MiB', layer: () => [file('a', '', { pax: { comment: 'x'.repeat(2 * MiB) } })], expect: /PAX header of \d+ bytes is over the limit/ },
   { name: 'bomb: old GNU sparse file with a 1 TiB real size', layer: () => [gnuSparse('s', 2 ** 40, [[0, Buffer.from('x')]])], expect: /sparse file of 1099511627776 bytes is over the limit/ },
   { name: 'bomb: PAX 1.0 sparse file over the limit', layer: () => [paxSparse('s', 2 ** 37, [[0, Buffer.from('x')]])], opts: { limits: { maxSparseRealSize: 2 ** 30 } }, expect: /sparse file of \d+ bytes is over the limit/ },
+  {
+    name: 'bomb: a chain of PAX headers before one entry',
+    layer: () => {
+      const one = paxRecords({ comment: 'x'.repeat(700_000) });
+      const two = paxRecords({ other: 'y'.repeat(700_000) });
+      return [header({ name: 'p1', type: 'x', size: one.length }), pad(one), header({ name: 'p2', type: 'x', size: two.length }), pad(two), file('a')];
+    },
+    expect: /extended headers before one entry exceed/,
+  },
+  {
+    name: 'bomb: a PAX 1.0 sparse map of 2 MiB',
+    layer: () => [entryBlocks({ name: 'GNUSparseFile.0/s', type: '0', data: '60000\n' + '1234567890123\n'.repeat(150_000), pax: { 'GNU.sparse.major': '1', 'GNU.sparse.minor': '0', 'GNU.sparse.name': 's', 'GNU.sparse.realsize': '100' } })],
+    expect: /sparse map is too large/,
+  },
+  {
+    name: 'PAX 1.0 sparse map with a count that is not a number',
+    layer: () => [entryBlocks({ name: 'GNUSparseFile.0/s', type: '0', data: 'lots\n0\n1\n' + 'x'.repeat(1000), pax: { 'GNU.sparse.major': '1', 'GNU.sparse.minor': '0', 'GNU.sparse.name': 's', 'GNU.sparse.realsize': '100' } })],
+    expect: /malformed sparse map/,
+  },
   { name: 'sparse map outside the file', layer: () => [gnuSparse('s', 100, [[4096, Buffer.from('x')]])], expect: /sparse map is out of order or outside the file/ },
   { name: 'sparse map that does not add up to the data', layer: () => [corruptPaxSparse(paxSparse('s', 1000, [[0, Buffer.from('abc')]])), file('x')], expect: /sparse map/ },
 ];
@@ -222,7 +265,7 @@ for (const c of cases) {
       if (c.expect instanceof RegExp) {
         assert.instance(error, InputError, `expected an InputError, got ${String(error)}`);
         const ie = error as InputError;
-        assert.match(ie.reason, c.expect);
+        assert.match(ie.reason, c.expect, `reason was: ${ie.reason}`);
         assert.is(ie.file, 'sha256:hostile', 'the error names the layer');
         if (c.field !== undefined) assert.is(ie.field, c.field, 'the error names the entry');
       } else {
