@@ -38,6 +38,8 @@ export interface FromNativeOptions {
 }
 
 export interface ToNativeOptions {
+  /** Resolves a user or group name of <inituser>/<initgroup> against the rootfs (/etc/passwd, /etc/group). */
+  lookupId?: (kind: 'user' | 'group', name: string) => number | undefined;
   /** Looks up a host device node, to give hostdevs their major/minor. */
   hostDevice?: (path: string) => HostDeviceNode | undefined;
   /** The host cgroup version, used when the metadata does not record one; default: detected. */

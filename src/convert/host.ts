@@ -50,3 +50,21 @@ export function rootfsExecutableResolver(rootfs: string): ExecutableResolver {
     return undefined;
   };
 }
+
+/**
+ * A name -> id lookup over the text of a rootfs's /etc/passwd and /etc/group (either may be
+ * missing): `name:x:id:...` lines, the first entry of a name wins.
+ */
+export function idLookup(passwd: string | undefined, group: string | undefined): (kind: 'user' | 'group', name: string) => number | undefined {
+  const table = (text: string | undefined) => {
+    const ids = new Map<string, number>();
+    for (const line of (text ?? '').split('\n')) {
+      const [name, , id] = line.split(':');
+      if (name && id !== undefined && /^\d+$/.test(id) && !ids.has(name)) ids.set(name, Number(id));
+    }
+    return ids;
+  };
+  const users = table(passwd);
+  const groups = table(group);
+  return (kind, name) => (kind === 'user' ? users : groups).get(name);
+}

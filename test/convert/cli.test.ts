@@ -130,6 +130,21 @@ test('an absolute argv0 missing from the rootfs is warned about', () => {
   assert.match(r.stderr, /^warning: process\.args\[0\]: \/usr\/bin\/escape is not an executable file in the rootfs/m);
 });
 
+test('to-native resolves a named inituser against the rootfs /etc/passwd', () => {
+  const b = bundle(runcSpec());
+  mkdirSync(join(b, 'rootfs', 'etc'));
+  writeFileSync(join(b, 'rootfs', 'etc', 'passwd'), 'root:x:0:0:root:/root:/bin/sh\nweb:x:1234:1234::/srv:/bin/sh\n');
+  writeFileSync(join(b, 'rootfs', 'etc', 'group'), 'root:x:0:\nweb:x:4321:\n');
+  const xml = `<domain type='lxc'><name>n</name><memory>1024</memory><os><type>exe</type><init>/bin/sh</init><inituser>web</inituser><initgroup>web</initgroup></os>` +
+    `<devices><filesystem type='mount'><source dir='${join(b, 'rootfs')}'/><target dir='/'/></filesystem><console type='pty'/></devices></domain>`;
+  const r = run(['to-native', '-'], xml);
+  assert.is(r.status, 0, r.stderr);
+  assert.equal(JSON.parse(r.stdout).process.user, { uid: 1234, gid: 4321 });
+  const unknown = run(['to-native', '-'], xml.replace('<inituser>web</inituser>', '<inituser>nobody</inituser>'));
+  assert.is(unknown.status, 2);
+  assert.match(unknown.stderr, /^ocivirt to-native: \(stdin\): os\.inituser: 'nobody' is a user name that is not in the rootfs \/etc\/passwd\n$/);
+});
+
 test('--help: full usage for both commands', () => {
   for (const cmd of ['from-native', 'to-native']) {
     const r = run([cmd, '--help']);

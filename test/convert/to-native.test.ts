@@ -7,6 +7,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { fromNative } from '../../src/convert/from-native.js';
 import { toNative } from '../../src/convert/to-native.js';
+import { idLookup } from '../../src/convert/host.js';
+import { InputError } from '../../src/errors.js';
 import { effectiveCaps } from '../../src/convert/passes/capabilities.js';
 import { parseDomainXml } from '../../src/xml/parse.js';
 import { projectDomain } from '../../src/xml/compare.js';
@@ -92,11 +94,14 @@ test('what libvirt generates on define (default partition, driver seclabels) is 
   assert.not.match(frag, /<resource>|<seclabel/);
 });
 
-test('an inituser given as a name is warned about (resolve it against the rootfs)', () => {
-  const d = parseDomainXml(HAND_WRITTEN.replace('<inituser>+33</inituser>', '<inituser>www-data</inituser>'));
-  const r = toNative(d, { cgroupVersion: 1 });
-  assert.ok(r.warnings.some((w) => /^process\.user\.uid: 'www-data' is a name/.test(w)), r.warnings.join('\n'));
+test('an inituser/initgroup given as a name is resolved against the rootfs, and refused when it is not there', () => {
+  const d = parseDomainXml(HAND_WRITTEN.replace('<inituser>+33</inituser>', '<inituser>www-data</inituser>').replace('<initgroup>+33</initgroup>', '<initgroup>staff</initgroup>'));
+  const lookupId = idLookup('root:x:0:0::/root:/bin/sh\nwww-data:x:33:33::/var/www:/bin/false\n', 'root:x:0:\nstaff:x:50:\n');
+  const r = toNative(d, { cgroupVersion: 1, lookupId });
+  assert.equal(r.config.process?.user, { uid: 33, gid: 50 });
   assertRuntimeSchemaValid(r.config);
+  assert.throws(() => toNative(d, { cgroupVersion: 1 }), (e: Error) => e instanceof InputError && /os\.inituser: 'www-data' is a user name that is not in the rootfs \/etc\/passwd/.test(e.message));
+  assert.throws(() => toNative(d, { cgroupVersion: 1, lookupId: idLookup('www-data:x:33:33::/:/bin/sh', undefined) }), /os\.initgroup: 'staff'/);
 });
 
 test('a domain without a root filesystem shares the host root', () => {

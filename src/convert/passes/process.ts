@@ -1,5 +1,6 @@
 /** `process` <-> `<os>` init settings, capabilities and security labels (mapping notes §1.1, §1.5). */
 import { posix } from 'node:path';
+import { InputError } from '../../errors.js';
 import type { Capabilities, Process } from '../../oci/runtime-spec.js';
 import { xmlTextProblem } from '../../xml/escape.js';
 import { refuse, type ForwardContext } from '../context.js';
@@ -138,14 +139,17 @@ export const processPass: Pass = {
   reverse(d, ctx) {
     const os = d.os;
     const proc: Record<string, unknown> = { terminal: true };
-    const parseId = (v: string | undefined, what: string): number => {
+    const parseId = (v: string | undefined, kind: 'user' | 'group'): number => {
       if (v === undefined) return 0;
       const m = /^\+?(\d+)$/.exec(v);
       if (m) return Number(m[1]);
-      ctx.warnings.add(`process.user.${what}`, `'${v}' is a name; resolve it against the rootfs (kept as annotation)`);
-      return 0;
+      const id = ctx.opts.lookupId?.(kind, v);
+      // never guess: a wrong id (0 above all) would change who the process runs as
+      if (id === undefined)
+        throw new InputError(`'${v}' is a ${kind} name that is not in the rootfs /etc/${kind === 'user' ? 'passwd' : 'group'}`, { field: `os.init${kind}` });
+      return id;
     };
-    proc.user = { uid: parseId(os.inituser, 'uid'), gid: parseId(os.initgroup, 'gid') };
+    proc.user = { uid: parseId(os.inituser, 'user'), gid: parseId(os.initgroup, 'group') };
     proc.args = [os.init ?? '/sbin/init', ...os.initargs];
     if (os.initenv.length) proc.env = os.initenv.map((e) => `${e.name}=${e.value}`);
     proc.cwd = os.initdir ?? '/';
