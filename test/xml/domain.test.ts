@@ -169,6 +169,27 @@ test('sameDomain ignores what define adds: emulator, arch, uuid, currentMemory, 
   assert.equal(domainDifferences(desired, dumped), []);
 });
 
+test('sameDomain ignores what hosts with systemd or a security driver add, unless we asked for it', () => {
+  const desired = parseDomainXml(DUMPED);
+  const dumped = parseDomainXml(DUMPED);
+  dumped.resource = { partition: '/machine', extra: [] };
+  dumped.seclabels = [{ attrs: { type: 'dynamic', model: 'apparmor', relabel: 'yes' }, label: 'libvirt-x', extra: [] }];
+  dumped.devices.interfaces[0]!.mac = '52:54:00:5c:0a:06';
+  assert.equal(domainDifferences(desired, dumped), []);
+  desired.resource = { partition: '/machine/ours', extra: [] };
+  assert.equal(domainDifferences(desired, dumped), ['resource.partition /machine/ours -> /machine']);
+});
+
+test('hostdevs compare as a set; filesystems in order (libvirt mounts them in order)', () => {
+  const a = parseDomainXml(DUMPED);
+  const b = parseDomainXml(DUMPED);
+  b.devices.hostdevs.unshift({ mode: 'capabilities', type: 'net', source: { interface: 'eth1' }, attrs: {}, extra: [] });
+  a.devices.hostdevs.push({ mode: 'capabilities', type: 'net', source: { interface: 'eth1' }, attrs: {}, extra: [] });
+  assert.ok(sameDomain(a, b));
+  b.devices.filesystems.reverse();
+  assert.not.ok(sameDomain(a, b));
+});
+
 test('domainDifferences names each changed field with old and new value', () => {
   const a = parseDomainXml(DUMPED);
   const b = parseDomainXml(DUMPED);
