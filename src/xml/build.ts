@@ -149,7 +149,8 @@ export function hostdevElement(h: Hostdev): XmlElement {
   if (h.source.char !== undefined) src.push(t('char', h.source.char));
   if (h.source.block !== undefined) src.push(t('block', h.source.block));
   if (h.source.interface !== undefined) src.push(t('interface', h.source.interface));
-  return elem('hostdev', { mode: h.mode, type: h.type, ...h.attrs }, [elem('source', {}, src), ...h.extra]);
+  const rawSource = h.extra.some((e) => e.local === 'source');
+  return elem('hostdev', { mode: h.mode, type: h.type, ...h.attrs }, [...(rawSource ? [] : [elem('source', {}, src)]), ...h.extra]);
 }
 
 export function seclabelElement(s: Seclabel): XmlElement {

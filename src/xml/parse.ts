@@ -346,12 +346,12 @@ function parseHostdev(el: XmlElement): Hostdev {
   const hd: Hostdev = { mode: a.mode ?? '', type: a.type ?? '', source: {}, attrs: withoutKeys(a, ['mode', 'type']), extra: [] };
   for (const c of childElements(el)) {
     if (c.local === 'source') {
-      for (const s of childElements(c)) {
-        if (s.local === 'char') hd.source.char = textOf(s).trim();
-        else if (s.local === 'block') hd.source.block = textOf(s).trim();
-        else if (s.local === 'interface') hd.source.interface = textOf(s).trim();
-        else hd.extra.push(c);
-      }
+      const known = ['char', 'block', 'interface'];
+      const kids = childElements(c);
+      // a source we do not model (PCI/USB addresses …) is kept whole
+      if (kids.some((k) => !known.includes(k.local)) || Object.keys(attrRecord(c)).length) hd.extra.push(c);
+      else
+        for (const k of kids) hd.source[k.local as 'char' | 'block' | 'interface'] = textOf(k).trim();
     } else if (c.local !== 'alias') hd.extra.push(c);
   }
   return hd;

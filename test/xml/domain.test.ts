@@ -262,6 +262,15 @@ test('cpusets are compared in canonical range form', () => {
   assert.is(canonicalCpuset('0-7,^3'), '0-2,4-7');
 });
 
+test('a hostdev source we do not model is kept whole, once', () => {
+  const xml = `<domain type='lxc'><name>h</name><devices><hostdev mode='subsystem' type='usb'><source startupPolicy='optional'><vendor id='0x1234'/><product id='0xbeef'/></source></hostdev></devices></domain>`;
+  const d = parseDomainXml(xml);
+  const out = buildDomainXml(d);
+  assert.is((out.match(/<source/g) ?? []).length, 1);
+  assert.match(out, /<vendor id='0x1234'\/>/);
+  assert.ok(sameDomain(d, parseDomainXml(out)));
+});
+
 test('lxc namespace declarations are kept when elements are lifted out of their document', () => {
   const d = parseDomainXml(DUMPED);
   const xml = buildDomainXml(d);
