@@ -4,10 +4,10 @@ import { spawnSync } from 'node:child_process';
 import { rmSync, writeFileSync, mkdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { InputError } from '../../src/errors.js';
+import { InputError, UsageError } from '../../src/errors.js';
 import { openImageSource, normaliseDockerRef } from '../../src/image/source.js';
 import { resolveImage } from '../../src/image/resolve.js';
-import { parsePlatform } from '../../src/image/platform.js';
+import { hostPlatform, parsePlatform } from '../../src/image/platform.js';
 import { file, tar } from '../helpers/tar.js';
 import { archiveOf, baseLayerEntries, dockerLegacyArchive, ImageBuilder, sha256, tmp, writeFiles, type Desc } from './fixtures.js';
 
@@ -245,6 +245,16 @@ test('a single manifest for another architecture is refused, naming its platform
   const d = writeFiles(scratch(), b.layoutFiles([stripExtras(m)]));
   await rejects(resolveFrom(d), /the image is for linux\/riscv64, not linux\/amd64 \(choose it with --platform linux\/riscv64\)/);
   assert.is((await resolveFrom(d, { platform: 'linux/riscv64' })).image.manifestDigest.text, m.digest);
+});
+
+test('platforms: --platform parsing, and the host in OCI names', () => {
+  assert.equal(parsePlatform('linux/arm/v7'), { os: 'linux', architecture: 'arm', variant: 'v7' });
+  assert.equal(parsePlatform('Linux/AMD64'), { os: 'linux', architecture: 'amd64' });
+  for (const bad of ['linux', 'linux/', '/amd64', 'linux/arm/v7/x', 'linux/am d64'])
+    assert.throws(() => parsePlatform(bad), (e: Error) => e instanceof UsageError && /expected OS\/ARCH\[\/VARIANT\]/.test(e.message), bad);
+  const host = hostPlatform();
+  assert.is(host.os, 'linux');
+  assert.is(host.architecture, ({ x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x' } as Record<string, string>)[process.arch] ?? process.arch);
 });
 
 test('normaliseDockerRef spells references as Docker does', () => {
