@@ -165,9 +165,11 @@ export function generateConfig(g: Gen, index: number, forLibvirt = false): Runti
   const mounts: NonNullable<RuntimeConfig['mounts']> = [];
   if (g.chance(0.5)) mounts.push(...runcSpec().mounts!.filter(() => g.chance(0.7)));
   for (let i = 0, n = g.int(0, 4); i < n; i++) {
-    const kind = g.pick(['bind', 'bind', 'tmpfs', 'typeless-bind']);
+    const kind = g.pick(['bind', 'bind', 'tmpfs', 'typeless-bind', 'block']);
     const destination = g.pick(['/data', '/etc/conf', '/var/lib/app', '/mnt/a b', '/run/x']) + i;
-    if (kind === 'tmpfs') {
+    if (kind === 'block') {
+      mounts.push({ destination, type: g.pick(['ext4', 'xfs']), source: `/dev/vd${'bcd'[i % 3]}1`, ...(g.chance(0.5) ? { options: ['ro'] } : {}) });
+    } else if (kind === 'tmpfs') {
       const opts = g.subset(['nosuid', 'nodev', 'noexec', 'mode=1777'], 0.5);
       if (g.chance(0.85)) opts.push(`size=${g.pick([`${g.int(1, 1 << 20)}k`, `${g.int(1, 512)}m`, `${g.int(1, 1 << 30)}`])}`);
       mounts.push({ destination, type: 'tmpfs', source: 'tmpfs', ...(opts.length ? { options: opts } : {}) });
@@ -238,6 +240,7 @@ export function generateConfig(g: Gen, index: number, forLibvirt = false): Runti
     if (g.chance(0.5)) linux.devices.push({ path: '/dev/loop0', type: 'b', major: 7, minor: 0 });
     if (g.chance(0.3)) linux.devices.push({ path: '/dev/null', type: 'c', major: 1, minor: 3 });
   }
+  if (net === 'private' && g.chance(0.15)) linux.netDevices = { [`veth${index}x`]: g.chance(0.5) ? {} : { name: `veth${index}x` } };
   if (g.chance(0.2)) linux.sysctl = { 'net.ipv4.ip_forward': '1' };
   if (g.chance(0.2)) linux.seccomp = { defaultAction: 'SCMP_ACT_ERRNO', architectures: ['SCMP_ARCH_X86_64'], syscalls: [{ names: ['read', 'write'], action: 'SCMP_ACT_ALLOW' }] };
   if (g.chance(0.2)) linux.maskedPaths = ['/proc/kcore'];

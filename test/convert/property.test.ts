@@ -29,7 +29,7 @@ test(`${seeds.length} generated configs round-trip through from-native, XML and 
     const g = new Gen(prng(seed));
     const config = generateConfig(g, seed % 1000);
     const cgroupVersion = seed % 5 === 0 ? 2 : 1;
-    const opts = testOptions({ cgroupVersion, ...(seed % 3 === 0 ? { id: `container-${seed}` } : {}) });
+    const opts = testOptions({ cgroupVersion, ...(seed % 3 === 0 ? { id: `container-${seed}` } : {}), ...(seed % 4 === 0 ? { secModels: ['selinux', 'apparmor'] } : {}) });
     try {
       assertRuntimeSchemaValid(config);
       const r = fromNative(config, opts);

@@ -82,7 +82,14 @@ test(`${cases.length} configs: define, dumpxml --inactive is sameDomain, to-nati
   cases.forEach(({ label, config }, i) => {
     const name = `${PREFIX}${i}`;
     // a third of the configs converted as for a cgroup v2 host: define must take those values too
-    const opts = testOptions({ name, cgroupVersion: i % 3 === 2 ? 2 : cgroupVersion, hostDevice: statHostDevice, hostArch: undefined });
+    const opts = testOptions({
+      name,
+      cgroupVersion: i % 3 === 2 ? 2 : cgroupVersion,
+      hostDevice: statHostDevice,
+      hostArch: undefined,
+      // define takes a static label whatever the host's security model (start would not)
+      ...(i % 4 === 0 ? { secModels: ['selinux', 'apparmor'] } : {}),
+    });
     const file = join(dir, `${name}.xml`);
     try {
       const { domain, xml } = fromNative(config, opts);
