@@ -13,7 +13,7 @@ import { errorMessage, InputError } from '../errors.js';
 import { Exporter } from '../export/exporter.js';
 import { connectLibvirt } from '../libvirt/adapter.js';
 import type { LibvirtPort } from '../libvirt/port.js';
-import { createLogger, type EventLogger } from '../log.js';
+import { createLogger, silentLogger, type EventLogger } from '../log.js';
 import { DomainLocks, type ItemResult } from '../reconcile/apply.js';
 import { syncOptionsFromConfig, writeStatus } from '../reconcile/sync.js';
 import { checkDirectoryTrust } from '../spool/trust.js';
@@ -35,6 +35,7 @@ export class Daemon {
   private readonly ready = new Set<string>();
   private readonly status = new Map<string, ItemResult>();
   private readonly locks = new DomainLocks();
+  private readonly known = new Map<string, string>();
   private pendingEntries = new Set<string>();
   private pendingFull = false;
   private running: Promise<void> | undefined;
@@ -49,6 +50,7 @@ export class Daemon {
     private readonly opts: DaemonOptions,
     readonly log: EventLogger,
     private readonly port: LibvirtPort,
+    private readonly exportPort: LibvirtPort,
     private readonly exporter: Exporter,
   ) {}
 
@@ -68,8 +70,11 @@ export class Daemon {
       for (const w of warnings) log.warn('daemon.insecure', { path: config[key], setting: key, err: w }, w);
     }
     const port = await connectLibvirt(config.uri, { logger: log });
+    // The exporter has its own connection: a burst of exports never queues behind the
+    // reconciler's defines on one connection (libvirtd serves each client's calls in turn).
+    const exportPort = await connectLibvirt(config.uri, { logger: silentLogger() });
     const exporter = new Exporter({
-      port,
+      port: exportPort,
       exportDir: config.exportDir,
       definitionsDir: config.uri === 'lxc:///' ? config.definitionsDir : undefined,
       exportAllDomains: config.exportAllDomains,
@@ -77,7 +82,7 @@ export class Daemon {
       checkIntervalMs: config.exportCheckIntervalSec * 1000,
       log,
     });
-    const daemon = new Daemon(config, file, opts, log, port, exporter);
+    const daemon = new Daemon(config, file, opts, log, port, exportPort, exporter);
     daemon.watcher = await SpoolWatcher.start(config.spoolDir, {
       quietMs: config.quietMs,
       includeExisting: true,
@@ -141,7 +146,7 @@ export class Daemon {
     clearTimeout(timer);
     const abandoned = outcome === 'timeout';
     if (abandoned) this.log.warn('daemon.stopping', { abandoned: true }, 'in-flight work abandoned after the shutdown timeout; the next start converges');
-    await Promise.race([this.port.close(), new Promise((r) => setTimeout(r, 2_000))]);
+    await Promise.race([Promise.all([this.port.close(), this.exportPort.close()]), new Promise((r) => setTimeout(r, 2_000))]);
     this.log.info('daemon.stopped', { durationMs: Date.now() - t0, abandoned });
     return { abandoned };
   }
@@ -202,6 +207,7 @@ export class Daemon {
       scope,
       settled: (entry) => this.ready.has(entry) && !unsettled.has(entry),
       log: this.log,
+      known: this.known,
     });
     if (scope === 'all') this.status.clear();
     else for (const entry of scope) this.status.delete(entry);

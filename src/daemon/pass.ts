@@ -9,6 +9,8 @@
  * entries and their domains, so its cost does not grow with the size of the spool's other
  * entries (the spool listing and cheap fingerprints aside, needed to see name collisions).
  */
+import { lstat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { readOwnership } from '../convert/ownership.js';
 import { detectCgroupVersion } from '../convert/host.js';
 import { errorMessage } from '../errors.js';
@@ -19,7 +21,7 @@ import { applyPlan, type DomainLocks, type ItemResult } from '../reconcile/apply
 import { desiredDomain, type DesiredOptions, type DesiredState } from '../reconcile/desired.js';
 import { computePlan, type PlanItem } from '../reconcile/plan.js';
 import { collectImageBundles, type SyncOptions } from '../reconcile/sync.js';
-import { domainNameFor, scanSpool, type SpoolEntry } from '../spool/index.js';
+import { domainNameFor, inspectEntry, refuseCollisions, scanSpool, type RefusedEntry, type SpoolEntry } from '../spool/index.js';
 import { parseDomainXml } from '../xml/parse.js';
 
 export type PassScope = 'all' | ReadonlySet<string>;
@@ -32,6 +34,11 @@ export interface PassInput {
   /** May this entry be read now? (reported complete by the watcher, not changing since). */
   settled: (entry: string) => boolean;
   log: EventLogger;
+  /**
+   * Entry -> domain name, as last seen; the pass keeps it up to date. A per-entry pass uses it to
+   * find name collisions without listing the whole spool.
+   */
+  known: Map<string, string>;
 }
 
 export interface PassOutput {
@@ -46,7 +53,10 @@ export async function runPass(input: PassInput): Promise<PassOutput> {
   const { sync, scope } = input;
   const prefix = sync.prefix ?? '';
   const inScope = (name: string) => scope === 'all' || scope.has(name);
-  const scan = await scanSpool(sync.spoolDir, { prefix });
+  const scan = scope === 'all' ? await scanSpool(sync.spoolDir, { prefix }) : await inspectSome(sync.spoolDir, scope, prefix, input.known);
+  if (scope === 'all') input.known.clear();
+  else for (const name of scope) input.known.delete(name);
+  for (const x of [...scan.entries, ...scan.refused]) if (x.domainName !== undefined) input.known.set(x.name, x.domainName);
 
   const want: DesiredState = { desired: [], failed: [] };
   const settling: PassOutput['settling'] = [];
@@ -120,6 +130,36 @@ export async function runPass(input: PassInput): Promise<PassOutput> {
   });
   if (scope === 'all' && sync.stateDir !== undefined && settling.length === 0) await collectImageBundles(sync.stateDir, results, input.log);
   return { results, settling };
+}
+
+/**
+ * What `scanSpool` says about the entries in `scope` only, plus any other entry known to map to
+ * the same domain name (so a collision is refused on both sides, as a full scan would).
+ */
+async function inspectSome(dir: string, scope: ReadonlySet<string>, prefix: string, known: ReadonlyMap<string, string>) {
+  const look = async (name: string): Promise<SpoolEntry | RefusedEntry | null> => {
+    const exists = await lstat(join(dir, name)).then(
+      () => true,
+      () => false,
+    );
+    return exists ? inspectEntry(dir, name, { prefix }) : null; // gone: not in the spool
+  };
+  const seen = new Map<string, SpoolEntry | RefusedEntry | null>();
+  const names = [...scope];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(CONCURRENCY, names.length) }, async () => {
+      while (next < names.length) {
+        const name = names[next++]!;
+        seen.set(name, await look(name));
+      }
+    }),
+  );
+  const inScopeDomains = new Set([...seen.values()].filter((x): x is SpoolEntry => x !== null && !('reason' in x)).map((x) => x.domainName));
+  for (const [other, domain] of known) if (!seen.has(other) && inScopeDomains.has(domain)) seen.set(other, await look(other));
+  const found = [...seen.values()].filter((x): x is SpoolEntry | RefusedEntry => x !== null);
+  const { entries, refused } = refuseCollisions(found.filter((x): x is SpoolEntry => !('reason' in x)));
+  return { entries, refused: [...found.filter((x): x is RefusedEntry => 'reason' in x), ...refused] };
 }
 
 /** The managed and unmanaged domains among `names` (missing ones are simply absent). */

@@ -183,6 +183,22 @@ test('trust boundaries: a symlink entry, root.path "/", a bind of "/" are each r
   for (const n of ['linked', 'rootslash', 'bindroot']) rmSync(join(dirs.spool, n), { recursive: true });
 });
 
+test('two entries for one domain name: the newcomer is refused by name, the existing domain untouched', async () => {
+  const d = daemon!;
+  dropSmall('twin');
+  await d.waitForEntry('domain.defined', 'twin', 15_000);
+  const before = virsh('dumpxml', '--inactive', dom('twin'));
+  const from = d.lines.length;
+  dropSmall('Twin', bundleConfig(['/bin/busybox', 'sleep', '5']));
+  const failed = await d.waitForEntry('entry.failed', 'Twin', 15_000, from);
+  assert.match(String(failed.err), /name collision/, String(failed.err));
+  assert.match(String(failed.err), /"twin"/, String(failed.err));
+  await sleep(500);
+  assert.is(virsh('dumpxml', '--inactive', dom('twin')), before, 'the existing domain is not changed');
+  assert.is(d.events((e) => e.entry === 'twin' && e.event === 'domain.redefined').length, 0);
+  rmSync(join(dirs.spool, 'Twin'), { recursive: true });
+});
+
 test('an image layout entry is unpacked into the state directory and defined', async () => {
   const d = daemon!;
   const b = new ImageBuilder();
