@@ -174,4 +174,31 @@ test('a multi-platform index copied by skopeo (--all) into an oci-archive: each 
   assert.match(none.stderr, /no manifest for platform linux\/s390x .*offers: linux\/amd64, linux\/arm64/);
 });
 
+test('the same image with its layers recompressed by the zstd CLI (+zstd media types) unpacks to the same tree', () => {
+  // builds on the first test's layout and umoci tree (uvu runs tests in order). Debian's umoci
+  // 0.4.7 cannot write zstd layers; zstd(1) can, and the diffIDs do not change
+  const layout = join(work, 'layout');
+  const blob = (d: string) => join(layout, 'blobs/sha256', d.slice(7));
+  const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8'));
+  const tagged = index.manifests.find((m: { annotations?: Record<string, string> }) => m.annotations?.['org.opencontainers.image.ref.name'] === 't');
+  const manifest = JSON.parse(readFileSync(blob(tagged.digest), 'utf8'));
+  const store = (bytes: Buffer) => {
+    const hex = createHash('sha256').update(bytes).digest('hex');
+    writeFileSync(join(layout, 'blobs/sha256', hex), bytes);
+    return { digest: `sha256:${hex}`, size: bytes.length };
+  };
+  manifest.layers = manifest.layers.map((l: { digest: string; mediaType: string }) => {
+    const z = spawnSync('sh', ['-c', 'gzip -dc "$0" | zstd -q -19 -c', blob(l.digest)], { maxBuffer: 256 << 20 });
+    assert.is(z.status, 0, String(z.stderr));
+    return { ...l, mediaType: 'application/vnd.oci.image.layer.v1.tar+zstd', ...store(z.stdout) };
+  });
+  const m = store(Buffer.from(JSON.stringify(manifest)));
+  index.manifests.push({ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...m, annotations: { 'org.opencontainers.image.ref.name': 'zstd' } });
+  writeFileSync(join(layout, 'index.json'), JSON.stringify(index));
+  const r = spawnSync(bin, ['unpack', '--json', '--ref', 'zstd', layout, join(work, 'ours-zstd')], { encoding: 'utf8' });
+  assert.is(r.status, 0, r.stderr);
+  assert.ok((JSON.parse(r.stdout).layers as { compression: string }[]).every((l) => l.compression === 'zstd'));
+  assert.equal(describeTree(join(work, 'ours-zstd/rootfs'), { mtimes: true }), describeTree(join(work, 'by-umoci/rootfs'), { mtimes: true }));
+});
+
 test.run();
