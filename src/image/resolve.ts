@@ -118,17 +118,33 @@ async function descend(source: ImageSource, d: Descriptor, opts: SelectOptions, 
   return chosen;
 }
 
-/** Lists what an index (and any nested index without a platform) offers. */
-async function offered(source: ImageSource, list: Descriptor[], opts: SelectOptions, depth: number): Promise<{ d: Descriptor; p: Platform | undefined }[]> {
+/** Platform-less nested indexes expanded in one resolution: more is a fan-out bomb, not an image. */
+const MAX_EXPANDED_INDEXES = 64;
+
+/**
+ * Lists what an index (and any nested index without a platform) offers. A nested index named
+ * twice is expanded once (the same digest is the same list), and the expansions are counted, so
+ * an index repeating one nested index thousands of times at every level costs nothing.
+ */
+async function offered(
+  source: ImageSource,
+  list: Descriptor[],
+  depth: number,
+  expanded: Set<string> = new Set(),
+): Promise<{ d: Descriptor; p: Platform | undefined }[]> {
   const out: { d: Descriptor; p: Platform | undefined }[] = [];
   for (const d of list) {
     if (d.platform !== undefined || !isIndexType(d.mediaType)) {
       out.push({ d, p: d.platform });
       continue;
     }
+    if (expanded.has(d.digest.text)) continue;
+    expanded.add(d.digest.text);
     if (depth >= MAX_INDEX_DEPTH) throw new InputError(`indexes nested deeper than ${MAX_INDEX_DEPTH} levels`, { file: source.path });
+    if (expanded.size > MAX_EXPANDED_INDEXES)
+      throw new InputError(`more than ${MAX_EXPANDED_INDEXES} nested indexes without a platform: refusing to expand further`, { file: source.path });
     const nested = parseIndex(await readBlobJson(source, d, 'index'), d.mediaType, { file: `${source.path}:${blobPath(d.digest)}` });
-    out.push(...(await offered(source, nested.manifests, opts, depth + 1)));
+    out.push(...(await offered(source, nested.manifests, depth + 1, expanded)));
   }
   return out;
 }
@@ -139,7 +155,7 @@ function isArtifact(d: Descriptor): boolean {
 }
 
 async function choosePlatform(source: ImageSource, list: Descriptor[], opts: SelectOptions, where: string, depth: number): Promise<Descriptor> {
-  const all = (await offered(source, list, opts, depth)).filter((o) => !isArtifact(o.d));
+  const all = (await offered(source, list, depth)).filter((o) => !isArtifact(o.d));
   const withPlatform = all.filter((o) => o.p !== undefined);
   const matches = withPlatform
     .filter((o) => platformMatches(opts.platform, o.p as Platform, opts.explicitVariant))

@@ -152,6 +152,17 @@ const cases: Case[] = [
     layout(goodLayers(), withLayers((l, i) => (i === 0 ? { ...l, digest: `md5:${'0'.repeat(32)}` } : l))).dir },
   { name: 'uppercase hex (not canonical)', expect: /not a valid sha256 value/, image: () =>
     layout(goodLayers(), withLayers((l, i) => (i === 0 ? { ...l, digest: l.digest.toUpperCase().replace('SHA256', 'sha256') } : l))).dir },
+  { name: 'index fan-out bomb (every level repeats one nested index 1000 times)', expect: /no manifest for platform linux\/amd64|more than 64 nested indexes/, image: () => {
+    const b = new ImageBuilder();
+    let level = b.index([]);
+    for (let i = 0; i < 6; i++) level = b.index(Array.from({ length: 1000 }, () => level));
+    return writeFiles(scratch(), b.layoutFiles([level]));
+  } },
+  { name: 'index fan-out bomb (distinct nested indexes)', expect: /more than 64 nested indexes/, image: () => {
+    const b = new ImageBuilder();
+    const leaves = Array.from({ length: 100 }, (_, i) => b.json({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [], n: i }, 'application/vnd.oci.image.index.v1+json'));
+    return writeFiles(scratch(), b.layoutFiles([b.index(leaves)]));
+  } },
   // media types
   { name: 'unknown layer media type', expect: /unsupported layer media type "application\/vnd.in-toto\+json"/, image: () =>
     layout([{ entries: baseLayerEntries() }, { entries: [file('a')], mediaType: 'application/vnd.in-toto+json' }]).dir },
