@@ -49,8 +49,8 @@ export interface TarEntry {
   atime: number | undefined;
   devmajor: number;
   devminor: number;
-  /** From PAX `SCHILY.xattr.*` (and `LIBARCHIVE.xattr.*`), in the order given. */
-  xattrs: Map<string, Buffer>;
+  /** From PAX `SCHILY.xattr.*` (and `LIBARCHIVE.xattr.*`), in the order given. Read-only. */
+  xattrs: ReadonlyMap<string, Buffer>;
   sparse: { realSize: number; segments: SparseSegment[] } | undefined;
 }
 
@@ -65,6 +65,9 @@ export interface TarSink {
 const HEADER_ONLY_TYPES = new Set(['1', '2', '3', '4', '5', '6']);
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Shared by every entry without xattrs (most of them): one Map less per entry. */
+const NO_XATTRS: ReadonlyMap<string, Buffer> = new Map();
 
 type State =
   | { kind: 'header' }
@@ -277,14 +280,14 @@ export class TarReader {
       atime: undefined,
       devmajor: type === '3' || type === '4' ? this.number(blk, 329, 8, 'devmajor') : 0,
       devminor: type === '3' || type === '4' ? this.number(blk, 337, 8, 'devminor') : 0,
-      xattrs: new Map(),
+      xattrs: NO_XATTRS,
       sparse: undefined,
     };
     // Old (v7) archives mark directories by a trailing slash on a type-NUL entry, as Go reads them.
     if (blk[156] === 0 && entry.name.endsWith('/')) entry.type = '5';
     this.pending = { pax: new Map(), longName: undefined, longLink: undefined, metaBytes: 0 };
     this.current = entry.name;
-    this.applyPax(entry, pax);
+    if (pax.size > 0) this.applyPax(entry, pax);
     this.current = entry.name;
     if (entry.name.length > this.limits.maxNameLength) this.fail(`name is longer than the limit of ${this.limits.maxNameLength} bytes`);
     if (entry.linkname.length > this.limits.maxNameLength) this.fail(`link name is longer than the limit of ${this.limits.maxNameLength} bytes`);
@@ -392,6 +395,7 @@ export class TarReader {
   private applyPax(e: TarEntry, pax: Map<string, Buffer>): void {
     const sparseMajor = pax.get('GNU.sparse.major')?.toString();
     const sparseMinor = pax.get('GNU.sparse.minor')?.toString();
+    let xattrs: Map<string, Buffer> | undefined;
     for (const [key, raw] of pax) {
       const value = () => this.decode(raw);
       switch (key) {
@@ -403,12 +407,13 @@ export class TarReader {
         case 'mtime': e.mtime = this.paxTime(value(), key); break;
         case 'atime': e.atime = this.paxTime(value(), key); break;
         default:
-          if (key.startsWith('SCHILY.xattr.')) e.xattrs.set(key.slice('SCHILY.xattr.'.length), raw);
+          if (key.startsWith('SCHILY.xattr.')) (xattrs ??= new Map()).set(key.slice('SCHILY.xattr.'.length), raw);
           else if (key.startsWith('LIBARCHIVE.xattr.')) {
-            e.xattrs.set(decodeURIComponent(key.slice('LIBARCHIVE.xattr.'.length)), Buffer.from(raw.toString('latin1'), 'base64'));
+            (xattrs ??= new Map()).set(this.uriDecode(key.slice('LIBARCHIVE.xattr.'.length)), Buffer.from(raw.toString('latin1'), 'base64'));
           }
       }
     }
+    if (xattrs !== undefined) e.xattrs = xattrs;
     // PAX sparse formats: 0.1 keeps the map in a record, 1.0 at the start of the data.
     if (pax.has('GNU.sparse.name')) e.name = this.decode(pax.get('GNU.sparse.name')!);
     const realSize = pax.get('GNU.sparse.realsize') ?? pax.get('GNU.sparse.size');
@@ -424,6 +429,14 @@ export class TarReader {
       e.sparse = { realSize: this.paxInt(realSize?.toString() ?? '', 'GNU.sparse.size'), segments };
     } else if (sparseMajor !== undefined || pax.has('GNU.sparse.offset')) {
       this.fail('unsupported sparse format (GNU PAX 0.0)');
+    }
+  }
+
+  private uriDecode(text: string): string {
+    try {
+      return decodeURIComponent(text);
+    } catch {
+      return this.fail('malformed LIBARCHIVE.xattr name');
     }
   }
 

@@ -194,6 +194,13 @@ test('xattrs from PAX records, incl. security.capability; refused namespaces war
   assert.ok(sb.warnings.some((w) => w.includes('security.selinux')));
 });
 
+test('libarchive xattr records (URL-encoded name, base64 value)', async () => {
+  await apply(sb, [file('f', 'x', { pax: { 'LIBARCHIVE.xattr.user.a%20b': Buffer.from('value').toString('base64') } })]);
+  assert.is(getAttributeSync(p('f'), 'user.a b')?.toString(), 'value');
+  const e = await applyFails(sb, [file('g', 'x', { pax: { 'LIBARCHIVE.xattr.user.%E0%A4%A': 'eA==' } })]);
+  assert.match(e.reason, /malformed LIBARCHIVE.xattr name/);
+});
+
 test('security.capability survives a later chown: xattrs are set after ownership', async () => {
   const cap = Buffer.from('0100000200200000000000000000000000000000', 'hex');
   await apply(sb, [file('bin/x', 'x', { uid: 1000, gid: 1000, pax: { 'SCHILY.xattr.security.capability': cap } })]);
