@@ -21,6 +21,12 @@ import { blobPath, legacyConfigDigest, readBlobJson, refMatches, type ImageSourc
 
 /** Index nesting deeper than this is a loop or an attack. */
 const MAX_INDEX_DEPTH = 8;
+/** Docker stops at 127 layers and systemd at 4096; each layer costs a worker and a pass. */
+export const MAX_LAYERS = 1000;
+
+function checkLayerCount(n: number, file: string): void {
+  if (n > MAX_LAYERS) throw new InputError(`has ${n} layers, more than the ${MAX_LAYERS} we unpack`, { file });
+}
 
 export interface ResolvedLayer {
   /** 0-based position in the manifest. */
@@ -181,6 +187,7 @@ function checkConfigPlatform(source: ImageSource, config: ImageConfig, opts: Sel
 }
 
 function layersOf(manifest: ImageManifest, config: ImageConfig, file: string): ResolvedLayer[] {
+  checkLayerCount(manifest.layers.length, file);
   if (manifest.layers.length !== config.diffIds.length)
     throw new InputError(`manifest has ${manifest.layers.length} layers but the config has ${config.diffIds.length} diff_ids`, { file });
   return manifest.layers.map((l, i) => {
@@ -234,6 +241,7 @@ async function resolveLegacy(source: ImageSource, e: Extract<TopEntry, { kind: '
     throw new InputError(`config does not match the digest its name promises: content hashes to ${computed.text}`, { file });
   const config = parseImageConfig(parseJson(bytes, { file }), { file });
   const platform = checkConfigPlatform(source, config, opts);
+  checkLayerCount(e.layers.length, `${source.path}:manifest.json`);
   if (e.layers.length !== config.diffIds.length)
     throw new InputError(`manifest.json lists ${e.layers.length} layers but the config has ${config.diffIds.length} diff_ids`, { file: `${source.path}:manifest.json` });
   const layers: ResolvedLayer[] = [];

@@ -163,6 +163,8 @@ const cases: Case[] = [
     const leaves = Array.from({ length: 100 }, (_, i) => b.json({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [], n: i }, 'application/vnd.oci.image.index.v1+json'));
     return writeFiles(scratch(), b.layoutFiles([b.index(leaves)]));
   } },
+  { name: 'a manifest with 5000 layers (all the same blob)', expect: /has 5000 layers, more than the 1000 we unpack/, image: () =>
+    layout([{ entries: [file('a')] }], (b, m) => [b.json({ schemaVersion: 2, mediaType: MANIFEST, config: b.json({ architecture: 'amd64', os: 'linux', config: { Cmd: ['/x'] }, rootfs: { type: 'layers', diff_ids: Array(5000).fill(m.diffIds[0]) } }, 'application/vnd.oci.image.config.v1+json'), layers: Array(5000).fill(m.layers[0]) }, MANIFEST)]).dir },
   // media types
   { name: 'unknown layer media type', expect: /unsupported layer media type "application\/vnd.in-toto\+json"/, image: () =>
     layout([{ entries: baseLayerEntries() }, { entries: [file('a')], mediaType: 'application/vnd.in-toto+json' }]).dir },
