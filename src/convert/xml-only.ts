@@ -10,7 +10,7 @@ import { emptyDomain, type Domain } from '../xml/domain.js';
 import { parseDomainXml } from '../xml/parse.js';
 import { macFor } from './identity.js';
 import { isMappedHostdev } from './passes/devices.js';
-import { isMountLike } from './passes/mounts.js';
+import { isMountLike, rootFilesystem } from './passes/mounts.js';
 import { isProcessSeclabel } from './passes/process.js';
 
 export const XML_ONLY_ANNOTATION = 'org.ocivirt.domain-xml';
@@ -48,7 +48,8 @@ export function xmlOnlyParts(d: Domain): Domain | undefined {
   take(d.devices.interfaces, f.devices.interfaces);
   const [first, ...rest] = d.devices.consoles;
   take(first && isPlainPty(first) ? rest : d.devices.consoles, f.devices.consoles);
-  take(d.devices.filesystems.filter((fs) => !isMountLike(fs)), f.devices.filesystems);
+  const root = rootFilesystem(d);
+  take(d.devices.filesystems.filter((fs) => fs !== root && !isMountLike(fs, root)), f.devices.filesystems);
   take(d.devices.hostdevs.filter((h) => !isMappedHostdev(h)), f.devices.hostdevs);
   take(d.devices.extra, f.devices.extra);
   take(d.seclabels.filter((s) => !isProcessSeclabel(s) && !isGeneratedSeclabel(s)), f.seclabels);

@@ -33,6 +33,7 @@ export const HAND_WRITTEN = `<domain type='lxc' xmlns:lxc='http://libvirt.org/sc
     <filesystem type='mount' accessmode='passthrough'><source dir='/srv/hand/rootfs'/><target dir='/'/></filesystem>
     <filesystem type='mount'><source dir='/srv/data'/><target dir='/data'/><readonly/></filesystem>
     <filesystem type='ram'><source usage='1' units='MiB'/><target dir='/run'/></filesystem>
+    <filesystem type='bind'><source dir='/var/shared/../shared'/><target dir='/shared'/><readonly/></filesystem>
     <filesystem type='file' accessmode='passthrough'><driver type='loop' format='raw'/><source file='/srv/img.raw'/><target dir='/img'/></filesystem>
     <interface type='bridge'><mac address='52:54:00:AA:BB:CC'/><source bridge='br0'/><ip address='10.0.0.5' prefix='24'/><guest dev='eth0'/></interface>
     <console type='pty'/>

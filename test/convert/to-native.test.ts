@@ -31,9 +31,10 @@ test('maps everything libvirt-lxc has into the runtime config', () => {
   assert.equal(config.process?.user, { uid: 33, gid: 33 });
   assert.equal(config.root, { path: '/srv/hand/rootfs' });
   assert.is(config.hostname, 'hand');
-  assert.equal(config.mounts?.slice(-2), [
+  assert.equal(config.mounts?.slice(-3), [
     { destination: '/data', type: 'bind', source: '/srv/data', options: ['bind', 'ro'] },
     { destination: '/run', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'size=1024k'] },
+    { destination: '/shared', type: 'bind', source: '/srv/hand/rootfs/var/shared', options: ['bind', 'ro'] },
   ]);
   assert.equal(config.mounts?.map((m) => m.destination).slice(0, 5), ['/proc', '/dev', '/dev/pts', '/sys', '/sys/fs/cgroup'], 'the mounts libvirt provides');
   assert.equal(config.linux?.resources, {
@@ -77,7 +78,9 @@ test('from-native of that config restores the hand-written domain', () => {
   const same = (prefix: RegExp) => {
     for (const [k, v] of want) if (prefix.test(k)) assert.is(got.get(k), v, k);
   };
-  same(/^(uuid|title|description|memory|vcpu\.cpuset|numatune|cputune\.shares|cputune\.quota|blkiotune|resource|os\.(init|initarg|initenv|initdir|inituser|initgroup|cmdline)|idmap|features\.privnet|clock|on_|devices\.(filesystem|interface|hostdev|extra)|seclabel|lxc:namespace)/);
+  same(/^(uuid|title|description|memory|vcpu\.cpuset|numatune|cputune\.shares|cputune\.quota|blkiotune|resource|os\.(init|initarg|initenv|initdir|inituser|initgroup|cmdline)|idmap|features\.privnet|clock|on_|devices\.(filesystem\[[0-24-9]\]|interface|hostdev|extra)|seclabel|lxc:namespace)/);
+  // the bind of a container directory comes back as the same directory seen from the host
+  assert.equal(r.domain.devices.filesystems[3], { type: 'mount', accessmode: 'passthrough', source: { dir: '/srv/hand/rootfs/var/shared' }, target: '/shared', readonly: true, attrs: {}, extra: [] });
   assert.is(got.get('memtune.soft_limit'), want.get('memtune.soft_limit'));
   assert.is(r.domain.devices.consoles.length, 2);
   assert.equal(r.domain.metadata.foreign.map((e) => e.local), ['info']);

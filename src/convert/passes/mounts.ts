@@ -1,7 +1,7 @@
 /** `root` and `mounts` <-> `<filesystem>` devices (mapping notes §1.1, §1.2). */
 import { posix } from 'node:path';
 import type { Mount } from '../../oci/runtime-spec.js';
-import type { Filesystem } from '../../xml/domain.js';
+import type { Domain, Filesystem } from '../../xml/domain.js';
 import { xmlTextProblem } from '../../xml/escape.js';
 import { usageKiB } from '../../xml/parse.js';
 import { refuse, type ForwardContext } from '../context.js';
@@ -109,34 +109,42 @@ export const mountsPass: Pass = {
     });
   },
 
-  reverse(d) {
+  reverse(d, ctx) {
     const out: Record<string, unknown> = {};
     const mounts: Mount[] = STANDARD_MOUNTS.map((m) => structuredClone(m));
-    let rootSeen = false;
+    const root = rootFilesystem(d);
+    out.root = root ? (root.readonly ? { path: root.source.dir, readonly: true } : { path: root.source.dir }) : { path: '/' };
     for (const fs of d.devices.filesystems) {
-      if (!isMountLike(fs)) continue;
-      if (fs.target === '/' && fs.type === 'mount' && !rootSeen) {
-        rootSeen = true;
-        out.root = fs.readonly ? { path: fs.source.dir, readonly: true } : { path: fs.source.dir };
-        continue;
-      }
-      if (fs.type === 'mount') mounts.push({ destination: fs.target!, type: 'bind', source: fs.source.dir!, options: fs.readonly ? ['bind', 'ro'] : ['bind'] });
-      else if (fs.type === 'ram')
+      if (fs === root || !isMountLike(fs, root)) continue;
+      const options = fs.readonly ? ['bind', 'ro'] : ['bind'];
+      if (fs.type === 'mount') mounts.push({ destination: fs.target!, type: 'bind', source: fs.source.dir!, options });
+      else if (fs.type === 'bind') {
+        // a directory of the container's own root: the same place seen from the host
+        const source = posix.join(root!.source.dir!, posix.resolve('/', fs.source.dir!));
+        mounts.push({ destination: fs.target!, type: 'bind', source, options });
+        ctx.warnings.add('mounts', `the bind of ${fs.source.dir} inside the container becomes ${source} on the host (symlinks in the rootfs are not followed)`);
+      } else if (fs.type === 'ram')
         mounts.push({ destination: fs.target!, type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', `size=${usageKiB(fs.source) ?? 0}k`] });
       else if (fs.type === 'block') mounts.push({ destination: fs.target!, source: fs.source.dev!, ...(fs.readonly ? { options: ['ro'] } : {}) });
     }
-    if (!rootSeen) out.root = { path: '/' };
     out.mounts = mounts;
     return out;
   },
 };
 
+/** The filesystem mounted at '/' (the first one), if it is a host directory. */
+export function rootFilesystem(d: Domain): Filesystem | undefined {
+  const fs = d.devices.filesystems.find((f) => f.target === '/');
+  return fs && fs.type === 'mount' && isMountLike(fs, undefined) ? fs : undefined;
+}
+
 /** Filesystems that map to `root`/`mounts`; the others travel as XML-only parts. */
-export function isMountLike(fs: Filesystem): boolean {
+export function isMountLike(fs: Filesystem, root: Filesystem | undefined): boolean {
   if (fs.target === undefined || Object.keys(fs.attrs).length || fs.extra.length) return false;
   if (fs.accessmode !== undefined && fs.accessmode !== 'passthrough') return false;
   const src = Object.keys(fs.source).sort().join();
   if (fs.type === 'mount') return src === 'dir';
+  if (fs.type === 'bind') return src === 'dir' && root !== undefined;
   if (fs.type === 'ram') return !fs.readonly && usageKiB(fs.source) !== undefined && (src === 'usage' || src === 'units,usage');
   if (fs.type === 'block') return src === 'dev';
   return false;
