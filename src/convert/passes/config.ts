@@ -45,7 +45,6 @@ export const configPass: Pass = {
         // libvirt only finds out at start: interfaces need the container's own network namespace
         if (frag.devices.interfaces.length && !d.features.privnet)
           refuse(ctx, field, 'network interfaces need a new network namespace (a network entry without a path in linux.namespaces)');
-        if (frag.devices.interfaces.length) w.add(field, 'network interfaces from this annotation are ignored by other OCI runtimes');
       } else if (isXmlSafeAttr(key) && isXmlSafeText(value)) readable.push({ key, value });
     }
     d.metadata.ours = { schema: '1', annotations: readable, exact: [] };
