@@ -25,6 +25,7 @@ export const EVENTS = [
   'domain.started',
   'domain.stopped',
   'domain.pending',
+  'domain.drifted',
   'domain.unchanged',
   'sync.completed',
   // export

@@ -36,6 +36,8 @@ export const syncCommand: Command = {
       const acted = r.results.filter((x) => x.item.action !== 'nothing');
       if (acted.length) io.stdout.write(formatPlan(acted.map((x) => x.item)) + '\n');
       for (const f of r.failed) io.stderr.write(`failed: ${f.item.domain || '-'} (entry ${f.item.entry}): ${f.error}\n`);
+      for (const k of r.results.filter((x) => x.ok && x.item.action === 'nothing' && x.item.handEdit))
+        io.stdout.write(`kept: ${k.item.domain} was changed in libvirt by hand (driftPolicy keep)\n`);
       for (const p of r.results.filter((x) => x.pending))
         io.stdout.write(`pending: ${p.item.domain} is running; the new definition applies at its next start\n`);
       const count = (a: string) => r.results.filter((x) => x.ok && x.item.action === a).length;

@@ -7,6 +7,7 @@
 export type StartPolicy = 'never' | 'always' | 'annotation';
 export type UpdatePolicy = 'next-start' | 'restart';
 export type RemovePolicy = 'undefine' | 'keep';
+export type DriftPolicy = 'keep' | 'revert';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 export interface UnpackLimits {
@@ -25,6 +26,7 @@ export interface Config {
   startPolicy: StartPolicy;
   updatePolicy: UpdatePolicy;
   removePolicy: RemovePolicy;
+  driftPolicy: DriftPolicy;
   concurrency: number;
   quietMs: number;
   resyncIntervalSec: number;
@@ -78,6 +80,8 @@ export const SETTINGS: readonly Setting[] = [
     doc: 'A changed entry whose domain is running: `next-start` redefines and logs `domain.pending`; `restart` stops it gracefully and starts it again.' },
   { key: 'removePolicy', kind: { type: 'enum', values: ['undefine', 'keep'] }, default: 'undefine', env: 'OCIVIRT_REMOVE_POLICY',
     doc: 'An entry removed from the spool: `undefine` stops then undefines its domain; `keep` leaves it.' },
+  { key: 'driftPolicy', kind: { type: 'enum', values: ['keep', 'revert'] }, default: 'keep', env: 'OCIVIRT_DRIFT_POLICY',
+    doc: 'A managed domain changed in libvirt by hand (`virsh edit`, `memtune --config`) while its entry did not change: `keep` leaves the edit (logs `domain.drifted` once per change; it is exported back to OCI); `revert` redefines it from the spool. A changed entry always wins over a hand edit.' },
   { key: 'concurrency', kind: { type: 'int', min: 1, max: 256 }, default: 4, env: 'OCIVIRT_CONCURRENCY',
     doc: 'Entries worked on at once (each domain is always handled by one worker at a time).' },
   { key: 'quietMs', kind: { type: 'int', min: 0, max: 3_600_000 }, default: 2000, env: 'OCIVIRT_QUIET_MS',

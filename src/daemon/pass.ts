@@ -20,7 +20,7 @@ import { actualState, type ActualState } from '../reconcile/actual.js';
 import { applyPlan, type DomainLocks, type ItemResult } from '../reconcile/apply.js';
 import { desiredDomain, type DesiredOptions, type DesiredState } from '../reconcile/desired.js';
 import { computePlan, type PlanItem } from '../reconcile/plan.js';
-import { collectImageBundles, type SyncOptions } from '../reconcile/sync.js';
+import { collectImageBundles, handEditsOf, type SyncOptions } from '../reconcile/sync.js';
 import { domainNameFor, inspectEntry, refuseCollisions, scanSpool, type RefusedEntry, type SpoolEntry } from '../spool/index.js';
 import { parseDomainXml } from '../xml/parse.js';
 
@@ -118,10 +118,15 @@ export async function runPass(input: PassInput): Promise<PassOutput> {
   const settlingEntries = new Set(settling.map((s) => s.entry));
   for (const [name, m] of have.managed) if (settlingEntries.has(m.owner.entry) || settling.some((s) => s.domain === name)) have.managed.delete(name);
 
-  const plan: PlanItem[] = computePlan(want, have, sync.removePolicy !== undefined ? { removePolicy: sync.removePolicy } : {});
+  const plan: PlanItem[] = computePlan(want, have, {
+    ...(sync.removePolicy !== undefined ? { removePolicy: sync.removePolicy } : {}),
+    ...(sync.driftPolicy !== undefined ? { driftPolicy: sync.driftPolicy } : {}),
+  });
+  const handEdits = handEditsOf(sync);
   const results = await applyPlan(input.port, plan, {
     log: input.log,
     locks: input.locks,
+    ...(handEdits !== undefined ? { handEdits } : {}),
     ...(sync.updatePolicy !== undefined ? { updatePolicy: sync.updatePolicy } : {}),
     ...(sync.concurrency !== undefined ? { concurrency: sync.concurrency } : {}),
     ...(sync.stopTimeoutMs !== undefined ? { stopTimeoutMs: sync.stopTimeoutMs } : {}),

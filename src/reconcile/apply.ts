@@ -7,6 +7,7 @@ import type { UpdatePolicy } from '../config/index.js';
 import { errorMessage, isInputError } from '../errors.js';
 import type { LibvirtPort } from '../libvirt/port.js';
 import type { EventLogger } from '../log.js';
+import type { HandEdits } from './hand-edits.js';
 import type { PendingStarts } from './pending.js';
 import type { PlanItem } from './plan.js';
 
@@ -21,6 +22,8 @@ export interface ApplyOptions {
   retryDelayMs?: number;
   locks?: DomainLocks;
   pendingStarts?: PendingStarts;
+  /** Hand edits already logged (without it, a kept hand edit is logged at every pass). */
+  handEdits?: HandEdits;
 }
 
 export interface ItemResult {
@@ -73,9 +76,14 @@ async function applyItem(port: LibvirtPort, item: PlanItem, opts: ApplyOptions):
     return { item, ok: false, error: item.reason, attempts: 0 };
   }
   if (item.action === 'nothing') {
-    log.debug('domain.unchanged', { ...fields, reason: item.reason });
+    if (item.handEdit) await reportHandEdit(item, item.handEdit.actualDigest, opts, fields);
+    else {
+      log.debug('domain.unchanged', { ...fields, reason: item.reason });
+      if (item.domain !== '') await opts.handEdits?.forget(item.domain);
+    }
     return { item, ok: true, attempts: 0 };
   }
+  if (item.handEdit) await reportHandEdit(item, item.handEdit.actualDigest, opts, fields);
   const maxAttempts = opts.attempts ?? 3;
   const steps = new Set<string>(); // done in an earlier attempt: not repeated
   let attempt = 0;
@@ -84,6 +92,7 @@ async function applyItem(port: LibvirtPort, item: PlanItem, opts: ApplyOptions):
     const t0 = Date.now();
     try {
       const pending = await act(port, item, opts, steps, fields);
+      await opts.handEdits?.forget(item.domain); // redefined from the spool, or gone
       return { item, ok: true, attempts: attempt, ...(pending ? { pending } : {}) };
     } catch (e) {
       const err = errorMessage(e);
@@ -168,6 +177,18 @@ async function act(
     default:
       return false; // 'nothing' and 'fail' never reach here
   }
+}
+
+/** `domain.drifted`, once per distinct hand edit (the digest of what libvirt has). */
+async function reportHandEdit(item: PlanItem, actualDigest: string, opts: ApplyOptions, fields: Record<string, unknown>): Promise<void> {
+  if ((await opts.handEdits?.logged(item.domain)) === actualDigest) return;
+  const policy = item.action === 'nothing' ? 'keep' : 'revert';
+  opts.log.warn(
+    'domain.drifted',
+    { ...fields, policy, actualDigest, differences: item.differences ?? [] },
+    `${item.domain} was changed in libvirt by hand; ${policy === 'keep' ? 'kept' : 'reverting to the spool'} (driftPolicy ${policy})`,
+  );
+  if (policy === 'keep') await opts.handEdits?.remember(item.domain, actualDigest);
 }
 
 /** Starts a domain unless it already runs, then drops its pending-start marker. */

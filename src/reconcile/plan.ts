@@ -2,7 +2,8 @@
  * The plan: desired vs actual, per domain, what to do and why. A pure function: applying it is
  * apply.ts's job, printing it is `ocivirt plan`'s.
  */
-import type { RemovePolicy } from '../config/index.js';
+import { createHash } from 'node:crypto';
+import type { DriftPolicy, RemovePolicy } from '../config/index.js';
 import { buildDomainXml } from '../xml/build.js';
 import { canonicalUuid, domainDifferences } from '../xml/compare.js';
 import type { ActualState, ManagedDomain } from './actual.js';
@@ -22,8 +23,13 @@ export interface PlanItem {
   start?: boolean;
   /** Digest of the desired runtime config (create/update/nothing). */
   digest?: string;
-  /** update: what changed, as `field old -> new`. */
+  /** update: what changed, as `field old -> new`; a kept hand edit: how libvirt differs. */
   differences?: string[];
+  /**
+   * Set when the domain was changed in libvirt by hand (its entry is unchanged since the
+   * define): the digest of the definition libvirt has, so the change is logged once.
+   */
+  handEdit?: { actualDigest: string };
   warnings?: string[];
 }
 
@@ -31,6 +37,8 @@ export interface PlanOptions {
   removePolicy?: RemovePolicy;
   /** Domains created to be started whose start was never confirmed (the pass died before it). */
   pendingStarts?: ReadonlySet<string>;
+  /** A managed domain changed by hand while its entry did not change: `keep` (default) or `revert`. */
+  driftPolicy?: DriftPolicy;
 }
 
 export function computePlan(want: DesiredState, have: ActualState, opts: PlanOptions = {}): PlanItem[] {
@@ -39,7 +47,7 @@ export function computePlan(want: DesiredState, have: ActualState, opts: PlanOpt
 
   for (const d of want.desired) {
     claimed.add(d.domainName);
-    items.push(withPendingStart(planEntry(d, have), opts.pendingStarts));
+    items.push(withPendingStart(planEntry(d, have, opts.driftPolicy ?? 'keep'), opts.pendingStarts));
   }
   for (const f of want.failed) {
     if (f.domainName !== undefined) claimed.add(f.domainName);
@@ -71,7 +79,7 @@ function withPendingStart(item: PlanItem, pending: ReadonlySet<string> | undefin
   return item;
 }
 
-function planEntry(d: DesiredDomain, have: ActualState): PlanItem {
+function planEntry(d: DesiredDomain, have: ActualState, driftPolicy: DriftPolicy): PlanItem {
   const digest = d.domain.metadata.ours?.desiredDigest;
   const base = {
     domain: d.domainName,
@@ -83,14 +91,40 @@ function planEntry(d: DesiredDomain, have: ActualState): PlanItem {
     return {
       ...base,
       action: 'fail',
-      reason: `domain '${d.domainName}' already exists and is not managed by ocivirt (no ocivirt metadata); it is left alone: rename the entry or remove that domain`,
+      reason: `domain '${d.domainName}' already exists and is not managed by ocivirt (no ocivirt metadata, or metadata removed or damaged by a hand edit); it is left alone: rename the entry or remove that domain`,
     };
   const actual = have.managed.get(d.domainName);
   if (!actual) return { ...base, action: 'create', reason: 'new entry', xml: buildDomainXml(d.domain), start: d.start };
   const desired = keepIdentity(d, actual);
   const differences = domainDifferences(desired, actual.domain);
   if (differences.length === 0) return { ...base, action: 'nothing', reason: 'unchanged' };
+  if (definedFromSameEntry(d, actual)) {
+    // The spool did not change since the define, so libvirt did: operator intent (it is
+    // exported back to OCI), not drift, unless the policy says revert.
+    const handEdit = { actualDigest: definitionDigest(actual) };
+    if (driftPolicy === 'keep')
+      return { ...base, action: 'nothing', reason: 'changed in libvirt by hand; kept (driftPolicy keep)', differences, handEdit };
+    return {
+      ...base,
+      action: 'update',
+      reason: `changed in libvirt by hand; reverted (driftPolicy revert): ${differences.join('; ')}`,
+      xml: buildDomainXml(desired),
+      differences,
+      handEdit,
+    };
+  }
   return { ...base, action: 'update', reason: `changed: ${differences.join('; ')}`, xml: buildDomainXml(desired), differences };
+}
+
+/** The domain was defined from this very entry state: same config digest and same image. */
+function definedFromSameEntry(d: DesiredDomain, actual: ManagedDomain): boolean {
+  const ours = d.domain.metadata.ours;
+  return ours?.desiredDigest !== undefined && ours.desiredDigest === actual.owner.desiredDigest && (d.imageDigest ?? '') === (actual.owner.imageDigest ?? '');
+}
+
+/** sha256 of the definition libvirt has (as ocivirt reads it): "the same hand edit" across passes. */
+function definitionDigest(actual: ManagedDomain): string {
+  return `sha256:${createHash('sha256').update(buildDomainXml(actual.domain)).digest('hex')}`;
 }
 
 /**

@@ -7,13 +7,14 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { RemovePolicy, StartPolicy, UpdatePolicy } from '../config/index.js';
+import type { DriftPolicy, RemovePolicy, StartPolicy, UpdatePolicy } from '../config/index.js';
 import type { LibvirtPort } from '../libvirt/port.js';
 import type { HostDeviceAllowList } from '../spool/index.js';
 import type { EventLogger } from '../log.js';
 import { actualState } from './actual.js';
 import { applyPlan, type DomainLocks, type ItemResult } from './apply.js';
 import { desiredState, imageBundlesDir } from './desired.js';
+import { HandEdits } from './hand-edits.js';
 import { PendingStarts } from './pending.js';
 import { computePlan, type PlanItem } from './plan.js';
 
@@ -25,6 +26,7 @@ export interface SyncOptions {
   startPolicy?: StartPolicy;
   updatePolicy?: UpdatePolicy;
   removePolicy?: RemovePolicy;
+  driftPolicy?: DriftPolicy;
   strict?: boolean;
   bindAllowList?: readonly string[];
   hostDeviceAllowList?: HostDeviceAllowList;
@@ -53,6 +55,11 @@ export function pendingStartsOf(opts: SyncOptions): PendingStarts | undefined {
   return opts.stateDir === undefined ? undefined : new PendingStarts(join(opts.stateDir, 'pending-start'));
 }
 
+/** The hand edits already logged (in the state directory), when the pass has one. */
+export function handEditsOf(opts: SyncOptions): HandEdits | undefined {
+  return opts.stateDir === undefined ? undefined : new HandEdits(join(opts.stateDir, 'hand-edits'));
+}
+
 /** Desired and actual state and the plan between them; reads only. */
 export async function computeSyncPlan(port: LibvirtPort, opts: SyncOptions): Promise<PlanItem[]> {
   const [want, have] = await Promise.all([
@@ -71,6 +78,7 @@ export async function computeSyncPlan(port: LibvirtPort, opts: SyncOptions): Pro
   const pendingStarts = await pendingStartsOf(opts)?.list();
   const plan = computePlan(want, have, {
     ...(opts.removePolicy !== undefined ? { removePolicy: opts.removePolicy } : {}),
+    ...(opts.driftPolicy !== undefined ? { driftPolicy: opts.driftPolicy } : {}),
     ...(pendingStarts !== undefined ? { pendingStarts } : {}),
   });
   opts.log.info('plan.computed', {
@@ -88,9 +96,11 @@ export async function syncOnce(port: LibvirtPort, opts: SyncOptions): Promise<Sy
   const t0 = Date.now();
   const plan = await computeSyncPlan(port, opts);
   const pendingStarts = pendingStartsOf(opts);
+  const handEdits = handEditsOf(opts);
   const results = await applyPlan(port, plan, {
     log: opts.log,
     ...(pendingStarts !== undefined ? { pendingStarts } : {}),
+    ...(handEdits !== undefined ? { handEdits } : {}),
     ...(opts.updatePolicy !== undefined ? { updatePolicy: opts.updatePolicy } : {}),
     ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
     ...(opts.stopTimeoutMs !== undefined ? { stopTimeoutMs: opts.stopTimeoutMs } : {}),
@@ -197,6 +207,7 @@ export function syncOptionsFromConfig(
     startPolicy: StartPolicy;
     updatePolicy: UpdatePolicy;
     removePolicy: RemovePolicy;
+    driftPolicy: DriftPolicy;
     strictConversion: boolean;
     bindAllowList: readonly string[];
     allowDevices: boolean;
@@ -214,6 +225,7 @@ export function syncOptionsFromConfig(
     startPolicy: config.startPolicy,
     updatePolicy: config.updatePolicy,
     removePolicy: config.removePolicy,
+    driftPolicy: config.driftPolicy,
     strict: config.strictConversion,
     bindAllowList: config.bindAllowList,
     allowDevices: config.allowDevices,

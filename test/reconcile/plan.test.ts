@@ -105,4 +105,61 @@ test('a domain whose start never completed is started; nothing else is', () => {
   assert.equal([changed[0]!.action, changed[0]!.start], ['update', true]);
 });
 
+/** libvirt's definition after `virsh memtune <d> --hard-limit 300000 --config`. */
+function handEdited(m: ManagedDomain): ManagedDomain {
+  const domain = parseDomainXml(buildDomainXml({ ...m.domain, memtune: { ...m.domain.memtune, hardLimit: 300000 } }));
+  return { ...m, domain, owner: readOwnership(domain)! };
+}
+
+test('a hand edit of an unchanged entry is kept by default, and says how libvirt differs', () => {
+  const d = desired('a');
+  const [item] = computePlan(state([d]), actual([handEdited(defined(d))]));
+  assert.is(item!.action, 'nothing');
+  assert.is(item!.reason, 'changed in libvirt by hand; kept (driftPolicy keep)');
+  assert.ok(item!.differences!.some((x) => x.startsWith('memtune.hard_limit')), item!.differences!.join('; '));
+  assert.match(item!.handEdit?.actualDigest ?? '', /^sha256:[0-9a-f]{64}$/);
+  assert.is(item!.xml, undefined);
+});
+
+test('driftPolicy revert redefines a hand-edited domain from the spool', () => {
+  const d = desired('a');
+  const [item] = computePlan(state([d]), actual([handEdited(defined(d))]), { driftPolicy: 'revert' });
+  assert.is(item!.action, 'update');
+  assert.match(item!.reason, /by hand; reverted \(driftPolicy revert\)/);
+  assert.not.match(item!.xml ?? '', /hard_limit/);
+});
+
+test('a changed entry wins over a hand edit, whatever the drift policy', () => {
+  const edited = handEdited(defined(desired('a', ['/bin/sleep', '1'])));
+  const [item] = computePlan(state([desired('a', ['/bin/sleep', '2'])]), actual([edited]), { driftPolicy: 'keep' });
+  assert.is(item!.action, 'update');
+  assert.match(item!.reason, /^changed: /);
+  assert.is(item!.handEdit, undefined);
+});
+
+test('a new image under an unchanged config is not mistaken for a hand edit', () => {
+  const d: DesiredDomain = { ...desired('img'), imageDigest: 'sha256:' + 'b'.repeat(64) };
+  const old = fromNative(config(['/bin/sleep', '1']), {
+    bundleDir: '/spool/img', name: 'img', cgroupVersion: 1, hostArch: 'x86_64', owner: { entry: 'img', imageDigest: 'sha256:' + 'a'.repeat(64) },
+  });
+  const had = defined({ ...d, domain: old.domain });
+  // the ownership metadata differs (imageDigest): an entry change, so an update under keep
+  d.domain.metadata.ours!.imageDigest = 'sha256:' + 'b'.repeat(64);
+  const [item] = computePlan(state([d]), actual([had]));
+  assert.is(item!.action, 'update');
+});
+
+test('a hand edit that drops our metadata makes the domain unmanaged; one that alters the digest makes the spool win', () => {
+  const d = desired('a');
+  const plan = computePlan(state([d]), actual([], ['a']));
+  assert.equal(summary(plan), ['fail a']);
+  assert.match(plan[0]!.reason, /not managed by ocivirt/);
+  const m = defined(d);
+  const tampered = { ...m, owner: { ...m.owner, desiredDigest: 'sha256:' + '0'.repeat(64) } };
+  tampered.domain = parseDomainXml(buildDomainXml({ ...m.domain, metadata: { ...m.domain.metadata, ours: { ...m.domain.metadata.ours!, desiredDigest: tampered.owner.desiredDigest } } }));
+  const [item] = computePlan(state([d]), actual([tampered]));
+  assert.is(item!.action, 'update');
+  assert.match(item!.xml ?? '', d.domain.metadata.ours!.desiredDigest!);
+});
+
 test.run();
