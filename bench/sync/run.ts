@@ -54,7 +54,9 @@ async function undefineAll(hv: Hypervisor): Promise<void> {
 function writeSpool(spool: string): void {
   for (let i = 0; i < N; i++) {
     const b = join(spool, `b${String(i).padStart(4, '0')}`);
-    mkdirSync(join(b, 'rootfs'), { recursive: true, mode: 0o700 });
+    mkdirSync(join(b, 'rootfs', 'bin'), { recursive: true, mode: 0o700 });
+    // an init in the rootfs (an entry without one is refused before define); never started here
+    writeFileSync(join(b, 'rootfs', 'bin', 'sleep'), '', { mode: 0o755 });
     const config = {
       ociVersion: '1.0.2',
       process: { terminal: true, user: { uid: 0, gid: 0 }, args: ['/bin/sleep', String(i)], env: ['PATH=/bin', `INDEX=${i}`], cwd: '/' },

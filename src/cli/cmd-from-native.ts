@@ -1,8 +1,10 @@
 /** `ocivirt from-native`: an OCI runtime bundle -> libvirt-lxc domain XML on stdout. */
+import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { fromNative } from '../convert/from-native.js';
 import { detectCgroupVersion, rootfsExecutableResolver, statHostDevice } from '../convert/host.js';
 import { readBundleConfig } from '../oci/bundle.js';
+import { startProblems } from '../spool/preflight.js';
 import { parseCommandArgs } from './args.js';
 import type { Command, CommandIO } from './command.js';
 
@@ -19,6 +21,10 @@ to 'virsh define' as it is.
   namespaces  -> <privnet/>, <lxc:namespace> shares, <idmap> for uid/gid mappings
   resources   -> memory/memtune, vcpu cpuset, numatune, cputune, blkiotune
   capabilities, devices, netDevices, personality, security labels
+
+What libvirt checks only at start is checked against the rootfs and warned about: <init> must
+be an executable file in it, and with root.readonly it must already have /proc, /sys, /dev and
+every mount destination (libvirt cannot create them in a read-only root).
 
 Fields libvirt-lxc cannot express (rlimits, seccomp, sysctl, hooks …) are kept in the domain's
 <metadata> (namespace urn:ocivirt:metadata:1), so 'ocivirt to-native' gives the config back,
@@ -62,7 +68,12 @@ export const fromNativeCommand: Command = {
       resolveExecutable: rootfsExecutableResolver(rootfs),
       hostDevice: statHostDevice,
     });
-    for (const w of result.warnings) io.stderr.write(`warning: ${w.replace(/\s*\n\s*/g, ' ')}\n`);
+    const warnings = [...result.warnings];
+    // what libvirt refuses only at start, when there is a rootfs to look at
+    if (await stat(rootfs).then((st) => st.isDirectory(), () => false))
+      for (const p of await startProblems(result.domain, rootfs))
+        if (!result.warnings.some((w) => w.startsWith(`${p.field}: `))) warnings.push(`${p.field}: ${p.reason}`);
+    for (const w of warnings) io.stderr.write(`warning: ${w.replace(/\s*\n\s*/g, ' ')}\n`);
     io.stdout.write(result.xml);
     return 0;
   },

@@ -4,12 +4,12 @@
  * entry alone; the others go on.
  */
 import { join } from 'node:path';
-import { errorMessage } from '../errors.js';
+import { errorMessage, InputError } from '../errors.js';
 import { fromNative } from '../convert/from-native.js';
 import { detectCgroupVersion, rootfsExecutableResolver, statHostDevice } from '../convert/host.js';
 import { readBundleConfig } from '../oci/bundle.js';
 import { ANNOTATION_PREFIX } from '../oci/runtime-spec.js';
-import { checkBundlePaths, checkHostDevices, scanSpool, type HostDeviceAllowList, type SpoolEntry } from '../spool/index.js';
+import { checkBundlePaths, checkHostDevices, scanSpool, startProblems, type HostDeviceAllowList, type SpoolEntry } from '../spool/index.js';
 import { unpackImage } from '../image/unpack.js';
 import type { Domain } from '../xml/domain.js';
 import type { StartPolicy } from '../config/index.js';
@@ -39,7 +39,7 @@ export interface EntryFailure {
 
 export interface DesiredOptions {
   prefix?: string;
-  /** Where images are unpacked (`<stateDir>/bundles/<domain>`); without it image entries fail. */
+  /** Where images are unpacked (`<stateDir>/bundles/<domain>/<version>`); without it image entries fail. */
   stateDir?: string;
   startPolicy?: StartPolicy;
   strict?: boolean;
@@ -57,7 +57,7 @@ export interface DesiredState {
   failed: EntryFailure[];
 }
 
-/** Image bundles live here, one directory per domain. */
+/** Image bundles live here: one directory per domain, in it one per image version. */
 export function imageBundlesDir(stateDir: string): string {
   return join(stateDir, 'bundles');
 }
@@ -96,7 +96,9 @@ export async function desiredDomain(entry: SpoolEntry, opts: DesiredOptions, cgr
   const warnings: string[] = [];
   if (entry.kind !== 'bundle') {
     if (opts.stateDir === undefined) throw new Error(`${entry.path}: an image entry needs a state directory (--state) to unpack into`);
+    // one directory per image version: a running domain keeps its tree while a new one is unpacked
     const unpacked = await unpackImage(entry.path, join(imageBundlesDir(opts.stateDir), entry.domainName), {
+      versioned: true,
       ...(opts.allowDevices !== undefined ? { allowDevices: opts.allowDevices } : {}),
       ...(opts.unpackLimits !== undefined ? { limits: opts.unpackLimits } : {}),
       ...(opts.log !== undefined ? { log: opts.log } : {}),
@@ -120,6 +122,9 @@ export async function desiredDomain(entry: SpoolEntry, opts: DesiredOptions, cgr
     resolveExecutable: rootfsExecutableResolver(paths.rootfs),
     hostDevice: statHostDevice,
   });
+  // what libvirt would only refuse at start (after a timeout) is refused before the define
+  const problems = await startProblems(result.domain, paths.rootfs);
+  if (problems.length) throw new InputError(problems.map((p) => p.reason).join('; '), { file: configPath, field: problems[0]!.field });
   warnings.push(...result.warnings);
   return {
     entry: entry.name,

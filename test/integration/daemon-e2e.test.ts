@@ -7,7 +7,7 @@
  * removed afterwards, whatever happens.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'uvu';
@@ -97,6 +97,7 @@ test('a bundle copied in place slowly is defined only after it has been quiet, n
   const from = d.lines.length;
   const bundle = join(dirs.spool, 'slow');
   mkdirSync(join(bundle, 'rootfs', 'bin'), { recursive: true });
+  copyFileSync('/bin/busybox', join(bundle, 'rootfs', 'bin', 'busybox')); // its init: an entry without one is refused
   writeFileSync(join(bundle, 'config.json'), JSON.stringify(bundleConfig(['/bin/busybox', 'sleep', '1000'])));
   // the rootfs keeps arriving, with pauses shorter than the quiet time
   for (let i = 0; i < 6; i++) {

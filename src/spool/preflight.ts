@@ -1,0 +1,79 @@
+/**
+ * What libvirt-lxc only rejects at start (mapping notes §6.9), checked against the rootfs before
+ * define: a define succeeds, and the start fails later, after a timeout, with a message about a
+ * path inside the container. Checked here, from the domain about to be defined (what libvirt
+ * will do) and the real rootfs, with paths resolved inside it as the container would see them.
+ *
+ * - `<init>` must be an executable file in the rootfs, unless a mount provides it.
+ * - With a read-only root (`root.readonly`), libvirt cannot create its mount points: the
+ *   rootfs must already have /proc, /sys and /dev (lxc_container.c mkdirs them after the
+ *   read-only remount; /dev/pts, /proc/sys and /sys/fs/cgroup live inside those mounts), and
+ *   every mount destination that is not inside another mount.
+ */
+import type { Stats } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { posix } from 'node:path';
+import { resolveInRoot } from '../fsroot/index.js';
+import type { Domain } from '../xml/domain.js';
+
+/** The mount points libvirt-lxc makes in every container's root. */
+export const LIBVIRT_MOUNT_POINTS = ['/proc', '/sys', '/dev'] as const;
+
+export interface StartProblem {
+  /** The config field at fault. */
+  field: string;
+  /** The path inside the container. */
+  path: string;
+  reason: string;
+}
+
+const isUnder = (path: string, dir: string) => dir !== '/' && (path === dir || path.startsWith(dir + '/'));
+
+async function statInRoot(rootfs: string, path: string): Promise<Stats | undefined> {
+  try {
+    return await stat(await resolveInRoot(rootfs, path));
+  } catch {
+    return undefined; // missing, or a symlink loop: not usable either way
+  }
+}
+
+/** The problems a start of `domain` over `rootfs` would hit; empty when none is known. */
+export async function startProblems(domain: Domain, rootfs: string): Promise<StartProblem[]> {
+  const problems: StartProblem[] = [];
+  const filesystems = domain.devices.filesystems;
+  const mountTargets = filesystems.map((fs) => fs.target).filter((t): t is string => t !== undefined && t !== '/').map((t) => posix.normalize(t));
+
+  const init = domain.os.init;
+  if (init !== undefined && !mountTargets.some((t) => isUnder(init, t))) {
+    const st = await statInRoot(rootfs, init);
+    if (!st?.isFile() || (st.mode & 0o111) === 0)
+      problems.push({
+        field: 'process.args[0]',
+        path: init,
+        reason: `${init} is not an executable file in the rootfs ${rootfs} (nor provided by a mount): the container could not start`,
+      });
+  }
+
+  const root = filesystems.find((fs) => fs.target === '/');
+  if (root?.readonly) {
+    for (const dir of LIBVIRT_MOUNT_POINTS) {
+      if ((await statInRoot(rootfs, dir))?.isDirectory()) continue;
+      problems.push({
+        field: 'root.readonly',
+        path: dir,
+        reason: `the read-only rootfs ${rootfs} has no directory ${dir}, and libvirt cannot create it at start ("Failed to mkdir ${dir}: Read-only file system"): add it to the rootfs`,
+      });
+    }
+    const provided = [...LIBVIRT_MOUNT_POINTS, ...mountTargets];
+    for (const target of mountTargets) {
+      if (provided.some((other) => other !== target && isUnder(target, other))) continue; // inside a mount, not the rootfs
+      if ((await statInRoot(rootfs, target)) !== undefined) continue;
+      problems.push({
+        field: 'root.readonly',
+        path: target,
+        reason: `the mount destination ${target} does not exist in the read-only rootfs ${rootfs}, and libvirt cannot create it at start: add it to the rootfs`,
+      });
+    }
+  }
+  return problems;
+}
