@@ -117,6 +117,25 @@ function checkKind(kind: Kind, value: unknown, where: Where): unknown {
     case 'paths':
       if (!Array.isArray(value)) bad('must be an array of absolute paths');
       return (value as unknown[]).map((p, i) => checkKind({ type: 'path' }, p, { file: where.file, field: `${where.field}[${i}]` }));
+    case 'devices': {
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) bad('must be an object {devices, netDevices}');
+      const v = value as Record<string, unknown>;
+      for (const k of Object.keys(v))
+        if (k !== 'devices' && k !== 'netDevices') throw new InputError('unknown key (devices, netDevices)', { file: where.file, field: `${where.field}.${k}` });
+      const devices = v.devices === undefined ? [] : (checkKind({ type: 'paths' }, v.devices, { file: where.file, field: `${where.field}.devices` }) as string[]);
+      if (v.netDevices !== undefined && !Array.isArray(v.netDevices))
+        throw new InputError(`must be an array of interface names, got ${JSON.stringify(v.netDevices)}`, { file: where.file, field: `${where.field}.netDevices` });
+      const netDevices = ((v.netDevices ?? []) as unknown[]).map((n, i) => {
+        // IFNAMSIZ: at most 15 bytes, no '/', ':' or whitespace, not '.' or '..'
+        if (typeof n !== 'string' || !/^[^\s/:]{1,15}$/.test(n) || n === '.' || n === '..')
+          throw new InputError(`must be a network interface name (1 to 15 characters, no '/', ':' or spaces), got ${JSON.stringify(n)}`, {
+            file: where.file,
+            field: `${where.field}.netDevices[${i}]`,
+          });
+        return n;
+      });
+      return { devices, netDevices };
+    }
     case 'limits': {
       if (typeof value !== 'object' || value === null || Array.isArray(value)) bad('must be an object {maxBytes, maxEntries}');
       const v = value as Record<string, unknown>;

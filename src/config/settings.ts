@@ -8,6 +8,11 @@ export type StartPolicy = 'never' | 'always' | 'annotation';
 export type UpdatePolicy = 'next-start' | 'restart';
 export type RemovePolicy = 'undefine' | 'keep';
 export type DriftPolicy = 'keep' | 'revert';
+/** Host device nodes and network interfaces a config may pass through (linux.devices, linux.netDevices). */
+export interface HostDeviceAllowList {
+  devices: string[];
+  netDevices: string[];
+}
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 export interface UnpackLimits {
@@ -34,6 +39,7 @@ export interface Config {
   exportCheckIntervalSec: number;
   definitionsDir: string;
   bindAllowList: string[];
+  hostDeviceAllowList: HostDeviceAllowList;
   allowInsecureDirs: boolean;
   strictConversion: boolean;
   unpackLimits: UnpackLimits;
@@ -50,6 +56,7 @@ export type Kind =
   | { type: 'int'; min: number; max: number }
   | { type: 'bool' }
   | { type: 'paths' }
+  | { type: 'devices' }
   | { type: 'limits' };
 
 export interface Setting<K extends keyof Config = keyof Config> {
@@ -96,6 +103,8 @@ export const SETTINGS: readonly Setting[] = [
     doc: "Where libvirt keeps persistent LXC definitions (lxc:/// driver). Only watched as a hint that something changed; the XML is always read through libvirt's API." },
   { key: 'bindAllowList', kind: { type: 'paths' }, default: [],
     doc: 'Host directories bind mounts may take their source from (besides the bundle itself). Empty: none.' },
+  { key: 'hostDeviceAllowList', kind: { type: 'devices' }, default: { devices: [], netDevices: [] },
+    doc: 'Host device nodes (`devices`: paths such as `/dev/fuse`, from linux.devices) and network interfaces (`netDevices`: names, from linux.netDevices) a config may pass through to its container. An entry asking for any other is refused. Empty: none (FIFOs, which are created in the container, always pass).' },
   { key: 'allowInsecureDirs', kind: { type: 'bool' }, default: false, env: 'OCIVIRT_ALLOW_INSECURE_DIRS',
     doc: 'Start even when spool, state or export can be written by group or others (logged as a warning at every start). Whoever can write the spool can run containers as root.' },
   { key: 'strictConversion', kind: { type: 'bool' }, default: false, env: 'OCIVIRT_STRICT',

@@ -81,6 +81,7 @@ export async function runPass(input: PassInput): Promise<PassOutput> {
     ...(sync.startPolicy !== undefined ? { startPolicy: sync.startPolicy } : {}),
     ...(sync.strict !== undefined ? { strict: sync.strict } : {}),
     ...(sync.bindAllowList !== undefined ? { bindAllowList: sync.bindAllowList } : {}),
+    ...(sync.hostDeviceAllowList !== undefined ? { hostDeviceAllowList: sync.hostDeviceAllowList } : {}),
     ...(sync.allowDevices !== undefined ? { allowDevices: sync.allowDevices } : {}),
     ...(sync.unpackLimits !== undefined ? { unpackLimits: sync.unpackLimits } : {}),
     log: input.log,

@@ -210,6 +210,7 @@ export function syncOptionsFromConfig(
     driftPolicy: DriftPolicy;
     strictConversion: boolean;
     bindAllowList: readonly string[];
+    hostDeviceAllowList: HostDeviceAllowList;
     allowDevices: boolean;
     unpackLimits: { maxBytes: number; maxEntries: number };
     concurrency: number;
@@ -228,6 +229,7 @@ export function syncOptionsFromConfig(
     driftPolicy: config.driftPolicy,
     strict: config.strictConversion,
     bindAllowList: config.bindAllowList,
+    hostDeviceAllowList: config.hostDeviceAllowList,
     allowDevices: config.allowDevices,
     unpackLimits: config.unpackLimits,
     concurrency: config.concurrency,
