@@ -73,6 +73,9 @@ async function definedAt(d: DaemonProcess, entry: string, from: number): Promise
   return d.arrivals[i]!;
 }
 
+/** The daemon runs with the NODE_OPTIONS the systemd unit gives it (read from the unit, so they cannot drift). */
+const nodeOptions = /^Environment="NODE_OPTIONS=([^"]*)"$/m.exec(readFileSync(join(repoRoot(), 'systemd', 'ocivirt.service'), 'utf8'))?.[1] ?? '';
+
 async function main(): Promise<void> {
   undefineAll();
   const tmp = mkdtempSync(join(tmpdir(), 'ocivirt-bench-latency-'));
@@ -84,7 +87,7 @@ async function main(): Promise<void> {
   const cfg = bundleConfig(['/bin/busybox', 'sleep', '1000']);
   let daemon: DaemonProcess | undefined;
   try {
-    daemon = await DaemonProcess.start(configFile);
+    daemon = await DaemonProcess.start(configFile, { NODE_OPTIONS: nodeOptions });
     const d = daemon;
     await d.waitFor((e) => e.event === 'sync.completed' && e.scope === 'all', 30_000, 'first resync');
 
@@ -163,7 +166,8 @@ async function main(): Promise<void> {
       '`ocivirt daemon` runs as a child process; each time is taken in the bench process when the daemon\'s JSON log line arrives. ' +
         'Bundles: config.json and a one-file rootfs, built in a staging directory beside the spool, then renamed in. ' +
         'Export latency runs from `virsh memtune --hard-limit … --config` returning to `export.written` arriving. ' +
-        `Idle: the daemon with ${managed} managed domains, CPU time from /proc/<pid>/stat over ${IDLE_S} s, RSS sampled every second.`,
+        `Idle: the daemon with ${managed} managed domains, CPU time from /proc/<pid>/stat over ${IDLE_S} s, RSS sampled every second. ` +
+        `The daemon runs with the unit's \`NODE_OPTIONS=${nodeOptions}\`.`,
       '',
       '| measurement | p50 | p99 | max | target | met |',
       '| --- | --- | --- | --- | --- | --- |',

@@ -28,6 +28,11 @@ export interface DaemonOptions {
 
 /** Settings a reload cannot change: they name what is watched, written or connected to. */
 const FIXED: (keyof Config)[] = ['spoolDir', 'stateDir', 'exportDir', 'uri', 'definitionsDir'];
+/**
+ * Entries per pass: a burst of 1,000 becomes passes of this many, so what a pass holds (configs,
+ * domains, XML) stays small and the heap does not grow with the burst; libvirt sees the same calls.
+ */
+const MAX_ENTRIES_PER_PASS = 50;
 /** After a pass fails as a whole (libvirtd gone), the next try. */
 const PASS_RETRY_MS = 2_000;
 
@@ -179,9 +184,15 @@ export class Daemon {
   private async drain(): Promise<void> {
     while (!this.stopping && (this.pendingFull || this.pendingEntries.size > 0)) {
       const full = this.pendingFull;
-      const entries = this.pendingEntries;
+      const entries = new Set<string>();
+      if (!full)
+        for (const name of this.pendingEntries) {
+          if (entries.size >= MAX_ENTRIES_PER_PASS) break;
+          entries.add(name);
+        }
       this.pendingFull = false;
-      this.pendingEntries = new Set();
+      if (full) this.pendingEntries = new Set();
+      else for (const name of entries) this.pendingEntries.delete(name);
       const scope: PassScope = full ? 'all' : entries;
       try {
         await this.pass(scope);
@@ -213,7 +224,8 @@ export class Daemon {
     else for (const entry of scope) this.status.delete(entry);
     for (const r of results) {
       if (r.item.action === 'delete' && r.ok) continue;
-      this.status.set(r.item.entry, r);
+      // the status keeps what it shows, not the domain XML the plan carried
+      this.status.set(r.item.entry, { ...r, item: { domain: r.item.domain, entry: r.item.entry, action: r.item.action, reason: r.item.reason } });
       if (r.ok && (r.item.action === 'create' || r.item.action === 'update')) this.exporter.hint(r.item.domain);
     }
     // skipped while a burst of events was being checked: hear about it again once it is complete
@@ -227,7 +239,12 @@ export class Daemon {
       });
     await writeStatus(this.config.stateDir, [...this.status.values()].sort((a, b) => (a.item.entry < b.item.entry ? -1 : 1)));
     const failed = results.filter((r) => !r.ok).length;
+    const mem = process.memoryUsage();
     this.log.info('sync.completed', {
+      rssMiB: Math.round(mem.rss / 2 ** 20),
+      heapUsedMiB: Math.round(mem.heapUsed / 2 ** 20),
+      heapTotalMiB: Math.round(mem.heapTotal / 2 ** 20),
+      externalMiB: Math.round(mem.external / 2 ** 20),
       scope: scope === 'all' ? 'all' : [...scope],
       durationMs: Date.now() - t0,
       changed: results.filter((r) => r.ok && r.item.action !== 'nothing' && r.item.action !== 'fail').length,
