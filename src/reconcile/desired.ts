@@ -8,8 +8,8 @@ import { errorMessage, InputError } from '../errors.js';
 import { fromNative } from '../convert/from-native.js';
 import { detectCgroupVersion, rootfsExecutableResolver, statHostDevice } from '../convert/host.js';
 import { readBundleConfig } from '../oci/bundle.js';
-import { ANNOTATION_PREFIX } from '../oci/runtime-spec.js';
-import { checkBundlePaths, checkHostDevices, scanSpool, startProblems, type HostDeviceAllowList, type SpoolEntry } from '../spool/index.js';
+import { ANNOTATION_PREFIX, type RuntimeConfig } from '../oci/runtime-spec.js';
+import { checkBundlePaths, checkHostDevices, scanSpool, startProblems, type BundlePaths, type HostDeviceAllowList, type SpoolEntry } from '../spool/index.js';
 import { unpackImage } from '../image/unpack.js';
 import type { Domain } from '../xml/domain.js';
 import type { StartPolicy } from '../config/index.js';
@@ -112,7 +112,7 @@ export async function desiredDomain(entry: SpoolEntry, opts: DesiredOptions, cgr
   const paths = await checkBundlePaths(config, bundleDir, opts.bindAllowList ?? []);
   // a passed-through host device or interface hands over host resources like a bind of '/'
   checkHostDevices(config, configPath, opts.hostDeviceAllowList ?? {});
-  const result = fromNative(config, {
+  const result = fromNative(withCheckedPaths(config, paths), {
     bundleDir,
     file: configPath,
     name: entry.domainName,
@@ -134,6 +134,21 @@ export async function desiredDomain(entry: SpoolEntry, opts: DesiredOptions, cgr
     ...(imageDigest !== undefined ? { imageDigest } : {}),
     warnings,
   };
+}
+
+/**
+ * The config with root.path and bind sources replaced by what the trust check resolved: the
+ * domain names the real directories, so a symlink the spool's writer re-points after the check
+ * is never followed by libvirt at start.
+ */
+function withCheckedPaths(config: RuntimeConfig, paths: BundlePaths): RuntimeConfig {
+  const checked = structuredClone(config);
+  checked.root = { ...checked.root, path: paths.rootfs };
+  for (const s of paths.mountSources) {
+    const mount = checked.mounts?.[s.index];
+    if (mount !== undefined && s.field === `mounts[${s.index}].source`) mount.source = s.path;
+  }
+  return checked;
 }
 
 function wantsStart(annotation: string | undefined, policy: StartPolicy): boolean {
