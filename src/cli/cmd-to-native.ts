@@ -5,7 +5,7 @@ import { idLookup, statHostDevice } from '../convert/host.js';
 import { readFileInRoot } from '../fsroot/index.js';
 import type { Domain } from '../xml/domain.js';
 import { InputError, UsageError } from '../errors.js';
-import { connectLibvirt } from '../libvirt/adapter.js';
+import { withLibvirt } from '../libvirt/adapter.js';
 import { parseDomainXml } from '../xml/parse.js';
 import { parseCommandArgs } from './args.js';
 import type { Command, CommandIO } from './command.js';
@@ -41,14 +41,12 @@ async function readStdin(stream: NodeJS.ReadableStream): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/** Through withLibvirt, so a hung libvirtd ends the command (exit 137) instead of hanging it. */
 async function readFromLibvirt(name: string, uri: string): Promise<string> {
-  const port = await connectLibvirt(uri);
-  try {
+  return withLibvirt(uri, {}, async (port) => {
     if (!(await port.lookup(name))) throw new InputError(`no such domain on ${uri}`, { file: `domain ${name}` });
-    return await port.inactiveXml(name);
-  } finally {
-    await port.close();
-  }
+    return port.inactiveXml(name);
+  });
 }
 
 /** Names in <inituser>/<initgroup> are resolved against the root filesystem's /etc/passwd and /etc/group. */
