@@ -3,7 +3,12 @@ import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { fromNative } from '../convert/from-native.js';
 import { detectCgroupVersion, rootfsExecutableResolver, statHostDevice } from '../convert/host.js';
+import { readOwnership } from '../convert/ownership.js';
+import { withLibvirt } from '../libvirt/adapter.js';
 import { readBundleConfig } from '../oci/bundle.js';
+import type { Domain } from '../xml/domain.js';
+import { canonicalUuid } from '../xml/compare.js';
+import { parseDomainXml } from '../xml/parse.js';
 import { startProblems } from '../spool/preflight.js';
 import { parseCommandArgs } from './args.js';
 import type { Command, CommandIO } from './command.js';
@@ -39,12 +44,39 @@ from the name, so converting the same bundle again redefines the same domain.
 Options:
   --name NAME   the domain name (1 to 63 of [a-z0-9-], not starting with '-')
   --strict      refuse every field that would only be kept in metadata, seccomp included
-  --uri URI     libvirt connection URI (default lxc:///); from-native does not connect, the
-                option is accepted so the same flags work for both directions
+  --uri URI     also look the domain name up in libvirt at URI (read only; without --uri
+                from-native does not connect) and warn when a domain of that name exists
+                that ocivirt did not make (defining this XML would replace it), that the
+                reconciler manages (a define would take it from its spool entry), or that
+                has another UUID (libvirt would refuse the define)
   -h, --help    this text
 
 Exit codes: 0 done, 2 bad bundle or usage (one line naming the file and the field), 1 other.
 `;
+
+/** What defining `domain` at `uri` would run into: an existing domain of the same name. */
+async function collisionWarnings(domain: Domain, uri: string): Promise<string[]> {
+  return withLibvirt(uri, {}, async (port) => {
+    const existing = await port.lookup(domain.name);
+    if (existing === undefined) return [];
+    const where = `domain '${domain.name}' already exists on ${uri}`;
+    const out: string[] = [];
+    let theirs: Domain | undefined;
+    try {
+      theirs = parseDomainXml(await port.inactiveXml(domain.name), `domain ${domain.name}`);
+    } catch {
+      theirs = undefined; // gone meanwhile, or XML we cannot read: not ours either way
+    }
+    const owner = theirs !== undefined ? readOwnership(theirs) : undefined;
+    if (theirs?.metadata.ours === undefined)
+      out.push(`name: ${where} and was not made by ocivirt (no ocivirt metadata): defining this XML would replace its definition`);
+    else if (owner !== undefined)
+      out.push(`name: ${where} and is managed by ocivirt's reconciler (spool entry '${owner.entry}'): defining this XML would take it from that entry`);
+    if (domain.uuid !== undefined && canonicalUuid(existing.uuid) !== canonicalUuid(domain.uuid))
+      out.push(`name: ${where} with UUID ${existing.uuid}, this XML has ${domain.uuid}: libvirt refuses the define; undefine it first or choose another --name`);
+    return out;
+  });
+}
 
 export const fromNativeCommand: Command = {
   name: 'from-native',
@@ -73,6 +105,7 @@ export const fromNativeCommand: Command = {
     if (await stat(rootfs).then((st) => st.isDirectory(), () => false))
       for (const p of await startProblems(result.domain, rootfs))
         if (!result.warnings.some((w) => w.startsWith(`${p.field}: `))) warnings.push(`${p.field}: ${p.reason}`);
+    if (values.uri !== undefined) warnings.push(...(await collisionWarnings(result.domain, values.uri)));
     for (const w of warnings) io.stderr.write(`warning: ${w.replace(/\s*\n\s*/g, ' ')}\n`);
     io.stdout.write(result.xml);
     return 0;
