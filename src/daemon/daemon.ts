@@ -46,6 +46,8 @@ export class Daemon {
   private running: Promise<void> | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
+  /** A pass failed as a whole: nothing runs until the retry timer fires (no busy loop while libvirtd is away). */
+  private backingOff = false;
   private stopping = false;
   private watcher: SpoolWatcher | undefined;
 
@@ -173,7 +175,7 @@ export class Daemon {
   }
 
   private kick(): void {
-    if (this.running || this.stopping) return;
+    if (this.running || this.stopping || this.backingOff) return;
     if (!this.pendingFull && this.pendingEntries.size === 0) return;
     this.running = this.drain().finally(() => {
       this.running = undefined;
@@ -201,7 +203,11 @@ export class Daemon {
         if (full) this.pendingFull = true;
         for (const n of entries) this.pendingEntries.add(n);
         clearTimeout(this.retryTimer);
-        this.retryTimer = setTimeout(() => this.kick(), PASS_RETRY_MS);
+        this.backingOff = true;
+        this.retryTimer = setTimeout(() => {
+          this.backingOff = false;
+          this.kick();
+        }, PASS_RETRY_MS);
         return;
       }
     }
