@@ -7,8 +7,8 @@
  * Formats: ustar, old GNU, v7; PAX extended headers ('x'; global 'g' records are read and ignored,
  * as Go's archive/tar users containerd and umoci do); GNU long names ('L') and long link names
  * ('K'); sparse files in the old GNU form ('S' with extension blocks) and PAX 0.1 and 1.0.
- * Everything is bounded by the limits before memory or disk is spent on it, and the stream must
- * end with an end-of-archive block followed by nothing but zero padding.
+ * Everything is bounded by the limits before memory or disk is spent on it. The stream ends with
+ * an end-of-archive block followed by nothing but zero padding, or cleanly after an entry.
  */
 import { InputError } from '../errors.js';
 
@@ -115,13 +115,21 @@ export class TarReader {
     while (off < chunk.length) off = this.step(chunk, off);
   }
 
-  /** The stream ended: anything but a finished archive is an error. */
+  /**
+   * The stream ended. Accepted after an end-of-archive block, and cleanly between entries: the
+   * last entry's data complete, its padding and the end-of-archive blocks missing, as Debian's
+   * umoci 0.4.7 `umoci insert` writes layers and as Go's archive/tar and GNU tar read them (a cut
+   * blob is caught by its digest, size and diffID checks, not here). Refused: a stream that ends
+   * inside a header, an entry's data, or between extended headers and their entry.
+   */
   end(): void {
-    if (this.state.kind === 'end') return;
-    if (this.state.kind === 'header' && this.blockFill === 0 && this.pending.pax.size === 0 && this.pending.longName === undefined && this.pending.longLink === undefined) {
-      this.fail('truncated: the stream ends without an end-of-archive block');
+    const st = this.state;
+    if (st.kind === 'end') return;
+    const betweenEntries = (st.kind === 'header' && this.blockFill === 0) || st.kind === 'skip';
+    if (!betweenEntries) this.fail('truncated: the stream ends inside an entry');
+    if (this.pending.metaBytes > 0 || this.pending.pax.size > 0 || this.pending.longName !== undefined || this.pending.longLink !== undefined) {
+      this.fail('truncated: the stream ends after an extended header, before its entry');
     }
-    this.fail('truncated: the stream ends inside an entry');
   }
 
   /** Fills `this.block`; true once it holds 512 bytes. */

@@ -175,7 +175,22 @@ const cases: Case[] = [
   // --- broken streams
   { name: 'truncated inside file data', layer: () => tar([file('a', Buffer.alloc(5000, 1))]).subarray(0, 2048), expect: /truncated/ },
   { name: 'truncated inside a header', layer: () => tar([file('a', 'x'), file('b', 'y')]).subarray(0, 1024 + 100), expect: /truncated/ },
-  { name: 'no end-of-archive block', layer: () => tar([file('a', 'x')], { endBlocks: 0 }), expect: /without an end-of-archive block/ },
+  // no end-of-archive blocks is accepted (umoci insert writes layers so), a cut entry is not
+  {
+    name: 'no end-of-archive block and the last entry cut inside its data',
+    layer: () => tar([file('a', 'x'), file('b', Buffer.alloc(3000, 1))], { endBlocks: 0 }).subarray(0, 4 * 512 + 100),
+    expect: /truncated: the stream ends inside an entry/,
+  },
+  {
+    name: 'no end-of-archive block and a header cut short',
+    layer: () => tar([file('a', 'x'), file('b', 'y')], { endBlocks: 0 }).subarray(0, 2 * 512 + 511),
+    expect: /truncated: the stream ends inside an entry/,
+  },
+  {
+    name: 'no end-of-archive block, garbage after the last entry',
+    layer: () => Buffer.concat([tar([file('a', 'x')], { endBlocks: 0 }), Buffer.alloc(512, 0x41)]),
+    expect: /bad checksum/,
+  },
   { name: 'truncated after a PAX header', layer: () => entryBlocks({ ...file('a', 'x'), pax: { path: 'b' } }).subarray(0, 1024), expect: /truncated/ },
   { name: 'trailing garbage after the end', layer: () => tar([file('a', 'x')], { trailing: Buffer.from('MZ garbage') }), expect: /trailing data after the end-of-archive block/ },
   { name: 'garbage instead of a header (bad checksum)', layer: () => tar([file('a', 'x', { badChecksum: true })]), expect: /bad checksum/ },

@@ -2,7 +2,8 @@
  * Compatibility with a tool nobody here wrote: images built by Debian's umoci (init/new/repack
  * with files, dirs, symlinks, hardlinks, fifos, setuid/setgid/sticky, owners, xattrs incl.
  * security.capability, deletions between repacks that become whiteouts, file <-> dir <-> symlink
- * replacements, a hardlinked file rewritten in place) and the same
+ * replacements, a hardlinked file rewritten in place), then layers added by `umoci insert` (a
+ * file, an opaque directory, a whiteout: tar streams without end-of-archive blocks), and the same
  * image as a skopeo oci-archive unpack with `ocivirt unpack` to the tree `umoci unpack` gives:
  * path, type, mode, uid, gid, size, content hash, link target, xattrs, hardlink groups, and
  * mtimes (directories included).
@@ -14,6 +15,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, chownSync, linkSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { gunzipSync } from 'node:zlib';
 import { setAttributeSync } from '@napi-rs/xattr';
 import { tmp } from '../image/fixtures.js';
 import { describeTree } from '../image/tree.js';
@@ -35,6 +37,15 @@ function fileCapability(): Buffer {
   b.writeUInt32LE(0x02000001, 0); // VFS_CAP_REVISION_2 | VFS_CAP_FLAGS_EFFECTIVE
   b.writeUInt32LE(1 << 10, 4); // permitted (low word): CAP_NET_BIND_SERVICE
   return b;
+}
+
+/** Uncompressed size of each layer of the tagged image (gzip layers, as umoci writes them). */
+function layerSizes(layout: string, tag: string): number[] {
+  const blob = (d: string) => join(layout, 'blobs/sha256', d.slice('sha256:'.length));
+  const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8'));
+  const tagged = index.manifests.find((m: { annotations?: Record<string, string> }) => m.annotations?.['org.opencontainers.image.ref.name'] === tag);
+  const manifest = JSON.parse(readFileSync(blob(tagged.digest), 'utf8'));
+  return manifest.layers.map((l: { digest: string }) => gunzipSync(readFileSync(blob(l.digest))).length);
 }
 
 function populateFirst(rootfs: string): void {
@@ -98,7 +109,7 @@ function changeSecond(rootfs: string): void {
   setAttributeSync(p('srv/xattr-file'), 'user.comment', 'changed');
 }
 
-test('umoci-built image (3 repacks) and its skopeo oci-archive unpack to the same tree as umoci unpack', () => {
+test('umoci-built image (3 repacks, 3 inserts) and its skopeo oci-archive unpack to the same tree as umoci unpack', () => {
   run('umoci', 'init', '--layout', 'layout');
   run('umoci', 'new', '--image', 'layout:t');
   run('umoci', 'unpack', '--image', 'layout:t', 'build');
@@ -106,12 +117,21 @@ test('umoci-built image (3 repacks) and its skopeo oci-archive unpack to the sam
   run('umoci', 'repack', '--refresh-bundle', '--image', 'layout:t', 'build');
   changeSecond(join(work, 'build/rootfs'));
   run('umoci', 'repack', '--refresh-bundle', '--image', 'layout:t', 'build');
-  // a third layer, by repack again: umoci 0.4.7's `insert` writes tars that stop without the last
-  // entry's padding and the end-of-archive blocks, which our layer reader refuses as truncated
   rmSync(join(work, 'build/rootfs/bin/tool'));
   mkdirSync(join(work, 'build/rootfs/srv/data/sub'));
-  writeFileSync(join(work, 'build/rootfs/srv/data/sub/inserted'), 'added in layer 3');
   run('umoci', 'repack', '--refresh-bundle', '--image', 'layout:t', 'build');
+  // three more layers by `umoci insert`: umoci 0.4.7 writes them without the last entry's padding
+  // and without the end-of-archive blocks (Go's archive/tar and GNU tar read them)
+  writeFileSync(join(work, 'inserted'), 'added in layer 4');
+  mkdirSync(join(work, 'insert-dir/nested'), { recursive: true });
+  writeFileSync(join(work, 'insert-dir/nested/replacement'), 'the opaque insert');
+  symlinkSync('nested/replacement', join(work, 'insert-dir/link'));
+  run('umoci', 'insert', '--image', 'layout:t', join(work, 'inserted'), '/srv/data/sub/inserted');
+  run('umoci', 'insert', '--image', 'layout:t', '--opaque', join(work, 'insert-dir'), '/srv/data/deep');
+  run('umoci', 'insert', '--image', 'layout:t', '--whiteout', '/bin/relative-link');
+  const insertedLayers = layerSizes(join(work, 'layout'), 't').slice(-3);
+  assert.equal(insertedLayers.map((n) => n % 1024 !== 0 || n === 0), [true, true, true], `not the umoci insert shape: ${insertedLayers}`);
+  assert.ok(insertedLayers.some((n) => n % 512 !== 0), `no layer cut inside its padding: ${insertedLayers}`);
   run('umoci', 'config', '--image', 'layout:t', '--config.cmd', '/bin/sh', '--config.user', 'svc');
   run('skopeo', 'copy', '--quiet', 'oci:layout:t', 'oci-archive:image.tar:demo:1');
 
@@ -124,8 +144,9 @@ test('umoci-built image (3 repacks) and its skopeo oci-archive unpack to the sam
   const reference = describeTree(join(work, 'by-umoci/rootfs'), { mtimes: true });
   // the tree is not trivially empty or equal: the whiteouts, opaque dir and replacements happened
   const paths = reference.map((l) => l.split(' ')[0]);
-  for (const expected of ['file-becomes-dir/now', 'srv/data/sub/inserted', 'bin/ping', 'srv/fifo']) assert.ok(paths.includes(expected), expected);
-  for (const gone of ['to-be-deleted', 'srv/empty', 'bin/tool', 'dir-becomes-symlink/inner']) assert.not.ok(paths.includes(gone), gone);
+  for (const expected of ['file-becomes-dir/now', 'srv/data/sub/inserted', 'srv/data/deep/nested/replacement', 'srv/data/deep/link', 'bin/ping', 'srv/fifo'])
+    assert.ok(paths.includes(expected), expected);
+  for (const gone of ['to-be-deleted', 'srv/empty', 'bin/tool', 'dir-becomes-symlink/inner', 'srv/data/deep/er', 'bin/relative-link']) assert.not.ok(paths.includes(gone), gone);
   assert.ok(reference.some((l) => l.startsWith('bin/ping ') && /security.capability=/.test(l)), 'the capability survived');
   assert.ok(reference.some((l) => l.startsWith('srv/shared ') && /link-group=/.test(l)), 'hardlinks kept');
 
