@@ -20,7 +20,7 @@ import { actualState, type ActualState } from '../reconcile/actual.js';
 import { applyPlan, type DomainLocks, type ItemResult } from '../reconcile/apply.js';
 import { desiredDomain, type DesiredOptions, type DesiredState } from '../reconcile/desired.js';
 import { computePlan, type PlanItem } from '../reconcile/plan.js';
-import { collectImageBundles, handEditsOf, type SyncOptions } from '../reconcile/sync.js';
+import { collectImageBundles, handEditsOf, pendingStartsOf, type SyncOptions } from '../reconcile/sync.js';
 import { domainNameFor, inspectEntry, refuseCollisions, scanSpool, type RefusedEntry, type SpoolEntry } from '../spool/index.js';
 import { parseDomainXml } from '../xml/parse.js';
 
@@ -119,15 +119,20 @@ export async function runPass(input: PassInput): Promise<PassOutput> {
   const settlingEntries = new Set(settling.map((s) => s.entry));
   for (const [name, m] of have.managed) if (settlingEntries.has(m.owner.entry) || settling.some((s) => s.domain === name)) have.managed.delete(name);
 
+  // starts a crash cut short (defined, not yet started) are finished, as sync --once does
+  const pendingStarts = pendingStartsOf(sync);
+  const pendingNames = await pendingStarts?.list();
   const plan: PlanItem[] = computePlan(want, have, {
     ...(sync.removePolicy !== undefined ? { removePolicy: sync.removePolicy } : {}),
     ...(sync.driftPolicy !== undefined ? { driftPolicy: sync.driftPolicy } : {}),
+    ...(pendingNames !== undefined ? { pendingStarts: pendingNames } : {}),
   });
   const handEdits = handEditsOf(sync);
   const results = await applyPlan(input.port, plan, {
     log: input.log,
     locks: input.locks,
     ...(handEdits !== undefined ? { handEdits } : {}),
+    ...(pendingStarts !== undefined ? { pendingStarts } : {}),
     ...(sync.updatePolicy !== undefined ? { updatePolicy: sync.updatePolicy } : {}),
     ...(sync.concurrency !== undefined ? { concurrency: sync.concurrency } : {}),
     ...(sync.stopTimeoutMs !== undefined ? { stopTimeoutMs: sync.stopTimeoutMs } : {}),
@@ -135,6 +140,11 @@ export async function runPass(input: PassInput): Promise<PassOutput> {
     ...(sync.retryDelayMs !== undefined ? { retryDelayMs: sync.retryDelayMs } : {}),
   });
   if (scope === 'all' && sync.stateDir !== undefined && settling.length === 0) await collectImageBundles(sync.stateDir, results, input.log);
+  if (scope === 'all' && pendingStarts !== undefined && settling.length === 0) {
+    // markers of domains no entry or domain knows any more are stale (only a full pass can tell)
+    const known = new Set(results.filter((r) => !(r.item.action === 'delete' && r.ok)).map((r) => r.item.domain));
+    for (const name of pendingNames ?? []) if (!known.has(name)) await pendingStarts.remove(name);
+  }
   return { results, settling };
 }
 
