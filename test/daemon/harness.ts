@@ -67,8 +67,9 @@ export class DaemonProcess {
     return { code, stderr: d.stderr };
   }
 
-  events(pred: (e: LogEvent) => boolean = () => true): LogEvent[] {
-    return this.lines.filter(pred);
+  /** The events so far matching `pred`, from line `from` on. */
+  events(pred: (e: LogEvent) => boolean = () => true, from = 0): LogEvent[] {
+    return this.lines.slice(from).filter(pred);
   }
 
   /** The first event (from index `from` on) matching `pred`; throws after `ms`, or if the daemon exits. */

@@ -7,7 +7,7 @@
  * removed afterwards, whatever happens.
  */
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'uvu';
@@ -103,7 +103,7 @@ test('a bundle copied in place slowly is defined only after it has been quiet, n
   for (let i = 0; i < 6; i++) {
     await sleep(QUIET_MS / 3);
     writeFileSync(join(bundle, 'rootfs', 'bin', `part${i}`), Buffer.alloc(4096, i));
-    assert.not.ok(isDefined(dom('slow')), `defined while file ${i} was still being copied`);
+    assert.not.ok(isDefined(dom('slow')), `defined while file ${i} was still being copied: ${JSON.stringify(d.events((e) => e.entry === 'slow'))}`);
     assert.is(d.events((e) => e.entry === 'slow').length, 0, 'no event about the entry while it is copied');
   }
   await d.waitForEntry('domain.defined', 'slow', 15_000, from);
@@ -120,6 +120,26 @@ test('a changed entry redefines its domain; running, the change is pending (next
   await d.waitFor(is('domain.pending', 'web'), 15_000, 'domain.pending web');
   assert.match(virsh('dumpxml', '--inactive', dom('web')), '<initarg>2000</initarg>');
   assert.is(domainState(dom('web')), 'running', 'next-start leaves it running');
+});
+
+test('a config.json rewritten in place is never read half-written; the domain keeps its definition until it is whole', async () => {
+  const d = daemon!;
+  const from = d.lines.length;
+  const text = JSON.stringify(bundleConfig(['/bin/sleep', '3000'], { annotations: { 'org.ocivirt.start': 'true' } }));
+  const fd = openSync(join(dirs.spool, 'web', 'config.json'), 'w');
+  try {
+    writeSync(fd, text.slice(0, text.length / 2));
+    for (let i = 0; i < 3; i++) {
+      await sleep(QUIET_MS / 3);
+      assert.is(d.events((e) => e.entry === 'web' && (e.event === 'entry.failed' || e.event === 'domain.redefined'), from).length, 0, 'read half-written');
+    }
+    writeSync(fd, text.slice(text.length / 2));
+  } finally {
+    closeSync(fd);
+  }
+  await d.waitForEntry('domain.redefined', 'web', 15_000, from);
+  assert.match(virsh('dumpxml', '--inactive', dom('web')), '<initarg>3000</initarg>');
+  assert.is(d.events((e) => e.entry === 'web' && e.event === 'entry.failed', from).length, 0);
 });
 
 test('a removed entry is stopped and undefined', async () => {
