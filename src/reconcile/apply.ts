@@ -76,14 +76,14 @@ async function applyItem(port: LibvirtPort, item: PlanItem, opts: ApplyOptions):
     return { item, ok: false, error: item.reason, attempts: 0 };
   }
   if (item.action === 'nothing') {
-    if (item.handEdit) await reportHandEdit(item, item.handEdit.actualDigest, opts, fields);
+    if (item.handEdit) await reportHandEdit(item, opts, fields);
     else {
       log.debug('domain.unchanged', { ...fields, reason: item.reason });
       if (item.domain !== '') await opts.handEdits?.forget(item.domain);
     }
     return { item, ok: true, attempts: 0 };
   }
-  if (item.handEdit) await reportHandEdit(item, item.handEdit.actualDigest, opts, fields);
+  if (item.handEdit) await reportHandEdit(item, opts, fields);
   const maxAttempts = opts.attempts ?? 3;
   const steps = new Set<string>(); // done in an earlier attempt: not repeated
   let attempt = 0;
@@ -92,7 +92,8 @@ async function applyItem(port: LibvirtPort, item: PlanItem, opts: ApplyOptions):
     const t0 = Date.now();
     try {
       const pending = await act(port, item, opts, steps, fields);
-      await opts.handEdits?.forget(item.domain); // redefined from the spool, or gone
+      // redefined from the spool, or gone (a kept hand edit whose pending start ran is still there)
+      if (item.handEdit?.policy !== 'keep') await opts.handEdits?.forget(item.domain);
       return { item, ok: true, attempts: attempt, ...(pending ? { pending } : {}) };
     } catch (e) {
       const err = errorMessage(e);
@@ -180,9 +181,9 @@ async function act(
 }
 
 /** `domain.drifted`, once per distinct hand edit (the digest of what libvirt has). */
-async function reportHandEdit(item: PlanItem, actualDigest: string, opts: ApplyOptions, fields: Record<string, unknown>): Promise<void> {
+async function reportHandEdit(item: PlanItem, opts: ApplyOptions, fields: Record<string, unknown>): Promise<void> {
+  const { actualDigest, policy } = item.handEdit!;
   if ((await opts.handEdits?.logged(item.domain)) === actualDigest) return;
-  const policy = item.action === 'nothing' ? 'keep' : 'revert';
   opts.log.warn(
     'domain.drifted',
     { ...fields, policy, actualDigest, differences: item.differences ?? [] },

@@ -29,7 +29,7 @@ export interface PlanItem {
    * Set when the domain was changed in libvirt by hand (its entry is unchanged since the
    * define): the digest of the definition libvirt has, so the change is logged once.
    */
-  handEdit?: { actualDigest: string };
+  handEdit?: { actualDigest: string; policy: DriftPolicy };
   warnings?: string[];
 }
 
@@ -101,7 +101,7 @@ function planEntry(d: DesiredDomain, have: ActualState, driftPolicy: DriftPolicy
   if (definedFromSameEntry(d, actual)) {
     // The spool did not change since the define, so libvirt did: operator intent (it is
     // exported back to OCI), not drift, unless the policy says revert.
-    const handEdit = { actualDigest: definitionDigest(actual) };
+    const handEdit = { actualDigest: definitionDigest(actual), policy: driftPolicy };
     if (driftPolicy === 'keep')
       return { ...base, action: 'nothing', reason: 'changed in libvirt by hand; kept (driftPolicy keep)', differences, handEdit };
     return {

@@ -34,7 +34,7 @@ const kept = (digest: string): PlanItem => ({
   action: 'nothing',
   reason: 'changed in libvirt by hand; kept (driftPolicy keep)',
   differences: ['memtune.hard_limit - -> 300000'],
-  handEdit: { actualDigest: digest },
+  handEdit: { actualDigest: digest, policy: 'keep' },
 });
 const unchanged: PlanItem = { domain: 'web', entry: 'web', action: 'nothing', reason: 'unchanged' };
 

@@ -129,6 +129,12 @@ test('driftPolicy revert redefines a hand-edited domain from the spool', () => {
   assert.not.match(item!.xml ?? '', /hard_limit/);
 });
 
+test('a kept hand edit whose start never completed is started, still marked as a kept hand edit', () => {
+  const d = desired('a');
+  const [item] = computePlan(state([d]), actual([handEdited(defined(d))]), { pendingStarts: new Set(['a']) });
+  assert.equal([item!.action, item!.handEdit?.policy, item!.xml], ['start', 'keep', undefined]);
+});
+
 test('a changed entry wins over a hand edit, whatever the drift policy', () => {
   const edited = handEdited(defined(desired('a', ['/bin/sleep', '1'])));
   const [item] = computePlan(state([desired('a', ['/bin/sleep', '2'])]), actual([edited]), { driftPolicy: 'keep' });
