@@ -2,6 +2,7 @@
  * Hand edits on the real libvirtd: `virsh memtune --hard-limit … --config` of a managed domain
  * is kept under driftPolicy keep (no writes, logged once) and reverted once under revert.
  */
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { test } from 'uvu';
@@ -86,6 +87,21 @@ test('driftPolicy revert: one redefine from the spool, then zero writes', async 
     assert.equal(again.plan.map((p) => p.action), ['nothing']);
   }
   assert.is(counted.writes(), 1);
+});
+
+test('a hand edit that drops our metadata makes the domain unmanaged: left alone, its entry fails as a name collision', async () => {
+  const { opts, name } = await definedThenEdited('nometa');
+  const xml = virsh('dumpxml', '--inactive', name).replace(/<metadata>[\s\S]*<\/metadata>/, '');
+  assert.not.match(xml, 'urn:ocivirt:metadata');
+  const file = join(tmp, 'nometa.xml');
+  writeFileSync(file, xml);
+  virsh('define', file);
+  const counted = countingPort(port);
+  const r = await syncOnce(counted.port, { ...opts, log: capture().log });
+  assert.equal(r.plan.map((p) => [p.domain, p.action]), [[name, 'fail']]);
+  assert.match(r.plan[0]!.reason, 'not managed by ocivirt');
+  assert.is(counted.writes(), 0);
+  assert.is(hardLimit(name), '300000', 'the hand-edited definition is untouched');
 });
 
 test.run();
