@@ -53,8 +53,18 @@ export function canonicalInput(config: RuntimeConfig, bundleDir: string): Runtim
 }
 
 /** sha256 of the canonical config: the reconciler's "has the desired state changed" digest. */
-export function configDigest(config: RuntimeConfig): string {
-  return `sha256:${sha256Hex(canonicalJson(config))}`;
+/**
+ * Bump when a change to the converter changes the XML it makes for the same config: the digest
+ * then changes too, so the reconciler redefines instead of taking the difference for a hand edit.
+ */
+export const CONVERTER_VERSION = 1;
+
+/**
+ * Digest of everything the desired definition is made from: the config, the conversion inputs
+ * and the converter's version. Stored in the metadata; equal digests mean the same desired domain.
+ */
+export function desiredDigest(config: RuntimeConfig, inputs: { name: string; bundle: string; cgroupVersion: number; hostArch: string }): string {
+  return `sha256:${sha256Hex(canonicalJson({ converter: CONVERTER_VERSION, config, ...inputs }))}`;
 }
 
 /** Spec structures (not free-form maps like sysctl or annotations) whose members are warned one by one. */
@@ -101,7 +111,7 @@ export function fromNative(config: RuntimeConfig, opts: FromNativeOptions): From
     bundle: opts.bundleDir,
     cgroupVersion: ctx.cgroupVersion,
     ...(opts.owner ? { entry: opts.owner.entry } : {}),
-    desiredDigest: configDigest(original),
+    desiredDigest: desiredDigest(original, { name, bundle: opts.bundleDir, cgroupVersion: ctx.cgroupVersion, hostArch: ctx.hostArch }),
     ...(opts.owner?.imageDigest ? { imageDigest: opts.owner.imageDigest } : {}),
   });
 
