@@ -229,6 +229,8 @@ export class Daemon {
     if (scope === 'all') this.status.clear();
     else for (const entry of scope) this.status.delete(entry);
     for (const r of results) {
+      if (r.ok && (r.item.action === 'create' || r.item.action === 'update') && r.item.warnings?.length)
+        this.log.warn('convert.warning', { entry: r.item.entry, domain: r.item.domain, digest: r.item.digest, warnings: r.item.warnings });
       if (r.item.action === 'delete' && r.ok) continue;
       // the status keeps what it shows, not the domain XML the plan carried
       this.status.set(r.item.entry, { ...r, item: { domain: r.item.domain, entry: r.item.entry, action: r.item.action, reason: r.item.reason } });
