@@ -139,7 +139,7 @@ export async function runPass(input: PassInput): Promise<PassOutput> {
     ...(sync.attempts !== undefined ? { attempts: sync.attempts } : {}),
     ...(sync.retryDelayMs !== undefined ? { retryDelayMs: sync.retryDelayMs } : {}),
   });
-  if (scope === 'all' && sync.stateDir !== undefined && settling.length === 0) await collectImageBundles(sync.stateDir, results, input.log);
+  if (scope === 'all' && sync.stateDir !== undefined && settling.length === 0) await collectImageBundles(input.port, sync.stateDir, results, input.log);
   if (scope === 'all' && pendingStarts !== undefined && settling.length === 0) {
     // markers of domains no entry or domain knows any more are stale (only a full pass can tell)
     const known = new Set(results.filter((r) => !(r.item.action === 'delete' && r.ok)).map((r) => r.item.domain));

@@ -3,7 +3,7 @@
  * in a staging directory beside the target and swapped in only when everything passed. The CLI
  * and the daemon both call this.
  */
-import { chmod, mkdir, stat, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
@@ -28,7 +28,7 @@ import {
   type UnpackRecord,
 } from './bundle-dir.js';
 import type { Platform } from './documents.js';
-import { VerifyingStream } from './digest.js';
+import { sha256Hex, VerifyingStream, type Digest } from './digest.js';
 import { openLayerStream } from './layer-stream.js';
 import type { Compression } from './media-types.js';
 import { formatPlatform, hostPlatform, parsePlatform } from './platform.js';
@@ -55,6 +55,12 @@ export interface UnpackOptions {
   platform?: string;
   /** Unpack even if the bundle already holds this manifest. */
   force?: boolean;
+  /**
+   * The bundle directory is a parent: each image version (manifest digest, plus options that
+   * change the tree) is unpacked into its own `<bundleDir>/<version>/`, so a new version never
+   * replaces a tree a running container may still use. Old versions are the caller's to collect.
+   */
+  versioned?: boolean;
   /** Create device nodes from layers (skipped with a warning by default). */
   allowDevices?: boolean;
   /** Limits handed to the layer applier (its defaults otherwise). */
@@ -95,6 +101,32 @@ function optionsKey(opts: UnpackOptions): string {
   return JSON.stringify({ allowDevices: opts.allowDevices === true });
 }
 
+const DEFAULT_OPTIONS_KEY = optionsKey({});
+
+/** `<16 hex of the manifest digest>`, plus a hash of the options when they are not the defaults. */
+export function bundleVersionName(manifest: Digest, key: string = DEFAULT_OPTIONS_KEY): string {
+  const short = manifest.encoded.slice(0, 16);
+  return key === DEFAULT_OPTIONS_KEY ? short : `${short}-${sha256Hex(key).slice(0, 8)}`;
+}
+
+/** A version directory's name as `bundleVersionName` makes them. */
+export const BUNDLE_VERSION_NAME = /^[0-9a-f]{16}(-[0-9a-f]{8})?$/;
+
+/** Puts back what a crash left at the target, then makes sure the target may be replaced. */
+async function prepareTarget(paths: BundlePaths, sourcePath: string, opts: UnpackOptions): Promise<void> {
+  for (const m of await repairBundle(paths)) opts.log?.warn('image.repaired', { entry: sourcePath, bundle: paths.target, repair: m }, m);
+  await checkReplaceable(paths);
+}
+
+/** The parent of versioned bundles is a real directory (or absent), never a file or a link. */
+async function checkVersionsParent(dir: string): Promise<void> {
+  const st = await lstat(dir).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return undefined;
+    throw e;
+  });
+  if (st !== undefined && !st.isDirectory()) throw new InputError('exists and is not a directory', { file: dir });
+}
+
 async function bundleComplete(target: string): Promise<boolean> {
   try {
     return (await stat(join(target, 'config.json'))).isFile() && (await stat(join(target, 'rootfs'))).isDirectory();
@@ -119,7 +151,7 @@ export async function unpackImage(sourcePath: string, bundleDir: string, opts: U
 
 async function unpackLocked(
   sourcePath: string,
-  paths: BundlePaths,
+  given: BundlePaths,
   opts: UnpackOptions,
   wanted: Platform,
   explicitVariant: boolean,
@@ -130,13 +162,16 @@ async function unpackLocked(
     warnings.push(m);
     opts.onWarning?.(m);
   };
-  for (const m of await repairBundle(paths)) opts.log?.warn('image.repaired', { entry: sourcePath, bundle: paths.target, repair: m }, m);
-  await checkReplaceable(paths);
+  if (opts.versioned) await checkVersionsParent(given.target);
+  else await prepareTarget(given, sourcePath, opts);
 
   const source = await openImageSource(sourcePath, opts.maxJsonBytes !== undefined ? { maxJsonBytes: opts.maxJsonBytes } : {});
   try {
     const image = await resolveImage(source, { ...(opts.ref !== undefined ? { ref: opts.ref } : {}), platform: wanted, explicitVariant });
     imageArgs(image.config.config, `${source.path}:${image.configDigest.text}`); // nothing to run: say so before unpacking
+    // the lock taken on the parent covers its versions
+    const paths = opts.versioned ? bundlePaths(join(given.target, bundleVersionName(image.manifestDigest, optionsKey(opts)))) : given;
+    if (opts.versioned) await prepareTarget(paths, sourcePath, opts);
     const tResolved = performance.now();
     const base = {
       bundleDir: paths.target,

@@ -225,6 +225,14 @@ class LibvirtAdapter implements LibvirtPort {
     );
   }
 
+  liveXml(name: string): Promise<string> {
+    return this.call(
+      `live XML of ${name}`,
+      (hv) => this.withDomain(hv, name, (d) => hv.domainGetXMLDesc(d)),
+      true,
+    );
+  }
+
   define(xml: string): Promise<DomainRef> {
     return this.call('define', async (hv) => this.refOf(await hv.domainDefineXML(xml)));
   }

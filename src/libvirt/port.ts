@@ -18,6 +18,8 @@ export interface LibvirtPort {
   lookup(name: string): Promise<DomainRef | undefined>;
   /** XML of the persistent (inactive) definition: what the reconciler compares. */
   inactiveXml(name: string): Promise<string>;
+  /** XML of the running definition (the inactive one when it is not running): what it uses now. */
+  liveXml(name: string): Promise<string>;
   /** Defines or redefines; returns the domain as libvirt now knows it. */
   define(xml: string): Promise<DomainRef>;
   undefine(name: string): Promise<void>;

@@ -4,8 +4,7 @@
  * event or a crash costs one pass, never correctness. All ocivirt keeps besides libvirt's
  * metadata is the status file (written atomically) and the image bundles (rebuilt on demand).
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, open, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DriftPolicy, RemovePolicy, StartPolicy, UpdatePolicy } from '../config/index.js';
 import type { LibvirtPort } from '../libvirt/port.js';
@@ -13,10 +12,13 @@ import type { HostDeviceAllowList } from '../spool/index.js';
 import type { EventLogger } from '../log.js';
 import { actualState } from './actual.js';
 import { applyPlan, type DomainLocks, type ItemResult } from './apply.js';
-import { desiredState, imageBundlesDir } from './desired.js';
+import { desiredState } from './desired.js';
 import { HandEdits } from './hand-edits.js';
 import { PendingStarts } from './pending.js';
 import { computePlan, type PlanItem } from './plan.js';
+import { collectImageBundles } from './collect.js';
+
+export { collectImageBundles };
 
 export interface SyncOptions {
   spoolDir: string;
@@ -108,7 +110,7 @@ export async function syncOnce(port: LibvirtPort, opts: SyncOptions): Promise<Sy
     ...(opts.retryDelayMs !== undefined ? { retryDelayMs: opts.retryDelayMs } : {}),
     ...(opts.locks !== undefined ? { locks: opts.locks } : {}),
   });
-  const collected = opts.stateDir !== undefined ? await collectImageBundles(opts.stateDir, results, opts.log) : [];
+  const collected = opts.stateDir !== undefined ? await collectImageBundles(port, opts.stateDir, results, opts.log) : [];
   if (pendingStarts !== undefined) {
     // markers of domains this pass no longer knows (entry and domain gone) are stale
     const known = new Set(results.filter((r) => !(r.item.action === 'delete' && r.ok)).map((r) => r.item.domain));
@@ -124,37 +126,6 @@ export async function syncOnce(port: LibvirtPort, opts: SyncOptions): Promise<Sy
     failed: failed.length,
   });
   return { plan, results, failed, collected, durationMs };
-}
-
-/**
- * Image bundles whose domain is gone (deleted this pass, or never made: a crash left them) are
- * removed from the state directory, never from the spool. A bundle whose domain still exists or
- * whose entry merely failed this pass is kept. Removal renames first, so a crash mid-way leaves
- * a `.trash-*` the next pass finishes, never a half-deleted rootfs under a live name.
- */
-export async function collectImageBundles(stateDir: string, results: readonly ItemResult[], log: EventLogger): Promise<string[]> {
-  const dir = imageBundlesDir(stateDir);
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch {
-    return [];
-  }
-  const inUse = new Set(results.filter((r) => !(r.item.action === 'delete' && r.ok)).map((r) => r.item.domain));
-  const collected: string[] = [];
-  for (const name of names) {
-    if (name.startsWith('.trash-')) {
-      await rm(join(dir, name), { recursive: true, force: true });
-      continue;
-    }
-    if (name.startsWith('.') || inUse.has(name)) continue; // staging/old copies belong to unpackImage
-    const trash = join(dir, `.trash-${name}-${randomBytes(4).toString('hex')}`);
-    await rename(join(dir, name), trash);
-    await rm(trash, { recursive: true, force: true });
-    collected.push(name);
-    log.info('entry.removed', { domain: name, reason: 'image bundle no longer used; removed from the state directory' });
-  }
-  return collected;
 }
 
 export interface EntryStatus {

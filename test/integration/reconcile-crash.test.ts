@@ -181,8 +181,18 @@ test(`SIGKILL at random points of a ${ENTRIES}-entry sync, ${ROUNDS} times: each
     const images = [...entries].filter(([, s]) => s.kind === 'image').map(([n]) => `${PREFIX}${n}`).sort();
     assert.equal(bundles, images, `${where}: state dir holds ${bundles.join(', ')}`);
     for (const b of bundles) {
-      assert.ok(statSync(join(state, 'bundles', b, 'rootfs', 'bin', 'busybox')).size === BUSYBOX.length, `${where}: partial rootfs in ${b}`);
-      assert.ok(existsSync(join(state, 'bundles', b, 'config.json')), `${where}: ${b} has no config.json`);
+      // exactly the image versions its definitions use (the live one differs while an update
+      // waits for the next start), nothing else: no staging, old copy or trash inside
+      const versions = readdirSync(join(state, 'bundles', b)).sort();
+      const used = new Set(
+        [virsh('dumpxml', '--inactive', b), virsh('dumpxml', b)].map((xml) => new RegExp(`<source dir='${join(state, 'bundles', b)}/([0-9a-f]{16})/rootfs'/>`).exec(xml)?.[1]),
+      );
+      assert.equal(versions, [...used].sort(), `${where}: ${b} holds ${versions.join(', ')}`);
+      for (const name of versions) {
+        const v = join(state, 'bundles', b, name);
+        assert.ok(statSync(join(v, 'rootfs', 'bin', 'busybox')).size === BUSYBOX.length, `${where}: partial rootfs in ${v}`);
+        assert.ok(existsSync(join(v, 'config.json')), `${where}: ${v} has no config.json`);
+      }
     }
     assert.equal(readdirSync(join(state, 'pending-start')).filter((n) => !n.startsWith('.')), [], `${where}: pending starts left`);
   }

@@ -87,7 +87,8 @@ test('image layout entry: unpacked into the state dir, defined, started, removed
     const r = await syncOnce(port, opts);
     assert.equal(r.failed.map((f) => f.error), []);
     assert.equal(r.plan.map((i) => `${i.action} ${i.domain}`), [`create ${name}`]);
-    const bundle = join(state, 'bundles', name);
+    // one directory per image version under the domain's
+    const bundle = join(state, 'bundles', name, manifest.digest.slice('sha256:'.length, 'sha256:'.length + 16));
     assert.ok(statSync(join(bundle, 'rootfs', 'bin', 'busybox')).isFile(), 'rootfs not unpacked in the state dir');
     const init = await waitForInit(name, ['/bin/sleep', '300']);
     const owner = readOwnership(parseDomainXml(virsh('dumpxml', '--inactive', name)));
