@@ -60,6 +60,10 @@ export function xmlOnlyParts(d: Domain): Domain | undefined {
   take(d.memtune.extra, f.memtune.extra);
   take(d.cputune.extra, f.cputune.extra);
   take(d.blkiotune.extra, f.blkiotune.extra);
+  // <memory> is a cgroup limit of its own in LXC, but hard_limit is written last and wins, so it
+  // alone becomes memory.limit; a different <memory> (memtune --hard-limit leaves it as it was)
+  // has no OCI field.
+  if (d.memory !== undefined && d.memtune.hardLimit !== undefined && d.memory !== d.memtune.hardLimit) (f.memory = d.memory), (any = true);
   if (d.os.cmdline !== undefined) (f.os.cmdline = d.os.cmdline), (any = true);
   if (d.onPoweroff !== undefined && d.onPoweroff !== 'destroy') (f.onPoweroff = d.onPoweroff), (any = true);
   if (d.onReboot !== undefined && d.onReboot !== 'restart') (f.onReboot = d.onReboot), (any = true);
@@ -141,6 +145,7 @@ export function overlayXmlOnly(d: Domain, f: Domain, id: string): void {
   d.memtune.extra.push(...f.memtune.extra);
   d.cputune.extra.push(...f.cputune.extra);
   d.blkiotune.extra.push(...f.blkiotune.extra);
+  if (f.memory !== undefined && d.memtune.hardLimit !== undefined) d.memory = f.memory;
   if (f.os.cmdline !== undefined) d.os.cmdline = f.os.cmdline;
   if (f.onPoweroff !== undefined) d.onPoweroff = f.onPoweroff;
   if (f.onReboot !== undefined) d.onReboot = f.onReboot;
