@@ -121,18 +121,25 @@ async function readTrees(dir: string): Promise<{ trees: DomainBundles[]; untidy:
   return { trees, untidy: [...new Set(untidy)] };
 }
 
+const READ_CONCURRENCY = 8;
+
 /** Every domain's inactive and live XML (a domain gone meanwhile has none). */
 async function allDefinitions(port: LibvirtPort): Promise<string[]> {
+  const reads = (await port.listDomains()).flatMap((ref) => [() => port.inactiveXml(ref.name), () => port.liveXml(ref.name)]);
   const out: string[] = [];
-  for (const ref of await port.listDomains()) {
-    for (const read of [port.inactiveXml, port.liveXml]) {
-      try {
-        out.push(await read.call(port, ref.name));
-      } catch (e) {
-        if (!/not found/i.test(errorMessage(e))) throw e;
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(READ_CONCURRENCY, reads.length) }, async () => {
+      while (next < reads.length) {
+        const read = reads[next++]!;
+        try {
+          out.push(await read());
+        } catch (e) {
+          if (!/not found/i.test(errorMessage(e))) throw e;
+        }
       }
-    }
-  }
+    }),
+  );
   return out;
 }
 
