@@ -39,7 +39,7 @@ export interface EntryFailure {
 
 export interface DesiredOptions {
   prefix?: string;
-  /** Where images are unpacked (`<stateDir>/bundles/<domain>`); without it image entries fail. */
+  /** Where images are unpacked (`<stateDir>/bundles/<domain>/<version>`); without it image entries fail. */
   stateDir?: string;
   startPolicy?: StartPolicy;
   strict?: boolean;
@@ -57,7 +57,7 @@ export interface DesiredState {
   failed: EntryFailure[];
 }
 
-/** Image bundles live here, one directory per domain. */
+/** Image bundles live here: one directory per domain, in it one per image version. */
 export function imageBundlesDir(stateDir: string): string {
   return join(stateDir, 'bundles');
 }
@@ -96,7 +96,9 @@ export async function desiredDomain(entry: SpoolEntry, opts: DesiredOptions, cgr
   const warnings: string[] = [];
   if (entry.kind !== 'bundle') {
     if (opts.stateDir === undefined) throw new Error(`${entry.path}: an image entry needs a state directory (--state) to unpack into`);
+    // one directory per image version: a running domain keeps its tree while a new one is unpacked
     const unpacked = await unpackImage(entry.path, join(imageBundlesDir(opts.stateDir), entry.domainName), {
+      versioned: true,
       ...(opts.allowDevices !== undefined ? { allowDevices: opts.allowDevices } : {}),
       ...(opts.unpackLimits !== undefined ? { limits: opts.unpackLimits } : {}),
       ...(opts.log !== undefined ? { log: opts.log } : {}),
