@@ -124,6 +124,7 @@ test(`SIGKILL at random points of a ${ENTRIES}-entry sync, ${ROUNDS} times: each
   for (let i = 0; i < ENTRIES; i++) newEntry();
 
   const killedAt: string[] = [];
+  let passMs = 1500;
   for (let round = 0; round < ROUNDS; round++) {
     const where = `round ${round} (seed ${SEED})`;
     if (round > 0) {
@@ -143,8 +144,9 @@ test(`SIGKILL at random points of a ${ENTRIES}-entry sync, ${ROUNDS} times: each
       }
     }
 
-    // a pass, killed at a random moment (from before it connects to well into its work)
-    const delay = Math.floor(rand() * 1500);
+    // a pass, killed at a random moment (from before it connects to well into its work): within
+    // the time the last complete pass took, so the kills land mid-pass on a fast or slow machine
+    const delay = Math.floor(rand() * passMs);
     const child = spawn(join(repoRoot, 'bin/ocivirt'), syncArgs, { env, stdio: 'ignore' });
     const exited = new Promise<string>((resolve) => child.on('exit', (code, signal) => resolve(signal ?? `exit ${code}`)));
     const timer = setTimeout(() => child.kill('SIGKILL'), delay);
@@ -153,7 +155,9 @@ test(`SIGKILL at random points of a ${ENTRIES}-entry sync, ${ROUNDS} times: each
     killedAt.push(`${delay}ms:${how}`);
 
     // the next complete pass converges
+    const passStarted = Date.now();
     const pass = ocivirt(syncArgs, env);
+    passMs = Math.max(300, Date.now() - passStarted);
     assert.is(pass.status, 0, `${where}: converging pass failed: ${pass.stdout}\n${pass.stderr}`);
 
     // exactly the spool: one domain per entry, owned by it, nothing else with our prefix
