@@ -4,12 +4,13 @@
  * are told, so tests can tamper with any part.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { compress as zstdCompress } from 'zstd-napi';
 import { dir, file, tar, type Entry } from '../helpers/tar.js';
+import { test } from 'uvu';
 
 export const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 
@@ -117,6 +118,17 @@ export class ImageBuilder {
 
 export function tmp(prefix = 'ocivirt-image-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** A maker of temp dirs for one test file, all removed after its tests (uvu's default suite). */
+export function scratchDirs(): () => string {
+  const dirs: string[] = [];
+  test.after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+  return () => {
+    const d = tmp();
+    dirs.push(d);
+    return d;
+  };
 }
 
 export function writeFiles(root: string, files: Map<string, Buffer>): string {

@@ -6,22 +6,16 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { InputError } from '../../src/errors.js';
 import { unpackImage } from '../../src/image/unpack.js';
 import { dir, file, tar } from '../helpers/tar.js';
-import { archiveOf, baseLayerEntries, dockerLegacyArchive, ImageBuilder, sha256, tmp, writeFiles, type Desc, type LayerInput } from './fixtures.js';
+import { archiveOf, baseLayerEntries, dockerLegacyArchive, ImageBuilder, sha256, writeFiles, type Desc, type LayerInput, scratchDirs } from './fixtures.js';
 import { describeTree } from './tree.js';
 
-const dirs: string[] = [];
-const scratch = () => {
-  const d = tmp();
-  dirs.push(d);
-  return d;
-};
-test.after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+const scratch = scratchDirs();
 
 const MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const strip = ({ mediaType, digest, size }: Desc): Desc => ({ mediaType, digest, size });

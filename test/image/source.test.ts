@@ -9,15 +9,9 @@ import { openImageSource, normaliseDockerRef } from '../../src/image/source.js';
 import { resolveImage } from '../../src/image/resolve.js';
 import { hostPlatform, parsePlatform } from '../../src/image/platform.js';
 import { file, tar } from '../helpers/tar.js';
-import { archiveOf, baseLayerEntries, dockerLegacyArchive, ImageBuilder, sha256, tmp, writeFiles, type Desc } from './fixtures.js';
+import { archiveOf, baseLayerEntries, dockerLegacyArchive, ImageBuilder, sha256, writeFiles, type Desc, scratchDirs } from './fixtures.js';
 
-const dirs: string[] = [];
-const scratch = () => {
-  const d = tmp();
-  dirs.push(d);
-  return d;
-};
-test.after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+const scratch = scratchDirs();
 
 const amd64 = { platform: parsePlatform('linux/amd64'), explicitVariant: false };
 

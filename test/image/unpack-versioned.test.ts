@@ -5,20 +5,14 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { bundleVersionName, unpackImage } from '../../src/image/unpack.js';
 import { parseDigest } from '../../src/image/digest.js';
 import { dir, file } from '../helpers/tar.js';
-import { baseLayerEntries, ImageBuilder, tmp, writeFiles } from './fixtures.js';
+import { baseLayerEntries, ImageBuilder, writeFiles, scratchDirs } from './fixtures.js';
 
-const dirs: string[] = [];
-const scratch = () => {
-  const d = tmp();
-  dirs.push(d);
-  return d;
-};
-test.after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+const scratch = scratchDirs();
 
 function imageWith(version: string) {
   const b = new ImageBuilder();

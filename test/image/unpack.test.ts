@@ -6,7 +6,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InputError } from '../../src/errors.js';
@@ -14,16 +14,10 @@ import { RECORD_FILE } from '../../src/image/bundle-dir.js';
 import { unpackImage, type UnpackOptions } from '../../src/image/unpack.js';
 import { validateRuntimeConfig } from '../../src/oci/validate.js';
 import { dir, file, hardlink, opaque, symlink, tar, whiteout, type Entry } from '../helpers/tar.js';
-import { archiveOf, baseLayerEntries, dockerLegacyArchive, ImageBuilder, tmp, writeFiles, type Desc, type LayerInput } from './fixtures.js';
+import { archiveOf, baseLayerEntries, dockerLegacyArchive, ImageBuilder, writeFiles, type Desc, type LayerInput, scratchDirs } from './fixtures.js';
 import { describeTree } from './tree.js';
 
-const dirs: string[] = [];
-const scratch = () => {
-  const d = tmp();
-  dirs.push(d);
-  return d;
-};
-test.after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+const scratch = scratchDirs();
 
 const strip = ({ mediaType, digest, size }: Desc): Desc => ({ mediaType, digest, size });
 

@@ -16,15 +16,9 @@ import { parsePlatform } from '../../src/image/platform.js';
 import { resolveImage } from '../../src/image/resolve.js';
 import { openImageSource } from '../../src/image/source.js';
 import { dir, file, tar } from '../helpers/tar.js';
-import { archiveOf, baseLayerEntries, ImageBuilder, sha256, tmp, writeFiles, type Desc, type LayerInput } from './fixtures.js';
+import { archiveOf, baseLayerEntries, ImageBuilder, sha256, writeFiles, type Desc, type LayerInput, scratchDirs } from './fixtures.js';
 
-const dirs: string[] = [];
-const scratch = () => {
-  const d = tmp();
-  dirs.push(d);
-  return d;
-};
-test.after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+const scratch = scratchDirs();
 
 async function expectInputError(p: Promise<unknown>, pattern: RegExp): Promise<void> {
   try {
