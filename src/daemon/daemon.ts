@@ -15,10 +15,9 @@ import { connectLibvirt } from '../libvirt/adapter.js';
 import type { LibvirtPort } from '../libvirt/port.js';
 import { createLogger, silentLogger, type EventLogger } from '../log.js';
 import { DomainLocks, type ItemResult } from '../reconcile/apply.js';
-import { syncOptionsFromConfig, writeStatus } from '../reconcile/sync.js';
+import { syncOptionsFromConfig, syncPass, writeStatus, type PassScope } from '../reconcile/sync.js';
 import { checkDirectoryTrust } from '../spool/trust.js';
 import { SpoolWatcher } from '../watch/spool-watcher.js';
-import { runPass, type PassScope } from './pass.js';
 
 export interface DaemonOptions {
   load: LoadOptions;
@@ -216,16 +215,11 @@ export class Daemon {
   private async pass(scope: PassScope): Promise<void> {
     const t0 = Date.now();
     const unsettled = this.watcher?.unsettled() ?? new Set<string>();
-    const sync = syncOptionsFromConfig(this.config, this.log);
-    const { results, settling } = await runPass({
-      port: this.port,
-      sync,
-      locks: this.locks,
-      scope,
-      settled: (entry) => this.ready.has(entry) && !unsettled.has(entry),
-      log: this.log,
-      known: this.known,
-    });
+    const { results, settling } = await syncPass(
+      this.port,
+      { ...syncOptionsFromConfig(this.config, this.log), locks: this.locks },
+      { scope, settled: (entry) => this.ready.has(entry) && !unsettled.has(entry), known: this.known, unpackEvents: true },
+    );
     if (scope === 'all') this.status.clear();
     else for (const entry of scope) this.status.delete(entry);
     for (const r of results) {

@@ -9,7 +9,7 @@ import { fromNative } from '../convert/from-native.js';
 import { detectCgroupVersion, rootfsExecutableResolver, statHostDevice } from '../convert/host.js';
 import { readBundleConfig } from '../oci/bundle.js';
 import { ANNOTATION_PREFIX, type RuntimeConfig } from '../oci/runtime-spec.js';
-import { checkBundlePaths, checkHostDevices, scanSpool, startProblems, type BundlePaths, type HostDeviceAllowList, type SpoolEntry } from '../spool/index.js';
+import { checkBundlePaths, checkHostDevices, scanSpool, startProblems, type BundlePaths, type HostDeviceAllowList, type RefusedEntry, type SpoolEntry } from '../spool/index.js';
 import { unpackImage } from '../image/unpack.js';
 import type { Domain } from '../xml/domain.js';
 import type { StartPolicy } from '../config/index.js';
@@ -65,7 +65,12 @@ export function imageBundlesDir(stateDir: string): string {
 const CONCURRENCY = 8;
 
 export async function desiredState(spoolDir: string, opts: DesiredOptions = {}): Promise<DesiredState> {
-  const { entries, refused } = await scanSpool(spoolDir, opts.prefix !== undefined ? { prefix: opts.prefix } : {});
+  const { entries, refused } = await scanSpool(spoolDir, { prefix: opts.prefix ?? '' });
+  return desiredOf(entries, refused, opts);
+}
+
+/** The domains of these entries (read concurrently) and the failures, refused items included. */
+export async function desiredOf(entries: readonly SpoolEntry[], refused: readonly RefusedEntry[], opts: DesiredOptions): Promise<DesiredState> {
   const failed: EntryFailure[] = refused.map((r) => ({
     entry: r.name,
     ...(r.domainName !== undefined ? { domainName: r.domainName } : {}),
@@ -97,11 +102,12 @@ export async function desiredDomain(entry: SpoolEntry, opts: DesiredOptions, cgr
   if (entry.kind !== 'bundle') {
     if (opts.stateDir === undefined) throw new Error(`${entry.path}: an image entry needs a state directory (--state) to unpack into`);
     // one directory per image version: a running domain keeps its tree while a new one is unpacked
+    // unset options stay undefined: unpackImage reads each with `=== true`, `?.` or a truthiness test
     const unpacked = await unpackImage(entry.path, join(imageBundlesDir(opts.stateDir), entry.domainName), {
       versioned: true,
-      ...(opts.allowDevices !== undefined ? { allowDevices: opts.allowDevices } : {}),
-      ...(opts.unpackLimits !== undefined ? { limits: opts.unpackLimits } : {}),
-      ...(opts.log !== undefined ? { log: opts.log } : {}),
+      allowDevices: opts.allowDevices,
+      limits: opts.unpackLimits,
+      log: opts.log,
     });
     bundleDir = unpacked.bundleDir;
     imageDigest = unpacked.manifestDigest;

@@ -3,20 +3,28 @@
  * image bundles -> status. Level-triggered: everything is recomputed each pass, so a missed
  * event or a crash costs one pass, never correctness. All ocivirt keeps besides libvirt's
  * metadata is the status file (written atomically) and the image bundles (rebuilt on demand).
+ *
+ * `sync --once`, `plan` and the daemon share one pass. The daemon's is limited to what the
+ * watcher has seen complete: an entry that is new or changing and not yet reported complete is
+ * "settling": it is not read, and its domain (if it has one) is left exactly as it is. So a
+ * half-copied bundle is never defined, and an entry being rewritten in place never loses its
+ * domain. Scope `all` is the full resync (every entry, every managed domain, unused image
+ * bundles collected); a set of names is the per-entry pass the watcher triggers (see scope.ts).
  */
 import { mkdir, open, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DriftPolicy, RemovePolicy, StartPolicy, UpdatePolicy } from '../config/index.js';
 import type { LibvirtPort } from '../libvirt/port.js';
-import type { HostDeviceAllowList } from '../spool/index.js';
+import { scanSpool, type HostDeviceAllowList } from '../spool/index.js';
 import type { EventLogger } from '../log.js';
-import { actualState } from './actual.js';
-import { applyPlan, type DomainLocks, type ItemResult } from './apply.js';
-import { desiredState } from './desired.js';
+import { actualState, type ActualState } from './actual.js';
+import { applyPlan, type ApplyOptions, type DomainLocks, type ItemResult } from './apply.js';
+import { desiredOf, type DesiredOptions } from './desired.js';
 import { HandEdits } from './hand-edits.js';
 import { PendingStarts } from './pending.js';
 import { computePlan, type PlanItem } from './plan.js';
 import { collectImageBundles } from './collect.js';
+import { domainsOfScope, inspectSome } from './scope.js';
 
 export { collectImageBundles };
 
@@ -50,6 +58,31 @@ export interface SyncResult {
   durationMs: number;
 }
 
+export type PassScope = 'all' | ReadonlySet<string>;
+
+export interface PassSpec {
+  scope: PassScope;
+  /** May this entry be read now? (the daemon: reported complete by the watcher, not changing since). */
+  settled: (entry: string) => boolean;
+  /**
+   * Entry -> domain name, as last seen; the pass keeps it up to date. A per-entry pass uses it to
+   * find name collisions without listing the whole spool.
+   */
+  known: Map<string, string>;
+  /** Log the unpacker's events (image.*): the daemon does; `sync --once` and `plan` never have. */
+  unpackEvents: boolean;
+}
+
+/** Entries in scope left alone because they are still settling. */
+export type Settling = { entry: string; domain: string }[];
+
+interface PlannedPass {
+  plan: PlanItem[];
+  settling: Settling;
+  /** Every entry read and every managed domain seen: only then are unused bundles and stale markers known. */
+  complete: boolean;
+}
+
 export const STATUS_FILE = 'status.json';
 
 /** The pending-start markers of a pass (in the state directory), when it has one. */
@@ -62,27 +95,108 @@ export function handEditsOf(opts: SyncOptions): HandEdits | undefined {
   return opts.stateDir === undefined ? undefined : new HandEdits(join(opts.stateDir, 'hand-edits'));
 }
 
-/** Desired and actual state and the plan between them; reads only. */
-export async function computeSyncPlan(port: LibvirtPort, opts: SyncOptions): Promise<PlanItem[]> {
-  const [want, have] = await Promise.all([
-    desiredState(opts.spoolDir, {
-      ...(opts.prefix !== undefined ? { prefix: opts.prefix } : {}),
-      ...(opts.stateDir !== undefined ? { stateDir: opts.stateDir } : {}),
-      ...(opts.startPolicy !== undefined ? { startPolicy: opts.startPolicy } : {}),
-      ...(opts.strict !== undefined ? { strict: opts.strict } : {}),
-      ...(opts.bindAllowList !== undefined ? { bindAllowList: opts.bindAllowList } : {}),
-      ...(opts.hostDeviceAllowList !== undefined ? { hostDeviceAllowList: opts.hostDeviceAllowList } : {}),
-      ...(opts.allowDevices !== undefined ? { allowDevices: opts.allowDevices } : {}),
-      ...(opts.unpackLimits !== undefined ? { unpackLimits: opts.unpackLimits } : {}),
-    }),
-    actualState(port, opts.prefix ?? ''),
-  ]);
+// The option objects below carry unset members as undefined: each callee reads them with `??`,
+// `?.` or an `!== undefined` test, so undefined means "absent" there.
+
+function desiredOptionsOf(opts: SyncOptions, spec: PassSpec): DesiredOptions {
+  return {
+    prefix: opts.prefix,
+    stateDir: opts.stateDir,
+    startPolicy: opts.startPolicy,
+    strict: opts.strict,
+    bindAllowList: opts.bindAllowList,
+    hostDeviceAllowList: opts.hostDeviceAllowList,
+    allowDevices: opts.allowDevices,
+    unpackLimits: opts.unpackLimits,
+    log: spec.unpackEvents ? opts.log : undefined,
+  };
+}
+
+function applyOptionsOf(opts: SyncOptions, pendingStarts: PendingStarts | undefined): ApplyOptions {
+  return {
+    log: opts.log,
+    locks: opts.locks,
+    pendingStarts,
+    handEdits: handEditsOf(opts),
+    updatePolicy: opts.updatePolicy,
+    concurrency: opts.concurrency,
+    stopTimeoutMs: opts.stopTimeoutMs,
+    attempts: opts.attempts,
+    retryDelayMs: opts.retryDelayMs,
+  };
+}
+
+/** The spec of `sync --once` and `plan`: everything, all of it settled. */
+function everything(): PassSpec {
+  return { scope: 'all', settled: () => true, known: new Map(), unpackEvents: false };
+}
+
+/** The spool entries in scope: the settled ones read into desired state, the others settling. */
+async function readSpool(opts: SyncOptions, spec: PassSpec) {
+  const { scope, known } = spec;
+  const prefix = opts.prefix ?? '';
+  const scan = scope === 'all' ? await scanSpool(opts.spoolDir, { prefix }) : await inspectSome(opts.spoolDir, scope, prefix, known);
+  if (scope === 'all') known.clear();
+  else for (const name of scope) known.delete(name);
+  for (const x of [...scan.entries, ...scan.refused]) if (x.domainName !== undefined) known.set(x.name, x.domainName);
+
+  const inScope = (x: { name: string }) => scope === 'all' || scope.has(x.name);
+  const entries = scan.entries.filter(inScope);
+  const refused = scan.refused.filter(inScope);
+  const domainOf = new Map<string, string>(); // entry -> domain, for every entry in scope
+  for (const x of [...entries, ...refused]) if (x.domainName !== undefined) domainOf.set(x.name, x.domainName);
+  const settled = (x: { name: string }) => spec.settled(x.name);
+  const settling: Settling = [...entries, ...refused].filter((x) => !settled(x)).map((x) => ({ entry: x.name, domain: x.domainName ?? '' }));
+  const want = await desiredOf(entries.filter(settled), refused.filter(settled), desiredOptionsOf(opts, spec));
+  return { want, domainOf, settling };
+}
+
+/** Desired and actual state in scope and the plan between them; reads only. */
+async function planPass(port: LibvirtPort, opts: SyncOptions, spec: PassSpec): Promise<PlannedPass> {
+  const { scope } = spec;
+  const prefix = opts.prefix ?? '';
+  let read: Awaited<ReturnType<typeof readSpool>>;
+  let have: ActualState;
+  if (scope === 'all') [read, have] = await Promise.all([readSpool(opts, spec), actualState(port, prefix)]);
+  else {
+    read = await readSpool(opts, spec);
+    have = await domainsOfScope(port, scope, read.domainOf, prefix);
+  }
+  const { want, settling } = read;
+  // a settling entry's domain is left as it is: neither updated nor deleted
+  const settlingEntries = new Set(settling.map((s) => s.entry));
+  const settlingDomains = new Set(settling.map((s) => s.domain));
+  for (const [name, m] of have.managed) if (settlingEntries.has(m.owner.entry) || settlingDomains.has(name)) have.managed.delete(name);
+  // starts a crash cut short (defined, not yet started) are finished
   const pendingStarts = await pendingStartsOf(opts)?.list();
-  const plan = computePlan(want, have, {
-    ...(opts.removePolicy !== undefined ? { removePolicy: opts.removePolicy } : {}),
-    ...(opts.driftPolicy !== undefined ? { driftPolicy: opts.driftPolicy } : {}),
-    ...(pendingStarts !== undefined ? { pendingStarts } : {}),
-  });
+  const plan = computePlan(want, have, { removePolicy: opts.removePolicy, driftPolicy: opts.driftPolicy, pendingStarts });
+  return { plan, settling, complete: scope === 'all' && settling.length === 0 };
+}
+
+/** Apply a planned pass; a complete one also collects unused image bundles and stale pending-start markers. */
+async function applyPass(port: LibvirtPort, opts: SyncOptions, planned: PlannedPass): Promise<{ results: ItemResult[]; collected: string[] }> {
+  const pendingStarts = pendingStartsOf(opts);
+  const results = await applyPlan(port, planned.plan, applyOptionsOf(opts, pendingStarts));
+  if (!planned.complete) return { results, collected: [] };
+  const collected = opts.stateDir !== undefined ? await collectImageBundles(port, opts.stateDir, results, opts.log) : [];
+  if (pendingStarts !== undefined) {
+    // markers of domains this pass no longer knows (entry and domain gone) are stale
+    const known = new Set(results.filter((r) => !(r.item.action === 'delete' && r.ok)).map((r) => r.item.domain));
+    for (const name of await pendingStarts.list()) if (!known.has(name)) await pendingStarts.remove(name);
+  }
+  return { results, collected };
+}
+
+/** The daemon's pass over `spec.scope`; the caller writes the status file. */
+export async function syncPass(port: LibvirtPort, opts: SyncOptions, spec: PassSpec): Promise<{ results: ItemResult[]; settling: Settling }> {
+  const planned = await planPass(port, opts, spec);
+  const { results } = await applyPass(port, opts, planned);
+  return { results, settling: planned.settling };
+}
+
+async function planFullPass(port: LibvirtPort, opts: SyncOptions): Promise<PlannedPass> {
+  const planned = await planPass(port, opts, everything());
+  const { plan } = planned;
   opts.log.info('plan.computed', {
     create: plan.filter((i) => i.action === 'create').length,
     update: plan.filter((i) => i.action === 'update').length,
@@ -91,31 +205,19 @@ export async function computeSyncPlan(port: LibvirtPort, opts: SyncOptions): Pro
     nothing: plan.filter((i) => i.action === 'nothing').length,
     fail: plan.filter((i) => i.action === 'fail').length,
   });
-  return plan;
+  return planned;
 }
 
+/** The plan of a full pass (`ocivirt plan`); reads only. */
+export async function computeSyncPlan(port: LibvirtPort, opts: SyncOptions): Promise<PlanItem[]> {
+  return (await planFullPass(port, opts)).plan;
+}
+
+/** `sync --once`: a full pass, everything settled, then the status file. */
 export async function syncOnce(port: LibvirtPort, opts: SyncOptions): Promise<SyncResult> {
   const t0 = Date.now();
-  const plan = await computeSyncPlan(port, opts);
-  const pendingStarts = pendingStartsOf(opts);
-  const handEdits = handEditsOf(opts);
-  const results = await applyPlan(port, plan, {
-    log: opts.log,
-    ...(pendingStarts !== undefined ? { pendingStarts } : {}),
-    ...(handEdits !== undefined ? { handEdits } : {}),
-    ...(opts.updatePolicy !== undefined ? { updatePolicy: opts.updatePolicy } : {}),
-    ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
-    ...(opts.stopTimeoutMs !== undefined ? { stopTimeoutMs: opts.stopTimeoutMs } : {}),
-    ...(opts.attempts !== undefined ? { attempts: opts.attempts } : {}),
-    ...(opts.retryDelayMs !== undefined ? { retryDelayMs: opts.retryDelayMs } : {}),
-    ...(opts.locks !== undefined ? { locks: opts.locks } : {}),
-  });
-  const collected = opts.stateDir !== undefined ? await collectImageBundles(port, opts.stateDir, results, opts.log) : [];
-  if (pendingStarts !== undefined) {
-    // markers of domains this pass no longer knows (entry and domain gone) are stale
-    const known = new Set(results.filter((r) => !(r.item.action === 'delete' && r.ok)).map((r) => r.item.domain));
-    for (const name of await pendingStarts.list()) if (!known.has(name)) await pendingStarts.remove(name);
-  }
+  const planned = await planFullPass(port, opts);
+  const { results, collected } = await applyPass(port, opts, planned);
   if (opts.stateDir !== undefined) await writeStatus(opts.stateDir, results);
   const failed = results.filter((r) => !r.ok);
   const durationMs = Date.now() - t0;
@@ -125,7 +227,7 @@ export async function syncOnce(port: LibvirtPort, opts: SyncOptions): Promise<Sy
     changed: results.filter((r) => r.ok && r.item.action !== 'nothing' && r.item.action !== 'fail').length,
     failed: failed.length,
   });
-  return { plan, results, failed, collected, durationMs };
+  return { plan: planned.plan, results, failed, collected, durationMs };
 }
 
 export interface EntryStatus {

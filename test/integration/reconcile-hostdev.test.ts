@@ -8,12 +8,10 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadConfig } from '../../src/config/load.js';
-import { runPass } from '../../src/daemon/pass.js';
 import { connectLibvirt } from '../../src/libvirt/adapter.js';
 import type { LibvirtPort } from '../../src/libvirt/port.js';
 import { silentLogger } from '../../src/log.js';
-import { DomainLocks } from '../../src/reconcile/apply.js';
-import { syncOnce, syncOptionsFromConfig } from '../../src/reconcile/sync.js';
+import { syncOnce, syncOptionsFromConfig, syncPass } from '../../src/reconcile/sync.js';
 import { TEST_PREFIX, TEST_URI, cleanupDomains, isDefined, makeTempDir, removeTempDir, virsh, writeBusyboxBundle } from '../helpers/libvirt.js';
 
 // namePrefix is at most 32 characters
@@ -74,7 +72,7 @@ test('the daemon pass takes the same setting', async () => {
   const spool = join(tmp, 'pass', 'spool');
   deviceBundle(join(spool, 'fuse'), '/dev/fuse', 10, 229);
   const pass = async (allow: unknown) =>
-    runPass({ port, sync: await optionsFrom('pass', allow), locks: new DomainLocks(), scope: 'all', settled: () => true, log: silentLogger(), known: new Map() });
+    syncPass(port, await optionsFrom('pass', allow), { scope: 'all', settled: () => true, known: new Map(), unpackEvents: true });
   const denied = await pass(undefined);
   assert.equal(denied.results.map((r) => [r.item.action, r.ok]), [['fail', false]]);
   const allowed = await pass({ devices: ['/dev/fuse'] });

@@ -1,0 +1,92 @@
+/**
+ * A per-entry pass reads only part of the spool and of libvirt: the entries in its scope (plus
+ * any entry known to collide with them) and the domains those entries have or had. So its cost
+ * does not grow with the size of the spool's other entries (the spool listing and cheap
+ * fingerprints aside, needed to see name collisions).
+ */
+import { lstat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { readOwnership } from '../convert/ownership.js';
+import type { LibvirtPort } from '../libvirt/port.js';
+import type { ActualState } from './actual.js';
+import { domainNameFor, inspectEntry, refuseCollisions, type RefusedEntry, type SpoolEntry } from '../spool/index.js';
+import { parseDomainXml } from '../xml/parse.js';
+
+const CONCURRENCY = 8;
+
+/**
+ * What `scanSpool` says about the entries in `scope` only, plus any other entry known to map to
+ * the same domain name (so a collision is refused on both sides, as a full scan would).
+ */
+export async function inspectSome(dir: string, scope: ReadonlySet<string>, prefix: string, known: ReadonlyMap<string, string>) {
+  const look = async (name: string): Promise<SpoolEntry | RefusedEntry | null> => {
+    const exists = await lstat(join(dir, name)).then(
+      () => true,
+      () => false,
+    );
+    return exists ? inspectEntry(dir, name, { prefix }) : null; // gone: not in the spool
+  };
+  const seen = new Map<string, SpoolEntry | RefusedEntry | null>();
+  const names = [...scope];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(CONCURRENCY, names.length) }, async () => {
+      while (next < names.length) {
+        const name = names[next++]!;
+        seen.set(name, await look(name));
+      }
+    }),
+  );
+  const inScopeDomains = new Set([...seen.values()].filter((x): x is SpoolEntry => x !== null && !('reason' in x)).map((x) => x.domainName));
+  for (const [other, domain] of known) if (!seen.has(other) && inScopeDomains.has(domain)) seen.set(other, await look(other));
+  const found = [...seen.values()].filter((x): x is SpoolEntry | RefusedEntry => x !== null);
+  const { entries, refused } = refuseCollisions(found.filter((x): x is SpoolEntry => !('reason' in x)));
+  return { entries, refused: [...found.filter((x): x is RefusedEntry => 'reason' in x), ...refused] };
+}
+
+/**
+ * The domains the entries in `scope` have or had: by their current name (`domainOf`, entry ->
+ * domain), or by the name a gone entry maps to. A domain owned by an entry outside the scope is
+ * not this pass's business and is left out.
+ */
+export async function domainsOfScope(port: LibvirtPort, scope: ReadonlySet<string>, domainOf: ReadonlyMap<string, string>, prefix: string): Promise<ActualState> {
+  const names = new Set<string>(domainOf.values());
+  for (const entry of scope) {
+    if (domainOf.has(entry)) continue;
+    const named = domainNameFor(entry.endsWith('.tar') ? entry.slice(0, -4) : entry, prefix);
+    if ('name' in named) names.add(named.name);
+  }
+  const have = await someDomains(port, [...names].filter((n) => n !== ''));
+  const scopeDomains = new Set(domainOf.values());
+  for (const [name, m] of have.managed) if (!scope.has(m.owner.entry) && !scopeDomains.has(name)) have.managed.delete(name);
+  return have;
+}
+
+/** The managed and unmanaged domains among `names` (missing ones are simply absent). */
+async function someDomains(port: LibvirtPort, names: string[]): Promise<ActualState> {
+  const have: ActualState = { managed: new Map(), unmanaged: new Set() };
+  await Promise.all(
+    names.map(async (name) => {
+      const ref = await port.lookup(name);
+      if (ref === undefined) return;
+      let xml: string;
+      try {
+        xml = await port.inactiveXml(name);
+      } catch (e) {
+        if ((await port.lookup(name)) === undefined) return; // undefined meanwhile
+        throw e;
+      }
+      let domain;
+      try {
+        domain = parseDomainXml(xml, `domain ${name}`);
+      } catch {
+        have.unmanaged.add(name);
+        return;
+      }
+      const owner = readOwnership(domain);
+      if (owner) have.managed.set(name, { name, uuid: ref.uuid, owner, domain });
+      else have.unmanaged.add(name);
+    }),
+  );
+  return have;
+}
