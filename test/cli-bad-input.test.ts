@@ -3,6 +3,7 @@
  * stderr that names the file and the field (or the flag), and never a stack trace.
  */
 import { test } from 'uvu';
+import { rng } from './helpers/prng.js';
 import * as assert from 'uvu/assert';
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -208,18 +209,6 @@ test('to-native on malformed XML names the file', () => {
   }
 });
 
-/** mulberry32, so a failing case can be reproduced from the seed. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return { next, pick: <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)]! };
-}
 
 test('seeded fuzz: 120 mutated configs through from-native exit 0, or 2 with one line; never a crash', async () => {
   const rich = () => ({

@@ -8,17 +8,7 @@ import type { FromNativeOptions, HostDeviceNode } from '../../src/convert/contex
 import { canonicalInput } from '../../src/convert/from-native.js';
 import { canonicalJson } from '../../src/convert/json.js';
 
-/** mulberry32: small, seeded, good enough to vary test inputs reproducibly. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { prng } from '../helpers/prng.js';
 
 export class Gen {
   constructor(readonly rnd: () => number) {}

@@ -11,6 +11,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
+import { prng } from '../helpers/prng.js';
 import * as assert from 'uvu/assert';
 import { readOwnership } from '../../src/convert/ownership.js';
 import { parseDomainXml } from '../../src/xml/parse.js';
@@ -36,17 +37,6 @@ const SEED = Number(process.env.OCIVIRT_SEED ?? Date.now() % 100_000);
 const repoRoot = new URL('../../..', import.meta.url).pathname;
 let tmp = '';
 
-/** mulberry32: small, seedable, good enough to pick mutations and kill times. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface EntrySpec {
   kind: 'bundle' | 'image';

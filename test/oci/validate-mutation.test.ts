@@ -5,6 +5,7 @@
  * difference has a witness config proving it exists, so the list cannot go stale silently.
  */
 import { test } from 'uvu';
+import { rng } from '../helpers/prng.js';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -190,18 +191,6 @@ for (const d of DIFFERENCES) {
 
 // ---- the mutation run -------------------------------------------------------------------------
 
-/** mulberry32: small, seeded, good enough to pick mutations reproducibly. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return { next, pick: <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)]! };
-}
 
 type Step = string | number;
 /** Every node below the root, as a path of keys. */
