@@ -3,6 +3,7 @@
  * (independent of the code under test), busybox rootfs fixtures, and proof that a container's
  * init really runs (the domain id is the libvirt_lxc controller's pid; the init is its child).
  */
+import { test } from 'uvu';
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -155,6 +156,24 @@ export function makeTempDir(label: string): string {
 
 export function removeTempDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * A test file's sandbox: domains named `prefix*` are removed before its tests (stale ones of a
+ * killed run) and after them, even when they fail; a temp dir lives as long as the file's tests.
+ * Returns the temp dir (made when the tests start).
+ */
+export function domainSandbox(prefix: string, label: string): () => string {
+  let dir = '';
+  test.before(() => {
+    cleanupDomains(prefix);
+    dir = makeTempDir(label);
+  });
+  test.after(() => {
+    cleanupDomains(prefix);
+    removeTempDir(dir);
+  });
+  return () => dir;
 }
 
 /**

@@ -9,25 +9,17 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { repoRoot } from '../helpers/schema.js';
-import { TEST_PREFIX, cleanupDomains, isDefined, makeTempDir, removeTempDir } from '../helpers/libvirt.js';
+import { domainSandbox, isDefined, TEST_PREFIX } from '../helpers/libvirt.js';
 import { DaemonProcess, bundleConfig, busyboxCopy, daemonDirs, writeConfig, writeSmallBundle } from '../daemon/harness.js';
 
 const PREFIX = `${TEST_PREFIX}r${process.pid}-`;
-let tmp = '';
 
-test.before(() => {
-  cleanupDomains(PREFIX);
-  tmp = makeTempDir('daemon-restart');
-});
-test.after(() => {
-  cleanupDomains(PREFIX);
-  removeTempDir(tmp);
-});
+const tmp = domainSandbox(PREFIX, 'daemon-restart');
 
 test('libvirtd restarted: disconnected, reconnected, the entry dropped meanwhile is defined, the others kept', async () => {
-  const dirs = daemonDirs(join(tmp, 'd'));
-  const busybox = busyboxCopy(tmp);
-  const config = join(tmp, 'ocivirt.json');
+  const dirs = daemonDirs(join(tmp(), 'd'));
+  const busybox = busyboxCopy(tmp());
+  const config = join(tmp(), 'ocivirt.json');
   writeConfig(config, dirs, { namePrefix: PREFIX, quietMs: 300 });
   const cfg = bundleConfig(['/bin/busybox', 'sleep', '1000']);
   const d = await DaemonProcess.start(config);

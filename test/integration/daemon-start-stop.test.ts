@@ -12,24 +12,16 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ImageBuilder, writeFiles } from '../image/fixtures.js';
 import { file as tarFile, dir as tarDir } from '../helpers/tar.js';
-import { TEST_PREFIX, cleanupDomains, isDefined, makeTempDir, removeTempDir, virsh } from '../helpers/libvirt.js';
+import { domainSandbox, isDefined, TEST_PREFIX, virsh } from '../helpers/libvirt.js';
 import { DaemonProcess, daemonDirs, writeConfig } from '../daemon/harness.js';
 
 const PREFIX = `${TEST_PREFIX}s${process.pid}-`;
-let tmp = '';
 
-test.before(() => {
-  cleanupDomains(PREFIX);
-  tmp = makeTempDir('daemon-start');
-});
-test.after(() => {
-  cleanupDomains(PREFIX);
-  removeTempDir(tmp);
-});
+const tmp = domainSandbox(PREFIX, 'daemon-start');
 
 for (const which of ['spool', 'state', 'export'] as const) {
   test(`a group-writable ${which} directory: refused with exit 2, or allowed loudly`, async () => {
-    const dirs = daemonDirs(join(tmp, `insecure-${which}`));
+    const dirs = daemonDirs(join(tmp(), `insecure-${which}`));
     const config = join(dirs.base, 'ocivirt.json');
     writeConfig(config, dirs, { namePrefix: PREFIX });
     // state/export are created by the daemon when missing; make them exist first
@@ -51,7 +43,7 @@ for (const which of ['spool', 'state', 'export'] as const) {
 }
 
 test('an invalid configuration file: exit 2 naming the file and the key', async () => {
-  const dirs = daemonDirs(join(tmp, 'invalid'));
+  const dirs = daemonDirs(join(tmp(), 'invalid'));
   const config = join(dirs.base, 'ocivirt.json');
   writeConfig(config, dirs, { concurrency: 0 });
   const r = await DaemonProcess.startFailing(config);
@@ -60,7 +52,7 @@ test('an invalid configuration file: exit 2 naming the file and the key', async 
 });
 
 test('SIGTERM during a long unpack: cut after the timeout, exit 0; the next start converges to one domain', async () => {
-  const dirs = daemonDirs(join(tmp, 'abandon'));
+  const dirs = daemonDirs(join(tmp(), 'abandon'));
   const config = join(dirs.base, 'ocivirt.json');
   writeConfig(config, dirs, { namePrefix: PREFIX, shutdownTimeoutSec: 1, quietMs: 200 });
   // many small files: unpacking takes seconds, far longer than the shutdown timeout

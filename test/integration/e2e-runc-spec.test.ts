@@ -9,37 +9,16 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import {
-  TEST_PREFIX,
-  buildBusyboxRootfs,
-  cleanupDomains,
-  domainState,
-  isDefined,
-  makeTempDir,
-  pid1Inside,
-  removeTempDir,
-  virsh,
-  waitForExit,
-  waitForInit,
-} from '../helpers/libvirt.js';
+import { buildBusyboxRootfs, cleanupDomains, domainSandbox, domainState, isDefined, pid1Inside, TEST_PREFIX, virsh, waitForExit, waitForInit } from '../helpers/libvirt.js';
 
 const PREFIX = `${TEST_PREFIX}e2e-runc-`;
 const NAME = `${PREFIX}${process.pid}`;
 const repoRoot = new URL('../../..', import.meta.url).pathname;
-let tmp = '';
 
-test.before(() => {
-  cleanupDomains(PREFIX);
-  tmp = makeTempDir('e2e-runc');
-});
-
-test.after(() => {
-  cleanupDomains(PREFIX);
-  removeTempDir(tmp);
-});
+const tmp = domainSandbox(PREFIX, 'e2e-runc');
 
 test('runc spec bundle: from-native, define, start, init runs inside, destroy, undefine', async () => {
-  const bundle = join(tmp, 'bundle');
+  const bundle = join(tmp(), 'bundle');
   execFileSync('mkdir', ['-p', bundle]);
   execFileSync('runc', ['spec'], { cwd: bundle });
   const config = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8')) as {
@@ -57,7 +36,7 @@ test('runc spec bundle: from-native, define, start, init runs inside, destroy, u
   assert.not.match(conv.stderr, /^\s+at /m, 'no stack trace on stderr');
   const xml = conv.stdout;
   assert.match(xml, `<name>${NAME}</name>`);
-  const xmlFile = join(tmp, 'domain.xml');
+  const xmlFile = join(tmp(), 'domain.xml');
   writeFileSync(xmlFile, xml);
 
   try {

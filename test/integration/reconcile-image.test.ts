@@ -15,31 +15,11 @@ import { syncOnce, type SyncOptions } from '../../src/reconcile/sync.js';
 import { parseDomainXml } from '../../src/xml/parse.js';
 import { ImageBuilder, writeFiles } from '../image/fixtures.js';
 import { dir, file, symlink } from '../helpers/tar.js';
-import {
-  TEST_PREFIX,
-  TEST_URI,
-  cleanupDomains,
-  countingPort,
-  isDefined,
-  makeTempDir,
-  removeTempDir,
-  virsh,
-  waitForExit,
-  waitForInit,
-} from '../helpers/libvirt.js';
+import { countingPort, domainSandbox, isDefined, TEST_PREFIX, TEST_URI, virsh, waitForExit, waitForInit } from '../helpers/libvirt.js';
 
 const PREFIX = `${TEST_PREFIX}img-${process.pid}-`;
-let tmp = '';
 
-test.before(() => {
-  cleanupDomains(PREFIX);
-  tmp = makeTempDir('reconcile-image');
-});
-
-test.after(() => {
-  cleanupDomains(PREFIX);
-  removeTempDir(tmp);
-});
+const tmp = domainSandbox(PREFIX, 'reconcile-image');
 
 /** Every path under `root` with its size and mtime: proof that nothing was written there. */
 function snapshot(root: string): string[] {
@@ -57,8 +37,8 @@ function snapshot(root: string): string[] {
 }
 
 test('image layout entry: unpacked into the state dir, defined, started, removed and collected', async () => {
-  const spool = join(tmp, 'spool');
-  const state = join(tmp, 'state');
+  const spool = join(tmp(), 'spool');
+  const state = join(tmp(), 'state');
   const b = new ImageBuilder();
   const manifest = b.image({
     layers: [

@@ -11,40 +11,21 @@ import { connectLibvirt } from '../../src/libvirt/adapter.js';
 import { LibvirtUnavailableError, type LibvirtPort } from '../../src/libvirt/port.js';
 import { silentLogger } from '../../src/log.js';
 import { syncOnce, type SyncOptions } from '../../src/reconcile/sync.js';
-import {
-  TEST_PREFIX,
-  TEST_URI,
-  cleanupDomains,
-  countingPort,
-  listDomainNames,
-  makeTempDir,
-  removeTempDir,
-  virsh,
-  writeBusyboxBundle,
-} from '../helpers/libvirt.js';
+import { countingPort, domainSandbox, listDomainNames, TEST_PREFIX, TEST_URI, virsh, writeBusyboxBundle } from '../helpers/libvirt.js';
 
 const PREFIX = `${TEST_PREFIX}rst-${process.pid}-`;
 const ENTRIES = 24;
 const repoRoot = new URL('../../..', import.meta.url).pathname;
-let tmp = '';
 
-test.before(() => {
-  cleanupDomains(PREFIX);
-  tmp = makeTempDir('reconcile-restart');
-});
-
-test.after(() => {
-  cleanupDomains(PREFIX);
-  removeTempDir(tmp);
-});
+const tmp = domainSandbox(PREFIX, 'reconcile-restart');
 
 test('libvirtd restarted during a pass: the next pass converges', async () => {
-  const spool = join(tmp, 'spool');
+  const spool = join(tmp(), 'spool');
   for (let i = 0; i < ENTRIES; i++) writeBusyboxBundle(join(spool, `e${i}`));
   const port = await connectLibvirt(TEST_URI, { backoffInitialMs: 100, backoffMaxMs: 400 });
   const opts: SyncOptions = {
     spoolDir: spool,
-    stateDir: join(tmp, 'state'),
+    stateDir: join(tmp(), 'state'),
     prefix: PREFIX,
     log: silentLogger(),
     concurrency: 2,

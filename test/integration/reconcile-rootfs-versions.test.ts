@@ -14,21 +14,12 @@ import { silentLogger } from '../../src/log.js';
 import { syncOnce, type SyncOptions } from '../../src/reconcile/sync.js';
 import { ImageBuilder, writeFiles } from '../image/fixtures.js';
 import { dir, file, symlink } from '../helpers/tar.js';
-import { TEST_PREFIX, TEST_URI, cleanupDomains, domainState, makeTempDir, removeTempDir, virsh, waitForExit, waitForInit } from '../helpers/libvirt.js';
+import { cleanupDomains, domainSandbox, domainState, TEST_PREFIX, TEST_URI, virsh, waitForExit, waitForInit } from '../helpers/libvirt.js';
 
 const PREFIX = `${TEST_PREFIX}rootfs-${process.pid}-`;
 const CMD = ['/bin/sleep', '300'];
-let tmp = '';
 
-test.before(() => {
-  cleanupDomains(PREFIX);
-  tmp = makeTempDir('reconcile-rootfs');
-});
-
-test.after(() => {
-  cleanupDomains(PREFIX);
-  removeTempDir(tmp);
-});
+const tmp = domainSandbox(PREFIX, 'reconcile-rootfs');
 
 /** A busybox image whose /etc/version says which version it is. */
 function writeImage(at: string, version: string): string {
@@ -58,8 +49,8 @@ function writeImage(at: string, version: string): string {
 const rootfsOf = (xml: string) => /<filesystem type='mount'[^>]*>\s*<source dir='([^']+)'\/>\s*<target dir='\/'\/>/.exec(xml)?.[1];
 
 test('next-start: the running container keeps its old tree until it stops; then the old version is collected', async () => {
-  const spool = join(tmp, 'spool');
-  const state = join(tmp, 'state');
+  const spool = join(tmp(), 'spool');
+  const state = join(tmp(), 'state');
   const name = `${PREFIX}app`;
   const versions = join(state, 'bundles', name);
   const port = await connectLibvirt(TEST_URI);
@@ -106,8 +97,8 @@ test('next-start: the running container keeps its old tree until it stops; then 
 });
 
 test('remove policy keep: a running domain whose entry left the spool keeps its tree', async () => {
-  const spool = join(tmp, 'spool-keep');
-  const state = join(tmp, 'state-keep');
+  const spool = join(tmp(), 'spool-keep');
+  const state = join(tmp(), 'state-keep');
   const name = `${PREFIX}kept`;
   const port = await connectLibvirt(TEST_URI);
   const opts: SyncOptions = { spoolDir: spool, stateDir: state, prefix: PREFIX, log: silentLogger(), startPolicy: 'always', removePolicy: 'keep', stopTimeoutMs: 500 };
