@@ -11,6 +11,8 @@ import { gzipSync } from 'node:zlib';
 import { compress as zstdCompress } from 'zstd-napi';
 import { dir, file, tar, type Entry } from '../helpers/tar.js';
 import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { InputError } from '../../src/errors.js';
 
 export const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 
@@ -208,4 +210,17 @@ export function baseLayerEntries(): Entry[] {
     dir('home/'),
     dir('home/app/', { uid: 1000, gid: 1000 }),
   ];
+}
+
+/** Awaits `p` and asserts it fails with an InputError whose message matches; returns the error. */
+export async function expectInputError(p: Promise<unknown>, pattern: RegExp): Promise<InputError> {
+  try {
+    await p;
+  } catch (e) {
+    assert.instance(e, InputError, `expected InputError, got ${(e as Error)?.stack}`);
+    assert.match((e as Error).message, pattern);
+    return e as InputError;
+  }
+  assert.unreachable(`expected an error matching ${pattern}`);
+  throw new Error('unreachable');
 }

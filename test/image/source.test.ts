@@ -4,12 +4,12 @@ import { spawnSync } from 'node:child_process';
 import { rmSync, writeFileSync, mkdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { InputError, UsageError } from '../../src/errors.js';
+import { UsageError } from '../../src/errors.js';
 import { openImageSource, normaliseDockerRef } from '../../src/image/source.js';
 import { resolveImage } from '../../src/image/resolve.js';
 import { hostPlatform, parsePlatform } from '../../src/image/platform.js';
 import { file, tar } from '../helpers/tar.js';
-import { archiveOf, baseLayerEntries, dockerLegacyArchive, ImageBuilder, sha256, writeFiles, type Desc, scratchDirs } from './fixtures.js';
+import { archiveOf, baseLayerEntries, dockerLegacyArchive, ImageBuilder, sha256, writeFiles, type Desc, scratchDirs, expectInputError } from './fixtures.js';
 
 const scratch = scratchDirs();
 
@@ -25,17 +25,6 @@ async function resolveFrom(path: string, opts: { ref?: string; platform?: string
   }
 }
 
-async function rejects(p: Promise<unknown>, pattern: RegExp): Promise<InputError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.instance(e, InputError, `expected InputError, got ${(e as Error)?.stack}`);
-    assert.match((e as Error).message, pattern);
-    return e as InputError;
-  }
-  assert.unreachable(`expected an error matching ${pattern}`);
-  throw new Error('unreachable');
-}
 
 function oneImage(ref = 'demo:1') {
   const b = new ImageBuilder();
@@ -98,7 +87,7 @@ test('Docker 25+ docker save (OCI layout + manifest.json) matches --ref by RepoT
   assert.is(format, 'docker-oci-archive');
   assert.is(image.manifestDigest.text, m1.digest);
   assert.is((await resolveFrom(p, { ref: 'alpine:3' })).image.manifestDigest.text, m2.digest);
-  await rejects(resolveFrom(p), /holds 2 images; choose one with --ref: .*busybox.*alpine/);
+  await expectInputError(resolveFrom(p), /holds 2 images; choose one with --ref: .*busybox.*alpine/);
 });
 
 test('legacy docker save: manifest.json + <id>/layer.tar, duplicate layers as in-archive symlinks', async () => {
@@ -134,9 +123,9 @@ test('legacy docker save: two images need --ref, matched by RepoTag with docker 
     { tags: ['app:1'], layers: [tar([file('a', '1')])] },
     { tags: ['quay.io/x/tool:2'], layers: [tar([file('b', '2')])] },
   ]));
-  await rejects(resolveFrom(p), /choose one with --ref: app:1; quay.io\/x\/tool:2/);
+  await expectInputError(resolveFrom(p), /choose one with --ref: app:1; quay.io\/x\/tool:2/);
   assert.is((await resolveFrom(p, { ref: 'docker.io/library/app:1' })).image.refs[0], 'app:1');
-  await rejects(resolveFrom(p, { ref: 'nope' }), /no image with ref 'nope'; the image offers: app:1; quay.io\/x\/tool:2/);
+  await expectInputError(resolveFrom(p, { ref: 'nope' }), /no image with ref 'nope'; the image offers: app:1; quay.io\/x\/tool:2/);
 });
 
 test('legacy docker save: manifest.json paths that leave the archive are refused', async () => {
@@ -145,7 +134,7 @@ test('legacy docker save: manifest.json paths that leave the archive are refused
     writeFileSync(p, dockerLegacyArchive([{ tags: ['a:1'], layers: [tar([file('a', '1')])] }], {
       mangleManifest: (m) => m.map((e) => ({ ...(e as object), Layers: [bad] })),
     }));
-    await rejects(resolveFrom(p), /leaves the archive/);
+    await expectInputError(resolveFrom(p), /leaves the archive/);
   }
 });
 
@@ -157,29 +146,29 @@ test('legacy docker save: a layer symlink pointing out of the archive is refused
     { name: 'x/layer.tar', type: '2', linkname: '../../../etc/shadow' },
     file('manifest.json', JSON.stringify([{ Config: `${sha256(cfg)}.json`, RepoTags: [], Layers: ['x/layer.tar'] }])),
   ]));
-  await rejects(resolveFrom(p), /links outside the archive/);
+  await expectInputError(resolveFrom(p), /links outside the archive/);
 });
 
 test('legacy docker save: a config that does not match the digest in its name is refused', async () => {
   const cfg = JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [] } });
   const p = join(scratch(), 'cfg.tar');
   writeFileSync(p, tar([file(`${'a'.repeat(64)}.json`, cfg), file('manifest.json', JSON.stringify([{ Config: `${'a'.repeat(64)}.json`, RepoTags: ['x:1'], Layers: [] }]))]));
-  await rejects(resolveFrom(p), /does not match the digest its name promises/);
+  await expectInputError(resolveFrom(p), /does not match the digest its name promises/);
 });
 
 test('what is not an image is refused by content, with a reason', async () => {
   const d = scratch();
-  await rejects(resolveFrom(d), /no oci-layout file .* and no manifest.json/);
+  await expectInputError(resolveFrom(d), /no oci-layout file .* and no manifest.json/);
   const gz = join(d, 'x.tar.gz');
   writeFileSync(gz, gzipSync(archiveOf(new Map([['oci-layout', Buffer.from('{}')]]))));
-  await rejects(resolveFrom(gz), /gzip-compressed file: decompress it first/);
+  await expectInputError(resolveFrom(gz), /gzip-compressed file: decompress it first/);
   const junk = join(d, 'junk');
   writeFileSync(junk, Buffer.alloc(2048, 7));
-  await rejects(resolveFrom(junk), /not an image/);
+  await expectInputError(resolveFrom(junk), /not an image/);
   const plain = join(d, 'plain.tar');
   writeFileSync(plain, tar([file('hello', 'x')]));
-  await rejects(resolveFrom(plain), /tar archive but not an image/);
-  await rejects(resolveFrom(join(d, 'missing')), /cannot read image: ENOENT/);
+  await expectInputError(resolveFrom(plain), /tar archive but not an image/);
+  await expectInputError(resolveFrom(join(d, 'missing')), /cannot read image: ENOENT/);
 });
 
 test('one image and no --ref: it is taken; several tags of one digest count as one image', async () => {
@@ -209,8 +198,8 @@ test('an index: the host platform is chosen, or --platform; variants are matched
   assert.is((await resolveFrom(d, { platform: 'linux/arm64/v8' })).image.manifestDigest.text, ms.arm64.digest);
   assert.is((await resolveFrom(d, { platform: 'linux/arm/v6' })).image.manifestDigest.text, ms.armv6.digest);
   assert.is((await resolveFrom(d, { platform: 'linux/arm' })).image.manifestDigest.text, ms.armv7.digest, 'arm means arm/v7');
-  await rejects(resolveFrom(d, { platform: 'linux/s390x' }), /no manifest for platform linux\/s390x .*offers: linux\/arm\/v6, linux\/arm\/v7, linux\/arm64\/v8, linux\/amd64/);
-  await rejects(resolveFrom(d, { platform: 'linux/arm64/v9' }), /no manifest for platform linux\/arm64\/v9/);
+  await expectInputError(resolveFrom(d, { platform: 'linux/s390x' }), /no manifest for platform linux\/s390x .*offers: linux\/arm\/v6, linux\/arm\/v7, linux\/arm64\/v8, linux\/amd64/);
+  await expectInputError(resolveFrom(d, { platform: 'linux/arm64/v9' }), /no manifest for platform linux\/arm64\/v9/);
 });
 
 test('nested indexes and Docker manifest lists are walked to the platform manifest', async () => {
@@ -222,7 +211,7 @@ test('nested indexes and Docker manifest lists are walked to the platform manife
   const d = writeFiles(scratch(), b.layoutFiles([outer]));
   assert.is((await resolveFrom(d)).image.manifestDigest.text, ms.amd.digest);
   assert.is((await resolveFrom(d, { platform: 'linux/arm64' })).image.manifestDigest.text, ms.arm64.digest);
-  await rejects(resolveFrom(d, { platform: 'linux/ppc64le' }), /offers: linux\/arm64\/v8, linux\/amd64/);
+  await expectInputError(resolveFrom(d, { platform: 'linux/ppc64le' }), /offers: linux\/arm64\/v8, linux\/amd64/);
 });
 
 test('index.json listing per-platform manifests directly: the platform decides', async () => {
@@ -237,7 +226,7 @@ test('a single manifest for another architecture is refused, naming its platform
   const b = new ImageBuilder();
   const m = b.image({ layers: [{ entries: [file('a')] }], architecture: 'riscv64' });
   const d = writeFiles(scratch(), b.layoutFiles([stripExtras(m)]));
-  await rejects(resolveFrom(d), /the image is for linux\/riscv64, not linux\/amd64 \(choose it with --platform linux\/riscv64\)/);
+  await expectInputError(resolveFrom(d), /the image is for linux\/riscv64, not linux\/amd64 \(choose it with --platform linux\/riscv64\)/);
   assert.is((await resolveFrom(d, { platform: 'linux/riscv64' })).image.manifestDigest.text, m.digest);
 });
 
@@ -276,7 +265,7 @@ test('an oci-archive with a symlinked blob inside the archive resolves; a direct
   rmSync(join(d, 'blobs/sha256', cfgHex));
   mkdirSync(join(d, 'x'), { recursive: true });
   symlinkSync(join(outside, 'cfg'), join(d, 'blobs/sha256', cfgHex));
-  await rejects(resolveFrom(d), /config blob sha256:[0-9a-f]+ is missing/);
+  await expectInputError(resolveFrom(d), /config blob sha256:[0-9a-f]+ is missing/);
 });
 
 test.run();

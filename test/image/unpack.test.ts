@@ -9,12 +9,11 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { InputError } from '../../src/errors.js';
 import { RECORD_FILE } from '../../src/image/bundle-dir.js';
 import { unpackImage, type UnpackOptions } from '../../src/image/unpack.js';
 import { validateRuntimeConfig } from '../../src/oci/validate.js';
 import { dir, file, hardlink, opaque, symlink, tar, whiteout, type Entry } from '../helpers/tar.js';
-import { archiveOf, baseLayerEntries, dockerLegacyArchive, ImageBuilder, writeFiles, type Desc, type LayerInput, scratchDirs } from './fixtures.js';
+import { archiveOf, baseLayerEntries, dockerLegacyArchive, ImageBuilder, writeFiles, type Desc, type LayerInput, scratchDirs, expectInputError } from './fixtures.js';
 import { describeTree } from './tree.js';
 
 const scratch = scratchDirs();
@@ -46,16 +45,6 @@ function layout(layers: LayerInput[], config: Record<string, unknown> = { Cmd: [
   return { b, m, top, dir: writeFiles(scratch(), b.layoutFiles([top])) };
 }
 
-async function expectInputError(p: Promise<unknown>, pattern: RegExp): Promise<void> {
-  try {
-    await p;
-  } catch (e) {
-    assert.instance(e, InputError, `expected InputError, got ${(e as Error)?.stack}`);
-    assert.match((e as Error).message, pattern);
-    return;
-  }
-  assert.unreachable(`expected an error matching ${pattern}`);
-}
 
 const opts: UnpackOptions = {};
 

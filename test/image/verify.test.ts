@@ -16,20 +16,10 @@ import { parsePlatform } from '../../src/image/platform.js';
 import { resolveImage } from '../../src/image/resolve.js';
 import { openImageSource } from '../../src/image/source.js';
 import { dir, file, tar } from '../helpers/tar.js';
-import { archiveOf, baseLayerEntries, ImageBuilder, sha256, writeFiles, type Desc, type LayerInput, scratchDirs } from './fixtures.js';
+import { archiveOf, baseLayerEntries, ImageBuilder, sha256, writeFiles, type Desc, type LayerInput, scratchDirs, expectInputError } from './fixtures.js';
 
 const scratch = scratchDirs();
 
-async function expectInputError(p: Promise<unknown>, pattern: RegExp): Promise<void> {
-  try {
-    await p;
-  } catch (e) {
-    assert.instance(e, InputError, `expected InputError, got ${(e as Error)?.stack}`);
-    assert.match((e as Error).message, pattern);
-    return;
-  }
-  assert.unreachable(`expected an error matching ${pattern}`);
-}
 
 const platform = parsePlatform('linux/amd64');
 
