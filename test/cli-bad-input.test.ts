@@ -86,6 +86,17 @@ test('config.json given directly is read the same way', () => {
   refused(run(['from-native', join(b, 'config.json')]), join(b, 'config.json'));
 });
 
+/** Each mutated config is refused by from-native, naming its config.json and the field. */
+function expectFieldRefusals(cases: [(c: any) => void, string][]): void {
+  for (const [mutate, field] of cases) {
+    const c = validConfig();
+    mutate(c);
+    const b = bundleOf(c);
+    refused(run(['from-native', b]), join(b, 'config.json'), field);
+    rmSync(b, { recursive: true });
+  }
+}
+
 test('wrong types name the field', () => {
   const cases: [(c: any) => void, string][] = [
     [(c) => (c.process.args = '/bin/sh'), 'process.args'],
@@ -96,13 +107,7 @@ test('wrong types name the field', () => {
     [(c) => (c.process.env = 'PATH=/bin'), 'process.env'],
     [(c) => (c.hostname = 42), 'hostname'],
   ];
-  for (const [mutate, field] of cases) {
-    const c = validConfig();
-    mutate(c);
-    const b = bundleOf(c);
-    refused(run(['from-native', b]), join(b, 'config.json'), field);
-    rmSync(b, { recursive: true });
-  }
+  expectFieldRefusals(cases);
 });
 
 test('schema violations name the field', () => {
@@ -117,13 +122,7 @@ test('schema violations name the field', () => {
     [(c) => (c.linux.resources = { memory: { limit: 1.5 } }), 'linux.resources.memory.limit'],
     [(c) => (c.process.rlimits = [{ type: 'RLIMIT_NOPE', soft: 1, hard: 1 }]), 'process.rlimits[0].type'],
   ];
-  for (const [mutate, field] of cases) {
-    const c = validConfig();
-    mutate(c);
-    const b = bundleOf(c);
-    refused(run(['from-native', b]), join(b, 'config.json'), field);
-    rmSync(b, { recursive: true });
-  }
+  expectFieldRefusals(cases);
 });
 
 test('deeply nested JSON (in an unknown field) is refused, not a stack overflow', () => {
