@@ -8,14 +8,13 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { test } from 'uvu';
+import { captureLog } from '../helpers/log.js';
 import * as assert from 'uvu/assert';
 import { fromNative } from '../../src/convert/from-native.js';
 import { Exporter } from '../../src/export/exporter.js';
 import { connectLibvirt } from '../../src/libvirt/adapter.js';
 import type { LibvirtPort } from '../../src/libvirt/port.js';
-import { createLogger } from '../../src/log.js';
 import type { RuntimeConfig } from '../../src/oci/runtime-spec.js';
 import type { Domain } from '../../src/xml/domain.js';
 import { domainDifferences } from '../../src/xml/compare.js';
@@ -39,21 +38,6 @@ function bundleConfig(): RuntimeConfig {
   } as RuntimeConfig;
 }
 
-function logCapture() {
-  let out = '';
-  const stream = new Writable({
-    write(chunk, _e, cb) {
-      out += String(chunk);
-      cb();
-    },
-  });
-  const events = () =>
-    out
-      .split('\n')
-      .filter((l) => l !== '')
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
-  return { log: createLogger({ level: 'debug', destination: stream }), events };
-}
 
 async function until<T>(f: () => T | undefined, ms: number, what: string): Promise<T> {
   const end = Date.now() + ms;
@@ -106,7 +90,7 @@ test.after(() => {
 test('memtune --config and a define by hand are exported through the definitions hint; unchanged is not rewritten', async () => {
   const name = `${PREFIX}managed-${process.pid}`;
   const exportDir = join(tmp, 'export-a');
-  const { log, events } = logCapture();
+  const { log, events } = captureLog();
   let port: LibvirtPort | undefined;
   let exporter: Exporter | undefined;
   try {
@@ -121,7 +105,7 @@ test('memtune --config and a define by hand are exported through the definitions
     assert.is(statSync(file).mode & 0o777, 0o600);
     assert.is(statSync(join(exportDir, name)).mode & 0o777, 0o700);
     assertRoundTrip(name, first);
-    const written = () => events().filter((e) => e.event === 'export.written' && e.domain === name).length;
+    const written = () => events.filter((e) => e.event === 'export.written' && e.domain === name).length;
     assert.is(written(), 1);
 
     // memtune --config: no lifecycle event, only the rewritten definition file
@@ -150,7 +134,7 @@ test('memtune --config and a define by hand are exported through the definitions
     await new Promise((r) => setTimeout(r, 500));
     assert.is(written(), before, 'no rewrite when nothing changed');
     assert.is(statSync(file).mtimeMs, mtime);
-    assert.is(events().filter((e) => e.event === 'export.failed').length, 0, JSON.stringify(events().filter((e) => e.event === 'export.failed')));
+    assert.is(events.filter((e) => e.event === 'export.failed').length, 0, JSON.stringify(events.filter((e) => e.event === 'export.failed')));
   } finally {
     await exporter?.stop();
     await port?.close();
@@ -161,7 +145,7 @@ test('memtune --config and a define by hand are exported through the definitions
 test('unmanaged domains are exported only with exportAllDomains', async () => {
   const name = `${PREFIX}foreign-${process.pid}`;
   const exportDir = join(tmp, 'export-b');
-  const { log } = logCapture();
+  const { log } = captureLog();
   let port: LibvirtPort | undefined;
   let exporter: Exporter | undefined;
   try {

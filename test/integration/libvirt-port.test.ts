@@ -3,15 +3,14 @@
  * the middle after which the port reconnects by itself (and the running container survives).
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { Writable } from 'node:stream';
 import { createServer, type Socket } from 'node:net';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
+import { captureLog } from '../helpers/log.js';
 import * as assert from 'uvu/assert';
 import { connectLibvirt } from '../../src/libvirt/adapter.js';
 import { LibvirtUnavailableError, type LibvirtPort } from '../../src/libvirt/port.js';
-import { createLogger } from '../../src/log.js';
 import {
   TEST_PREFIX,
   TEST_URI,
@@ -44,23 +43,6 @@ function domainXml(name: string, uuid?: string, memoryMiB = 64): string {
 </domain>`;
 }
 
-function capture(): { lines: () => Array<Record<string, unknown>>; stream: Writable } {
-  let out = '';
-  const stream = new Writable({
-    write(chunk, _enc, cb) {
-      out += String(chunk);
-      cb();
-    },
-  });
-  return {
-    stream,
-    lines: () =>
-      out
-        .split('\n')
-        .filter((l) => l !== '')
-        .map((l) => JSON.parse(l) as Record<string, unknown>),
-  };
-}
 
 test.before(() => {
   cleanupDomains(PREFIX);
@@ -192,9 +174,9 @@ test('a libvirt that accepts but never answers: the command reports it and ends 
 
 test('libvirtd restarted in the middle: calls fail fast meanwhile, then the port works again', async () => {
   const name = `${PREFIX}restart-${process.pid}`;
-  const log = capture();
+  const log = captureLog('info');
   const port: LibvirtPort = await connectLibvirt(TEST_URI, {
-    logger: createLogger({ destination: log.stream, level: 'info' }),
+    logger: log.log,
     backoffInitialMs: 100,
     backoffMaxMs: 500,
   });
@@ -236,7 +218,7 @@ test('libvirtd restarted in the middle: calls fail fast meanwhile, then the port
     assert.is(await port.state(name), 'running');
     assert.ok(isAlive(init.initPid), 'init died during the libvirtd restart');
 
-    const events = log.lines().map((l) => l.event);
+    const events = log.events.map((l) => l.event);
     assert.ok(events.includes('libvirt.disconnected'), `events: ${events.join(', ')}`);
     assert.ok(events.includes('libvirt.reconnected'), `events: ${events.join(', ')}`);
     assert.ok(events.lastIndexOf('libvirt.reconnected') > events.indexOf('libvirt.disconnected'));

@@ -4,12 +4,11 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { test } from 'uvu';
+import { captureLog } from '../helpers/log.js';
 import * as assert from 'uvu/assert';
 import { connectLibvirt } from '../../src/libvirt/adapter.js';
 import type { LibvirtPort } from '../../src/libvirt/port.js';
-import { createLogger } from '../../src/log.js';
 import { syncOnce, type SyncOptions } from '../../src/reconcile/sync.js';
 import { TEST_PREFIX, TEST_URI, cleanupDomains, countingPort, makeTempDir, removeTempDir, virsh, writeBusyboxBundle } from '../helpers/libvirt.js';
 
@@ -29,16 +28,6 @@ test.after(async () => {
   removeTempDir(tmp);
 });
 
-function capture() {
-  const events: Array<Record<string, unknown>> = [];
-  const stream = new Writable({
-    write(chunk, _e, cb) {
-      for (const l of String(chunk).split('\n')) if (l) events.push(JSON.parse(l) as Record<string, unknown>);
-      cb();
-    },
-  });
-  return { events, log: createLogger({ destination: stream, level: 'debug' }) };
-}
 
 const hardLimit = (name: string) => /<hard_limit unit='KiB'>(\d+)<\/hard_limit>/.exec(virsh('dumpxml', '--inactive', name))?.[1];
 
@@ -49,7 +38,7 @@ async function definedThenEdited(label: string): Promise<{ opts: Omit<SyncOption
   // a prefix of its own: the other test's domain is not this spool's to delete
   const prefix = `${PREFIX}${label}-`;
   const opts = { spoolDir: spool, stateDir: join(tmp, label, 'state'), prefix, retryDelayMs: 50 };
-  const first = await syncOnce(port, { ...opts, log: capture().log });
+  const first = await syncOnce(port, { ...opts, log: captureLog().log });
   assert.equal(first.failed.map((f) => f.error), []);
   const name = `${prefix}${label}`;
   assert.equal(first.plan.map((i) => [i.domain, i.action]), [[name, 'create']]);
@@ -63,7 +52,7 @@ test('driftPolicy keep: three passes after virsh memtune --config make zero writ
   const counted = countingPort(port);
   const drifted: unknown[] = [];
   for (let i = 0; i < 3; i++) {
-    const { events, log } = capture();
+    const { events, log } = captureLog();
     const r = await syncOnce(counted.port, { ...opts, log, driftPolicy: 'keep' });
     assert.equal(r.plan.map((p) => [p.action, p.reason]), [['nothing', 'changed in libvirt by hand; kept (driftPolicy keep)']]);
     drifted.push(...events.filter((e) => e.event === 'domain.drifted'));
@@ -77,13 +66,13 @@ test('driftPolicy keep: three passes after virsh memtune --config make zero writ
 test('driftPolicy revert: one redefine from the spool, then zero writes', async () => {
   const { opts, name } = await definedThenEdited('revert');
   const counted = countingPort(port);
-  const r = await syncOnce(counted.port, { ...opts, log: capture().log, driftPolicy: 'revert' });
+  const r = await syncOnce(counted.port, { ...opts, log: captureLog().log, driftPolicy: 'revert' });
   assert.equal(r.plan.map((p) => p.action), ['update']);
   assert.is(counted.counts.get('define'), 1);
   assert.is(counted.writes(), 1);
   assert.is(hardLimit(name), undefined);
   for (let i = 0; i < 2; i++) {
-    const again = await syncOnce(counted.port, { ...opts, log: capture().log, driftPolicy: 'revert' });
+    const again = await syncOnce(counted.port, { ...opts, log: captureLog().log, driftPolicy: 'revert' });
     assert.equal(again.plan.map((p) => p.action), ['nothing']);
   }
   assert.is(counted.writes(), 1);
@@ -97,7 +86,7 @@ test('a hand edit that drops our metadata makes the domain unmanaged: left alone
   writeFileSync(file, xml);
   virsh('define', file);
   const counted = countingPort(port);
-  const r = await syncOnce(counted.port, { ...opts, log: capture().log });
+  const r = await syncOnce(counted.port, { ...opts, log: captureLog().log });
   assert.equal(r.plan.map((p) => [p.domain, p.action]), [[name, 'fail']]);
   assert.match(r.plan[0]!.reason, 'not managed by ocivirt');
   assert.is(counted.writes(), 0);

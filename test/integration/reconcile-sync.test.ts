@@ -8,13 +8,12 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { test } from 'uvu';
+import { captureLog } from '../helpers/log.js';
 import * as assert from 'uvu/assert';
 import { readOwnership } from '../../src/convert/ownership.js';
 import { connectLibvirt } from '../../src/libvirt/adapter.js';
 import type { LibvirtPort } from '../../src/libvirt/port.js';
-import { createLogger } from '../../src/log.js';
 import { syncOnce, type SyncOptions } from '../../src/reconcile/sync.js';
 import { parseDomainXml } from '../../src/xml/parse.js';
 import {
@@ -43,23 +42,13 @@ let port: LibvirtPort;
 
 const START = { 'org.ocivirt.start': 'true' };
 
-function logCapture() {
-  const lines: Array<Record<string, unknown>> = [];
-  const stream = new Writable({
-    write(chunk, _e, cb) {
-      for (const l of String(chunk).split('\n')) if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
-      cb();
-    },
-  });
-  return { lines, log: createLogger({ destination: stream, level: 'debug' }) };
-}
 
 function options(extra: Partial<SyncOptions> = {}): SyncOptions {
   return {
     spoolDir: spool,
     stateDir: state,
     prefix: PREFIX,
-    log: logCapture().log,
+    log: captureLog().log,
     stopTimeoutMs: 500,
     retryDelayMs: 50,
     ...extra,
@@ -89,7 +78,7 @@ test.after(async () => {
 test('create: new entries are defined with our ownership; the annotated one is started and its init runs', async () => {
   writeBusyboxBundle(join(spool, 'web-1'), { annotations: START });
   writeBusyboxBundle(join(spool, 'idle'), { args: ['/bin/sleep', '100'] });
-  const { lines, log } = logCapture();
+  const { events: lines, log } = captureLog();
   const r = await syncOnce(port, options({ log }));
   assert.equal(r.failed.map((f) => f.error), []);
   assert.equal(
@@ -130,7 +119,7 @@ test('idempotence: 20 passes over the unchanged spool make zero libvirt writes',
 test('update, policy next-start: redefined, the running container is left alone, the change is pending', async () => {
   const before = await waitForInit(dom('web-1'), ['/bin/sleep', '300']);
   writeBundleConfig(join(spool, 'web-1'), { args: ['/bin/sleep', '301'], annotations: START });
-  const { lines, log } = logCapture();
+  const { events: lines, log } = captureLog();
   const counted = countingPort(port);
   const r = await syncOnce(counted.port, options({ log }));
   const item = r.plan.find((i) => i.domain === dom('web-1'))!;
@@ -234,7 +223,7 @@ test('delete: policy keep leaves the domain; policy undefine stops the running o
   assert.ok(isDefined(dom('web-1')) && isDefined(dom('second')));
   assert.ok(isAlive(running.initPid));
 
-  const { lines, log } = logCapture();
+  const { events: lines, log } = captureLog();
   const r = await syncOnce(port, options({ log }));
   assert.equal(r.failed, []);
   assert.equal(

@@ -2,11 +2,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { test } from 'uvu';
+import { captureLog } from '../helpers/log.js';
 import * as assert from 'uvu/assert';
 import type { LibvirtPort } from '../../src/libvirt/port.js';
-import { createLogger } from '../../src/log.js';
 import { applyPlan } from '../../src/reconcile/apply.js';
 import { HandEdits } from '../../src/reconcile/hand-edits.js';
 import type { PlanItem } from '../../src/reconcile/plan.js';
@@ -17,16 +16,6 @@ test.after(() => rmSync(dir, { recursive: true, force: true }));
 /** 'nothing' items never reach libvirt: any call fails the test. */
 const noLibvirt = new Proxy({}, { get: (_t, prop) => () => { throw new Error(`unexpected libvirt call ${String(prop)}`); } }) as LibvirtPort;
 
-function capture() {
-  const events: Array<Record<string, unknown>> = [];
-  const stream = new Writable({
-    write(chunk, _e, cb) {
-      for (const l of String(chunk).split('\n')) if (l) events.push(JSON.parse(l) as Record<string, unknown>);
-      cb();
-    },
-  });
-  return { events, log: createLogger({ destination: stream, level: 'debug' }) };
-}
 
 const kept = (digest: string): PlanItem => ({
   domain: 'web',
@@ -40,7 +29,7 @@ const unchanged: PlanItem = { domain: 'web', entry: 'web', action: 'nothing', re
 
 /** One pass: a fresh HandEdits over the same directory, as syncOnce and the daemon make. */
 async function pass(item: PlanItem): Promise<string[]> {
-  const { events, log } = capture();
+  const { events, log } = captureLog();
   const [r] = await applyPlan(noLibvirt, [item], { log, handEdits: new HandEdits(dir) });
   assert.ok(r!.ok);
   return events.filter((e) => e.event === 'domain.drifted').map((e) => `${String(e.domain)} ${String(e.policy)} ${String(e.actualDigest)} ${JSON.stringify(e.differences)}`);
