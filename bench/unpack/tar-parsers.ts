@@ -5,35 +5,20 @@
  *   node dist/bench/unpack/tar-parsers.js [--runs N] [file.tar]
  * Writes its section of BENCHMARKS.md (between the bench:tar-parsers markers).
  */
-import { spawnSync } from 'node:child_process';
-import { createReadStream, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { createReadStream, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
+import { fromFirstLayer } from './cache.js';
 import { Parser as NodeTarParser } from 'tar';
 import { extract as tarStreamExtract } from 'tar-stream';
 import { DEFAULT_LIMITS } from '../../src/layer/index.js';
 import { TarReader } from '../../src/layer/tar-reader.js';
 
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
-const cache = process.env.OCIVIRT_BENCH_CACHE ?? join(homedir(), '.cache', 'ocivirt-bench');
 
-/** The unpack benchmark's first layer, gunzipped (cached). */
-function defaultTar(): string {
-  const out = join(cache, 'layer1.tar');
-  if (existsSync(out)) return out;
-  const image = readdirSync(cache).filter((n) => n.startsWith('image-')).sort().pop();
-  if (!image) throw new Error(`no benchmark image in ${cache}: run node dist/bench/unpack/run.js first`);
-  const layout = join(cache, image, 'layout');
-  const blob = (d: string) => join(layout, 'blobs', 'sha256', d.slice(7));
-  const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8'));
-  const manifest = JSON.parse(readFileSync(blob(index.manifests[0].digest), 'utf8'));
-  const r = spawnSync('sh', ['-c', 'gzip -dc "$0" > "$1"', blob(manifest.layers[0].digest), out]);
-  if (r.status !== 0) throw new Error(`gunzip failed: ${r.stderr}`);
-  return out;
-}
+const defaultTar = () => fromFirstLayer('layer1.tar', 'gzip -dc "$0" > "$1"');
 
 type Parse = (file: string) => Promise<number>; // resolves to the entry count
 

@@ -11,13 +11,13 @@
  * BENCHMARKS.md.
  */
 import { spawnSync } from 'node:child_process';
-import { createReadStream, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { createReadStream, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { Writable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
+import { fromFirstLayer } from './cache.js';
 import { scavengeEvery } from '../../src/image/memory.js';
 
 const altRequire = createRequire(join(process.env.OCIVIRT_ZSTD_ALT ?? '/tmp/zstd-alt', 'node_modules', 'x.js'));
@@ -94,22 +94,8 @@ function measure(name: string, file: string): { bytes: number; ms: number; rssKi
 }
 
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
-const cache = process.env.OCIVIRT_BENCH_CACHE ?? join(homedir(), '.cache', 'ocivirt-bench');
 
-/** The unpack benchmark's first layer, recompressed with zstd -3 (cached). */
-function defaultLayer(): string {
-  const out = join(cache, 'layer1.tar.zst');
-  if (existsSync(out)) return out;
-  const image = readdirSync(cache).filter((n) => n.startsWith('image-')).sort().pop();
-  if (!image) throw new Error(`no benchmark image in ${cache}: run node dist/bench/unpack/run.js first`);
-  const layout = join(cache, image, 'layout');
-  const blob = (d: string) => join(layout, 'blobs', 'sha256', d.slice(7));
-  const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8'));
-  const manifest = JSON.parse(readFileSync(blob(index.manifests[0].digest), 'utf8'));
-  const r = spawnSync('sh', ['-c', 'gzip -dc "$0" | zstd -3 -q -o "$1"', blob(manifest.layers[0].digest), out]);
-  if (r.status !== 0) throw new Error(`recompressing with zstd failed: ${r.stderr}`);
-  return out;
-}
+const defaultLayer = () => fromFirstLayer('layer1.tar.zst', 'gzip -dc "$0" | zstd -3 -q -o "$1"');
 
 async function main(): Promise<void> {
   if (process.argv[2] === '--child') return child(process.argv[3] as string, process.argv[4] as string);
