@@ -18,6 +18,7 @@ import { DomainLocks, type ItemResult } from '../reconcile/apply.js';
 import { syncOptionsFromConfig, syncPass, writeStatus, type PassScope } from '../reconcile/sync.js';
 import { checkDirectoryTrust } from '../spool/trust.js';
 import { SpoolWatcher } from '../watch/spool-watcher.js';
+import { PassQueue } from './queue.js';
 
 export interface DaemonOptions {
   load: LoadOptions;
@@ -27,26 +28,12 @@ export interface DaemonOptions {
 
 /** Settings a reload cannot change: they name what is watched, written or connected to. */
 const FIXED: (keyof Config)[] = ['spoolDir', 'stateDir', 'exportDir', 'uri', 'definitionsDir'];
-/**
- * Entries per pass: a burst of 1,000 becomes passes of this many, so what a pass holds (configs,
- * domains, XML) stays small and the heap does not grow with the burst; libvirt sees the same calls.
- */
-const MAX_ENTRIES_PER_PASS = 50;
-/** After a pass fails as a whole (libvirtd gone), the next try. */
-const PASS_RETRY_MS = 2_000;
-
 export class Daemon {
   private readonly ready = new Set<string>();
   private readonly status = new Map<string, ItemResult>();
   private readonly locks = new DomainLocks();
   private readonly known = new Map<string, string>();
-  private pendingEntries = new Set<string>();
-  private pendingFull = false;
-  private running: Promise<void> | undefined;
-  private resyncTimer: NodeJS.Timeout | undefined;
-  private retryTimer: NodeJS.Timeout | undefined;
-  /** A pass failed as a whole: nothing runs until the retry timer fires (no busy loop while libvirtd is away). */
-  private backingOff = false;
+  private readonly queue: PassQueue;
   private stopping = false;
   private watcher: SpoolWatcher | undefined;
 
@@ -58,7 +45,13 @@ export class Daemon {
     private readonly port: LibvirtPort,
     private readonly exportPort: LibvirtPort,
     private readonly exporter: Exporter,
-  ) {}
+  ) {
+    this.queue = new PassQueue({
+      run: (scope) => this.pass(scope),
+      onFailure: (scope, e, retryMs) =>
+        this.log.error('sync.completed', { scope: scope === 'all' ? 'all' : [...scope], err: errorMessage(e) }, `pass failed; retrying in ${retryMs} ms`),
+    });
+  }
 
   static async start(opts: DaemonOptions): Promise<Daemon> {
     const t0 = Date.now();
@@ -95,9 +88,8 @@ export class Daemon {
       onEntry: (name) => void daemon.entryReported(name),
       onError: (e) => log.warn('entry.failed', { err: errorMessage(e) }, 'spool watcher error'),
     });
-    daemon.pendingFull = true;
-    daemon.kick();
-    daemon.scheduleResync();
+    daemon.queue.addFull();
+    daemon.queue.resyncEvery(config.resyncIntervalSec * 1000);
     void exporter.start().catch((e) => log.error('export.failed', { err: errorMessage(e) }, 'exporter did not start'));
     log.info('daemon.started', {
       file: file ?? null,
@@ -128,9 +120,8 @@ export class Daemon {
     this.log.pino.level = next.logLevel;
     this.watcher?.setQuietMs(next.quietMs);
     this.exporter.update({ exportAllDomains: next.exportAllDomains, checkIntervalMs: next.exportCheckIntervalSec * 1000 });
-    this.scheduleResync();
-    this.pendingFull = true; // policies may have changed: look at everything again
-    this.kick();
+    this.queue.resyncEvery(next.resyncIntervalSec * 1000);
+    this.queue.addFull(); // policies may have changed: look at everything again
     this.log.info('daemon.reloaded', { file: this.configFile ?? null });
   }
 
@@ -142,13 +133,12 @@ export class Daemon {
     if (this.stopping) return { abandoned: false };
     this.stopping = true;
     const t0 = Date.now();
-    this.log.info('daemon.stopping', { inFlight: this.running !== undefined, timeoutMs: this.config.shutdownTimeoutSec * 1000 });
-    clearTimeout(this.resyncTimer);
-    clearTimeout(this.retryTimer);
+    this.log.info('daemon.stopping', { inFlight: this.queue.inFlight !== undefined, timeoutMs: this.config.shutdownTimeoutSec * 1000 });
+    this.queue.stop();
     await this.watcher?.close();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), this.config.shutdownTimeoutSec * 1000)));
-    const outcome = await Promise.race([Promise.all([this.running, this.exporter.stop()]).then(() => 'done' as const), timeout]);
+    const outcome = await Promise.race([Promise.all([this.queue.inFlight, this.exporter.stop()]).then(() => 'done' as const), timeout]);
     clearTimeout(timer);
     const abandoned = outcome === 'timeout';
     if (abandoned) this.log.warn('daemon.stopping', { abandoned: true }, 'in-flight work abandoned after the shutdown timeout; the next start converges');
@@ -169,47 +159,7 @@ export class Daemon {
       this.ready.delete(name);
       this.log.info('entry.removed', { entry: name });
     }
-    this.pendingEntries.add(name);
-    this.kick();
-  }
-
-  private kick(): void {
-    if (this.running || this.stopping || this.backingOff) return;
-    if (!this.pendingFull && this.pendingEntries.size === 0) return;
-    this.running = this.drain().finally(() => {
-      this.running = undefined;
-      this.kick();
-    });
-  }
-
-  private async drain(): Promise<void> {
-    while (!this.stopping && (this.pendingFull || this.pendingEntries.size > 0)) {
-      const full = this.pendingFull;
-      const entries = new Set<string>();
-      if (!full)
-        for (const name of this.pendingEntries) {
-          if (entries.size >= MAX_ENTRIES_PER_PASS) break;
-          entries.add(name);
-        }
-      this.pendingFull = false;
-      if (full) this.pendingEntries = new Set();
-      else for (const name of entries) this.pendingEntries.delete(name);
-      const scope: PassScope = full ? 'all' : entries;
-      try {
-        await this.pass(scope);
-      } catch (e) {
-        this.log.error('sync.completed', { scope: full ? 'all' : [...entries], err: errorMessage(e) }, `pass failed; retrying in ${PASS_RETRY_MS} ms`);
-        if (full) this.pendingFull = true;
-        for (const n of entries) this.pendingEntries.add(n);
-        clearTimeout(this.retryTimer);
-        this.backingOff = true;
-        this.retryTimer = setTimeout(() => {
-          this.backingOff = false;
-          this.kick();
-        }, PASS_RETRY_MS);
-        return;
-      }
-    }
+    this.queue.addEntry(name);
   }
 
   private async pass(scope: PassScope): Promise<void> {
@@ -253,13 +203,5 @@ export class Daemon {
       failed,
       settling: settling.length,
     });
-  }
-
-  private scheduleResync(): void {
-    clearInterval(this.resyncTimer);
-    this.resyncTimer = setInterval(() => {
-      this.pendingFull = true;
-      this.kick();
-    }, this.config.resyncIntervalSec * 1000);
   }
 }

@@ -11,6 +11,7 @@
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
+import { systemClock, type Clock, type Timer } from '../clock.js';
 import { errorMessage } from '../errors.js';
 import type { LibvirtPort } from '../libvirt/port.js';
 import type { EventLogger } from '../log.js';
@@ -29,6 +30,8 @@ export interface ExporterOptions {
   log: EventLogger;
   /** libvirt writes `<name>.xml.new` then renames it: one change is several events. */
   debounceMs?: number;
+  /** Debounce and pass timers run on it (a fake one in tests). */
+  clock?: Clock;
 }
 
 const DEFAULT_DEBOUNCE_MS = 100;
@@ -38,16 +41,19 @@ const PASS_CONCURRENCY = 8;
 export class Exporter {
   /** Canonical config last written or found, per domain, so unchanged domains cost no disk I/O. */
   private readonly last = new Map<string, string>();
-  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly timers = new Map<string, Timer>();
   /** Per-domain queue: one export of a domain at a time, and one more queued at most. */
   private readonly running = new Map<string, Promise<void>>();
   private readonly again = new Set<string>();
   private fsWatcher: FSWatcher | undefined;
-  private passTimer: NodeJS.Timeout | undefined;
+  private passTimer: Timer | undefined;
   private passRunning: Promise<void> | undefined;
   private stopped = false;
+  private readonly clock: Clock;
 
-  constructor(private opts: ExporterOptions) {}
+  constructor(private opts: ExporterOptions) {
+    this.clock = opts.clock ?? systemClock;
+  }
 
   async start(): Promise<void> {
     await ensureOwnDirectory(this.opts.exportDir);
@@ -67,10 +73,10 @@ export class Exporter {
   /** Look at one domain again soon (a hint: the reconciler just defined it, or its file changed). */
   hint(name: string): void {
     if (this.stopped || !this.concerns(name)) return;
-    clearTimeout(this.timers.get(name));
+    this.clock.clearTimeout(this.timers.get(name));
     this.timers.set(
       name,
-      setTimeout(() => {
+      this.clock.setTimeout(() => {
         this.timers.delete(name);
         void this.exportNow(name);
       }, this.opts.debounceMs ?? DEFAULT_DEBOUNCE_MS),
@@ -103,8 +109,8 @@ export class Exporter {
   async stop(): Promise<void> {
     this.stopped = true;
     this.fsWatcher?.close();
-    clearTimeout(this.passTimer);
-    for (const t of this.timers.values()) clearTimeout(t);
+    this.clock.clearTimeout(this.passTimer);
+    for (const t of this.timers.values()) this.clock.clearTimeout(t);
     this.timers.clear();
     await Promise.allSettled([...this.running.values(), this.passRunning]);
   }
@@ -174,12 +180,12 @@ export class Exporter {
   }
 
   private schedulePass(): void {
-    clearTimeout(this.passTimer);
+    this.clock.clearTimeout(this.passTimer);
     if (this.stopped) return;
-    this.passTimer = setTimeout(() => {
+    this.passTimer = this.clock.setTimeout(() => {
       void this.fullPass().then(() => this.schedulePass());
     }, this.opts.checkIntervalMs);
-    this.passTimer.unref();
+    this.passTimer.unref?.();
   }
 }
 

@@ -3,6 +3,7 @@
  * `concurrency` domains at once; a failing item is retried with backoff and then reported,
  * never blocking the others.
  */
+import { sleep, systemClock, type Clock } from '../clock.js';
 import type { UpdatePolicy } from '../config/index.js';
 import { errorMessage, isInputError } from '../errors.js';
 import type { LibvirtPort } from '../libvirt/port.js';
@@ -24,6 +25,8 @@ export interface ApplyOptions {
   pendingStarts?: PendingStarts;
   /** Hand edits already logged (without it, a kept hand edit is logged at every pass). */
   handEdits?: HandEdits;
+  /** Retry delays run on it (a fake one in tests). */
+  clock?: Clock;
 }
 
 export interface ItemResult {
@@ -49,8 +52,6 @@ export class DomainLocks {
     return result;
   }
 }
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export async function applyPlan(port: LibvirtPort, plan: readonly PlanItem[], opts: ApplyOptions): Promise<ItemResult[]> {
   const locks = opts.locks ?? new DomainLocks();
@@ -101,7 +102,7 @@ async function applyItem(port: LibvirtPort, item: PlanItem, opts: ApplyOptions):
         log.error('entry.failed', { ...fields, action: item.action, attempts: attempt, durationMs: Date.now() - t0, err }, err);
         return { item, ok: false, error: err, attempts: attempt };
       }
-      await sleep((opts.retryDelayMs ?? 250) * 2 ** (attempt - 1));
+      await sleep(opts.clock ?? systemClock, (opts.retryDelayMs ?? 250) * 2 ** (attempt - 1));
     }
   }
 }

@@ -13,6 +13,7 @@
  */
 import { mkdir, open, rename } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Clock } from '../clock.js';
 import type { DriftPolicy, RemovePolicy, StartPolicy, UpdatePolicy } from '../config/index.js';
 import type { LibvirtPort } from '../libvirt/port.js';
 import { scanSpool, type HostDeviceAllowList } from '../spool/index.js';
@@ -47,6 +48,8 @@ export interface SyncOptions {
   attempts?: number;
   retryDelayMs?: number;
   locks?: DomainLocks;
+  /** Retry delays run on it (a fake one in tests). */
+  clock?: Clock;
 }
 
 export interface SyncResult {
@@ -123,6 +126,7 @@ function applyOptionsOf(opts: SyncOptions, pendingStarts: PendingStarts | undefi
     stopTimeoutMs: opts.stopTimeoutMs,
     attempts: opts.attempts,
     retryDelayMs: opts.retryDelayMs,
+    clock: opts.clock,
   };
 }
 

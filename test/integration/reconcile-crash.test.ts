@@ -5,13 +5,13 @@
  * its domain with the current definition, no domain without an entry, no duplicate, the
  * started ones run, and the state directory holds exactly the image bundles, each complete,
  * with no staging or trash left behind.
- * Seeded: OCIVIRT_SEED=<n> replays a run.
+ * Seeded: a new seed every run, printed; OCIVIRT_SEED=<n> replays a run.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
-import { prng } from '../helpers/prng.js';
+import { prng, runSeed } from '../helpers/prng.js';
 import * as assert from 'uvu/assert';
 import { readOwnership } from '../../src/convert/ownership.js';
 import { parseDomainXml } from '../../src/xml/parse.js';
@@ -33,7 +33,7 @@ import {
 const PREFIX = `${TEST_PREFIX}crash-${process.pid}-`;
 const ROUNDS = 20;
 const ENTRIES = 50;
-const SEED = Number(process.env.OCIVIRT_SEED ?? Date.now() % 100_000);
+const SEED = runSeed('reconcile-crash');
 const repoRoot = new URL('../../..', import.meta.url).pathname;
 let tmp = '';
 
