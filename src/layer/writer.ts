@@ -9,6 +9,13 @@
  * with path strings only because we own the staging directory: nothing else writes there while a
  * layer is applied, so what lstat saw is what the next syscall finds.
  *
+ * Nothing is ever applied through a host path remembered from an earlier entry: later entries
+ * of the same layer may have turned a directory on that path into a symlink. Deferred directory
+ * metadata (finish) resolves its path again and checks the directory's identity; the parent
+ * cache holds only paths made of real directories and is dropped whenever one of those could
+ * go (removeExisting); the whiteout bookkeeping (newDirs, touched) only ever narrows what a
+ * whiteout removes, on a path resolved afresh.
+ *
  * Whiteouts only hit lower layers: every path this layer creates is remembered (with its
  * ancestors), and a whiteout or an opaque marker removes only what this layer did not create,
  * whatever the order of the entries.
@@ -77,7 +84,15 @@ interface ParentDir {
   setgid: boolean;
 }
 
+/**
+ * A directory's mode and times, set after its children. Kept by the directory's identity, never
+ * applied through the host path it had: by `finish()` a later entry may have replaced one of its
+ * ancestors with a symlink (`a/`, `a/etc/`, then `a -> /`), and the old host path would now
+ * reach the host's `/etc`.
+ */
 interface DirFinal {
+  dev: number;
+  ino: number;
   mode: number | undefined;
   atime: number;
   mtime: number;
@@ -160,13 +175,34 @@ export class LayerWriter implements TarSink {
     }
   }
 
-  /** After the last entry: directory modes and times, now that their children are in place. */
+  /**
+   * After the last entry: directory modes and times, now that their children are in place. Each
+   * path is resolved again inside the root (a symlink put on the way since is followed inside the
+   * root, never on the host), opened without following, and changed through that fd only if it is
+   * still the very directory the entry named; one that was replaced or moved away keeps its mode.
+   * Deepest first, so a parent's final mode never stands in the way of its children.
+   */
   finish(): void {
-    for (const [path, d] of this.dirFinal) {
-      const st = fs.lstatSync(path, { throwIfNoEntry: false });
-      if (st === undefined || !st.isDirectory()) continue; // replaced later in this layer
-      if (d.mode !== undefined) fs.chmodSync(path, d.mode);
-      fs.lutimesSync(path, d.atime, d.mtime);
+    const paths = [...this.dirFinal.keys()].sort((a, b) => b.length - a.length);
+    for (const path of paths) {
+      const d = this.dirFinal.get(path) as DirFinal;
+      const host = resolveInRootSync(this.root, path.slice(this.root.length), { followFinal: false });
+      let fd: number;
+      try {
+        fd = fs.openSync(host, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') continue; // gone, or a symlink now
+        throw err;
+      }
+      try {
+        const st = fs.fstatSync(fd);
+        if (st.ino !== d.ino || st.dev !== d.dev) continue; // another directory took the name
+        if (d.mode !== undefined) fs.fchmodSync(fd, d.mode);
+        fs.futimesSync(fd, d.atime, d.mtime);
+      } finally {
+        fs.closeSync(fd);
+      }
     }
   }
 
@@ -354,7 +390,8 @@ export class LayerWriter implements TarSink {
   private applyDirMetadata(path: string, e: TarEntry, existed: boolean): void {
     if (this.asRoot) fs.lchownSync(path, e.uid, e.gid);
     this.setXattrs(path, e, existed, false);
-    this.dirFinal.set(path, { mode: e.mode & 0o7777, atime: e.atime ?? e.mtime, mtime: e.mtime });
+    const st = fs.lstatSync(path);
+    this.dirFinal.set(path, { dev: st.dev, ino: st.ino, mode: e.mode & 0o7777, atime: e.atime ?? e.mtime, mtime: e.mtime });
   }
 
   private symlink(target: string, e: TarEntry): void {
@@ -448,7 +485,10 @@ export class LayerWriter implements TarSink {
   }
 
   private rememberDirTimes(dir: string, st: fs.Stats): void {
-    if (!this.dirFinal.has(dir)) this.dirFinal.set(dir, { mode: undefined, atime: st.atimeMs / 1000, mtime: st.mtimeMs / 1000 });
+    const known = this.dirFinal.get(dir);
+    if (known === undefined || known.ino !== st.ino || known.dev !== st.dev) {
+      this.dirFinal.set(dir, { dev: st.dev, ino: st.ino, mode: undefined, atime: st.atimeMs / 1000, mtime: st.mtimeMs / 1000 });
+    }
   }
 
   /** Removes what lower layers left at `dir/name`, keeping everything this layer put there. */

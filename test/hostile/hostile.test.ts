@@ -93,6 +93,9 @@ const cases: Case[] = [
     layer: () => [symlink('x', '/somewhere-else')],
     expect: (sb) => assert.is(readlinkSync(inRoot(sb, 'x')), '/somewhere-else'),
   },
+  // --- deferred directory metadata (mode and times are set after the children, at the end of the
+  // layer): a later entry turns an ancestor into a symlink to the sentinels, absolute or relative
+  ...deferredMetadataCases(),
   // --- hardlinks
   { name: 'hardlink target with ..', layer: () => [hardlink('h', '../outside/secret')], expect: /hardlink target contains "\.\."/, field: 'h' },
   { name: 'hardlink target as an absolute host path resolves inside the rootfs (absent)', layer: (sb) => [hardlink('h', join(out(sb), 'secret'))], expect: /does not exist/ },
@@ -254,6 +257,59 @@ const cases: Case[] = [
   { name: 'sparse map outside the file', layer: () => [gnuSparse('s', 100, [[4096, Buffer.from('x')]])], expect: /sparse map is out of order or outside the file/ },
   { name: 'sparse map that does not add up to the data', layer: () => [corruptPaxSparse(paxSparse('s', 1000, [[0, Buffer.from('abc')]])), file('x')], expect: /sparse map/ },
 ];
+
+/**
+ * `a/dir/` gets a mode or times that the writer only applies at the end of the layer; then `a`
+ * becomes a link to the sentinel tree. Applied through the old host path, the mode or times land
+ * on `outside/dir`. Every variant twice: the link absolute and relative (`../outside` from the
+ * rootfs's top level reaches the sentinels when the host follows it).
+ */
+function deferredMetadataCases(): Case[] {
+  const links: [string, (sb: Sandbox) => string][] = [
+    ['absolute', (sb) => out(sb)],
+    ['relative', () => '../outside'],
+  ];
+  const cases: Case[] = [];
+  const isLink = (sb: Sandbox) => assert.ok(lstatSync(inRoot(sb, 'a')).isSymbolicLink(), 'a is the link now');
+  for (const [kind, to] of links) {
+    const variants: Omit<Case, 'expect'>[] = [
+      { name: 'mode 0777 in one layer', layer: (sb) => [dir('a'), dir('a/dir', { mode: 0o777 }), symlink('a', to(sb))] },
+      { name: 'setuid mode 04777 in one layer', layer: (sb) => [dir('a'), dir('a/dir', { mode: 0o4777 }), symlink('a', to(sb))] },
+      { name: 'setgid mode 02775, the link made after a whiteout', layer: (sb) => [dir('a/dir', { mode: 0o2775 }), whiteout('', 'a'), symlink('a', to(sb))] },
+      { name: 'times only (mode as the sentinel has it) in one layer', layer: (sb) => [dir('a/dir', { mode: 0o755, mtime: 12345 }), symlink('a', to(sb))] },
+      { name: 'mode across two layers', lower: () => [[dir('a/dir')]], layer: (sb) => [dir('a/dir', { mode: 0o4777 }), symlink('a', to(sb))] },
+      { name: 'parent times across two layers (a file added)', lower: () => [[dir('a/dir')]], layer: (sb) => [file('a/dir/new', 'x'), symlink('a', to(sb))] },
+      { name: 'parent times across two layers (a whiteout)', lower: () => [[dir('a/dir'), file('a/dir/old')]], layer: (sb) => [whiteout('a/dir', 'old'), symlink('a', to(sb))] },
+      { name: 'parent times across two layers (an opaque marker)', lower: () => [[dir('a/dir'), file('a/dir/old')]], layer: (sb) => [opaque('a/dir'), whiteout('', 'a'), symlink('a', to(sb))] },
+      {
+        name: 'mode across two layers, the link made by a hardlink to a lower symlink',
+        lower: (sb) => [[dir('a/dir'), symlink('s', to(sb))]],
+        layer: () => [dir('a/dir', { mode: 0o777 }), hardlink('a', 's')],
+      },
+      { name: 'chained links (a -> b -> sentinels)', layer: (sb) => [dir('a/dir', { mode: 0o777, mtime: 1 }), symlink('b', to(sb)), symlink('a', 'b')] },
+    ];
+    for (const v of variants) cases.push({ ...v, name: `deferred metadata (${kind} link): ${v.name}`, expect: isLink });
+  }
+  // Deeper: the link sits three levels down and climbs back out.
+  cases.push({
+    name: 'deferred metadata (relative link three levels down): mode across two layers',
+    lower: () => [[dir('x/y/a/dir')]],
+    layer: () => [dir('x/y/a/dir', { mode: 0o777, mtime: 7 }), symlink('x/y/a', '../../../outside')],
+    expect: (sb) => assert.ok(lstatSync(inRoot(sb, 'x/y/a')).isSymbolicLink()),
+  });
+  // The link leads to a directory of the rootfs with the same name: that one is not the entry's either.
+  cases.push({
+    name: 'deferred metadata: a link to another rootfs directory does not take the mode',
+    lower: () => [[dir('a/dir'), dir('other/dir', { mode: 0o750, mtime: 99 })]],
+    layer: () => [dir('a/dir', { mode: 0o4777, mtime: 5 }), symlink('a', '/other')],
+    expect: (sb) => {
+      const st = lstatSync(inRoot(sb, 'other/dir'));
+      assert.is(st.mode & 0o7777, 0o750);
+      assert.is(st.mtimeMs, 99_000);
+    },
+  });
+  return cases;
+}
 
 /** Rewrites the PAX 1.0 map so it claims more data than the entry holds. */
 function corruptPaxSparse(buf: Buffer): Buffer {
