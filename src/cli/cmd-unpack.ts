@@ -6,6 +6,7 @@
 import cliProgress from 'cli-progress';
 import { unpackImage, type LayerProgress, type UnpackResult } from '../image/unpack.js';
 import { UsageError } from '../errors.js';
+import { DEFAULT_MAX_RATIO } from '../image/layer-stream.js';
 import { DEFAULT_LIMITS } from '../layer/index.js';
 import { createLogger, silentLogger } from '../log.js';
 import { parseCommandArgs } from './args.js';
@@ -27,6 +28,10 @@ Options:
   --allow-devices           create device nodes from layers (default: skipped with a warning)
   --max-layer-size SIZE     refuse a layer bigger than SIZE uncompressed (default 32G; K/M/G/T suffixes)
   --max-entries N           refuse a layer with more than N entries (default 1000000)
+  --max-ratio N             refuse a layer that inflates more than N times its compressed size,
+                            checked after its first 64 MiB (default 1000; 0: no limit)
+  --min-free SIZE           refuse a layer that would leave less than SIZE free on the bundle's
+                            filesystem (default 1G; 0: no reserve)
   --json                    print the result as JSON
   -h, --help                this text
 
@@ -41,17 +46,17 @@ function mib(n: number): string {
 }
 
 /** `123`, `64K`, `1.5G` (binary units) -> bytes. */
-function parseSize(flag: string, text: string): number {
+function parseSize(flag: string, text: string, zeroOk = false): number {
   const m = /^(\d+(?:\.\d+)?)([KMGT]?)i?B?$/i.exec(text.trim());
   const unit = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 }[(m?.[2] ?? '').toUpperCase() as '' | 'K' | 'M' | 'G' | 'T'];
   const n = m ? Math.floor(Number(m[1]) * unit) : NaN;
-  if (!Number.isSafeInteger(n) || n <= 0) throw new UsageError(`${flag}: expected a size such as 512M or 4G, got '${text}'`);
+  if (!Number.isSafeInteger(n) || n < (zeroOk ? 0 : 1)) throw new UsageError(`${flag}: expected a size such as 512M or 4G, got '${text}'`);
   return n;
 }
 
-function parseCount(flag: string, text: string): number {
+function parseCount(flag: string, text: string, zeroOk = false): number {
   const n = /^\d+$/.test(text) ? Number(text) : NaN;
-  if (!Number.isSafeInteger(n) || n <= 0) throw new UsageError(`${flag}: expected a positive integer, got '${text}'`);
+  if (!Number.isSafeInteger(n) || n < (zeroOk ? 0 : 1)) throw new UsageError(`${flag}: expected a ${zeroOk ? 'non-negative' : 'positive'} integer, got '${text}'`);
   return n;
 }
 
@@ -106,6 +111,8 @@ export const unpackCommand: Command = {
         'allow-devices': { type: 'boolean' },
         'max-layer-size': { type: 'string' },
         'max-entries': { type: 'string' },
+        'max-ratio': { type: 'string' },
+        'min-free': { type: 'string' },
         json: { type: 'boolean' },
       },
       { min: 2, max: 2 },
@@ -114,6 +121,8 @@ export const unpackCommand: Command = {
     const limits = {
       maxBytes: values['max-layer-size'] !== undefined ? parseSize('--max-layer-size', values['max-layer-size']) : DEFAULT_LIMITS.maxBytes,
       maxEntries: values['max-entries'] !== undefined ? parseCount('--max-entries', values['max-entries']) : DEFAULT_LIMITS.maxEntries,
+      maxRatio: values['max-ratio'] !== undefined ? parseCount('--max-ratio', values['max-ratio'], true) : DEFAULT_MAX_RATIO,
+      minFreeBytes: values['min-free'] !== undefined ? parseSize('--min-free', values['min-free'], true) : DEFAULT_LIMITS.minFreeBytes,
     };
     const tty = (io.stderr as NodeJS.WriteStream).isTTY === true;
     const bars = tty ? progressBars(io.stderr) : undefined;

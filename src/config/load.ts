@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, normalize, relative, sep } from 'node:path';
 import { InputError } from '../errors.js';
-import { defaultConfig, SETTINGS, type Config, type Kind, type Setting } from './settings.js';
+import { DEFAULT_UNPACK_LIMITS, defaultConfig, SETTINGS, type Config, type Kind, type Setting, type UnpackLimits } from './settings.js';
 
 /** Where a packaged install keeps the file; used when no --config / OCIVIRT_CONFIG names one. */
 export const DEFAULT_CONFIG_FILE = '/etc/ocivirt/ocivirt.json';
@@ -137,15 +137,20 @@ function checkKind(kind: Kind, value: unknown, where: Where): unknown {
       return { devices, netDevices };
     }
     case 'limits': {
-      if (typeof value !== 'object' || value === null || Array.isArray(value)) bad('must be an object {maxBytes, maxEntries}');
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) bad('must be an object {maxBytes, maxEntries, maxRatio, minFreeBytes}');
       const v = value as Record<string, unknown>;
-      for (const k of Object.keys(v))
-        if (k !== 'maxBytes' && k !== 'maxEntries') throw new InputError('unknown limit (maxBytes, maxEntries)', { file: where.file, field: `${where.field}.${k}` });
-      const out = { maxBytes: 32 * 1024 ** 3, maxEntries: 1_000_000 };
-      if (v.maxBytes !== undefined)
-        out.maxBytes = checkKind({ type: 'int', min: 1, max: Number.MAX_SAFE_INTEGER }, v.maxBytes, { file: where.file, field: `${where.field}.maxBytes` }) as number;
-      if (v.maxEntries !== undefined)
-        out.maxEntries = checkKind({ type: 'int', min: 1, max: 100_000_000 }, v.maxEntries, { file: where.file, field: `${where.field}.maxEntries` }) as number;
+      const bounds: Record<keyof UnpackLimits, { min: number; max: number }> = {
+        maxBytes: { min: 1, max: Number.MAX_SAFE_INTEGER },
+        maxEntries: { min: 1, max: 100_000_000 },
+        maxRatio: { min: 0, max: 1_000_000 },
+        minFreeBytes: { min: 0, max: Number.MAX_SAFE_INTEGER },
+      };
+      const out: UnpackLimits = { ...DEFAULT_UNPACK_LIMITS };
+      for (const [k, x] of Object.entries(v)) {
+        if (!Object.hasOwn(bounds, k)) throw new InputError('unknown limit (maxBytes, maxEntries, maxRatio, minFreeBytes)', { file: where.file, field: `${where.field}.${k}` });
+        const key = k as keyof UnpackLimits;
+        if (x !== undefined) out[key] = checkKind({ type: 'int', ...bounds[key] }, x, { file: where.file, field: `${where.field}.${k}` }) as number;
+      }
       return out;
     }
   }

@@ -20,7 +20,13 @@ export interface UnpackLimits {
   maxBytes: number;
   /** Tar entries per layer. */
   maxEntries: number;
+  /** A layer inflating more than this many times its compressed size is a bomb (0: no limit). */
+  maxRatio: number;
+  /** Free bytes the state filesystem keeps while a layer is written. */
+  minFreeBytes: number;
 }
+
+export const DEFAULT_UNPACK_LIMITS: UnpackLimits = { maxBytes: 32 * 1024 ** 3, maxEntries: 1_000_000, maxRatio: 1000, minFreeBytes: 1024 ** 3 };
 
 export interface Config {
   spoolDir: string;
@@ -109,8 +115,8 @@ export const SETTINGS: readonly Setting[] = [
     doc: 'Start even when spool, state or export can be written by group or others (logged as a warning at every start). Whoever can write the spool can run containers as root.' },
   { key: 'strictConversion', kind: { type: 'bool' }, default: false, env: 'OCIVIRT_STRICT',
     doc: 'Refuse an entry whose config has fields libvirt-lxc would not enforce (seccomp, rlimits …) instead of keeping them in metadata with a warning.' },
-  { key: 'unpackLimits', kind: { type: 'limits' }, default: { maxBytes: 32 * 1024 ** 3, maxEntries: 1_000_000 },
-    doc: 'Per layer: `maxBytes` uncompressed and `maxEntries` tar entries; a layer over either is refused.' },
+  { key: 'unpackLimits', kind: { type: 'limits' }, default: DEFAULT_UNPACK_LIMITS,
+    doc: 'Per layer: `maxBytes` uncompressed and `maxEntries` tar entries; `maxRatio`: refused once it inflates more than this many times its compressed size, checked after its first 64 MiB (0: no limit; ordinary layers are 2-10:1, zeros in gzip ~1030:1, so only bombs and layers that are nearly all zeros reach it); `minFreeBytes`: refused when writing it would take the free space of the state filesystem (of the bundle for `ocivirt unpack`) below this, checked every 16 MiB; an unpack that starts below it fails as a host error. A layer over any limit is refused.' },
   { key: 'allowDevices', kind: { type: 'bool' }, default: false, env: 'OCIVIRT_ALLOW_DEVICES',
     doc: 'Create device nodes found in image layers (skipped with a warning otherwise).' },
   { key: 'stopTimeoutSec', kind: { type: 'int', min: 1, max: 3600 }, default: 30, env: 'OCIVIRT_STOP_TIMEOUT_SEC',

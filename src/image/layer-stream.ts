@@ -7,13 +7,13 @@
 import { createGunzip } from 'node:zlib';
 import { pipeline } from 'node:stream/promises';
 import type { Readable, Transform } from 'node:stream';
-import { DecompressStream } from 'zstd-napi';
 import { InputError } from '../errors.js';
 import { VerifyingStream } from './digest.js';
 import { scavengeEvery } from './memory.js';
 import { detectCompression, type Compression } from './media-types.js';
 import type { ResolvedLayer } from './resolve.js';
 import type { ImageSource } from './source.js';
+import { zstdDecompress } from './zstd.js';
 
 export interface LayerStream {
   /** Uncompressed tar bytes; errors if any check fails. */
@@ -30,19 +30,50 @@ export interface LayerStreamStats {
   uncompressedBytes: number;
 }
 
-function decompressor(c: Compression): Transform | undefined {
+export interface LayerStreamOptions {
+  /** Told the size of every compressed chunk read (progress). */
+  onCompressedBytes?: (n: number) => void;
+  onWarning?: (msg: string) => void;
+  /**
+   * Refuse a layer that inflates more than this many times its compressed size (0: no limit),
+   * checked once RATIO_AFTER_BYTES have come out: a bomb is stopped long before it fills the
+   * disk, while ordinary layers (2-10:1) and even a big file of zeros in gzip (at most ~1030:1
+   * for the whole layer) are far from it.
+   */
+  maxRatio?: number;
+}
+
+export const DEFAULT_MAX_RATIO = 1000;
+
+/** Uncompressed bytes before the ratio guard looks: small layers may be all zeros. */
+export const RATIO_AFTER_BYTES = 64 * 1024 * 1024;
+
+/** A decompression stage; gzip (node's zlib) and the zstd generator both wait for their reader. */
+export function decompressStage(c: Compression, onTrailing: (bytes: number) => void): Transform | ((s: AsyncIterable<Buffer>) => AsyncGenerator<Buffer>) | undefined {
   // 64 KiB output chunks: larger ones bought no speed and cost memory (measured)
   if (c === 'gzip') return createGunzip({ chunkSize: 1 << 16 });
-  // the zstd CLI's own default: frames that need a window over 128 MiB are refused, not allocated
-  if (c === 'zstd') return new DecompressStream({ windowLogMax: 27 });
+  if (c === 'zstd') return zstdDecompress(onTrailing);
   return undefined;
 }
 
-export async function openLayerStream(
-  source: ImageSource,
-  layer: ResolvedLayer,
-  onCompressedBytes?: (n: number) => void,
-): Promise<LayerStream> {
+/** Passes the uncompressed bytes on, refusing them once they outgrow `maxRatio` times the compressed ones. */
+function ratioGuard(label: string, file: string, maxRatio: number, compressedBytes: () => number) {
+  return async function* (source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    let out = 0;
+    for await (const chunk of source) {
+      out += chunk.length;
+      if (out > RATIO_AFTER_BYTES && out > maxRatio * compressedBytes()) {
+        throw new InputError(
+          `${label}: inflates to more than ${maxRatio} times its compressed size (${out} bytes from ${compressedBytes()}): refused as a decompression bomb (unpackLimits.maxRatio)`,
+          { file },
+        );
+      }
+      yield chunk;
+    }
+  };
+}
+
+export async function openLayerStream(source: ImageSource, layer: ResolvedLayer, opts: LayerStreamOptions = {}): Promise<LayerStream> {
   const file = source.path;
   const head = await source.store.head(layer.blobName, 4);
   const found = detectCompression(head);
@@ -60,7 +91,7 @@ export async function openLayerStream(
     ...(layer.size !== undefined ? { size: layer.size } : {}),
     label: `${layer.label} blob`,
     file,
-    ...(onCompressedBytes ? { onBytes: onCompressedBytes } : {}),
+    ...(opts.onCompressedBytes ? { onBytes: opts.onCompressedBytes } : {}),
   });
   const diffCheck = new VerifyingStream({
     digest: layer.diffId,
@@ -68,10 +99,17 @@ export async function openLayerStream(
     file,
     onBytes: scavengeEvery(4 << 20),
   });
-  const inflate = decompressor(compression);
-  const stages: (Readable | Transform)[] = inflate ? [raw, blobCheck, inflate, diffCheck] : [raw, blobCheck, diffCheck];
+  const onTrailing = (n: number) => opts.onWarning?.(`${layer.label}: ${n} bytes after the end of the ${compression} stream ignored (the blob digest covers them)`);
+  const inflate = decompressStage(compression, onTrailing);
+  const maxRatio = opts.maxRatio ?? 0;
+  const stages: unknown[] = [raw, blobCheck];
+  if (inflate) {
+    stages.push(inflate);
+    if (maxRatio > 0) stages.push(ratioGuard(layer.label, file, maxRatio, () => blobCheck.bytes));
+  }
+  stages.push(diffCheck);
 
-  const verified = pipeline(stages as unknown as [Readable, ...Transform[]]).then(
+  const verified = (pipeline as (...s: unknown[]) => Promise<void>)(...stages).then(
     () => ({ compression, compressedBytes: blobCheck.bytes, uncompressedBytes: diffCheck.bytes }),
     (e: unknown) => {
       throw explain(e, layer, compression, file);

@@ -29,7 +29,7 @@ import {
 } from './bundle-dir.js';
 import type { Platform } from './documents.js';
 import { sha256Hex, VerifyingStream, type Digest } from './digest.js';
-import { openLayerStream } from './layer-stream.js';
+import { DEFAULT_MAX_RATIO, openLayerStream } from './layer-stream.js';
 import type { Compression } from './media-types.js';
 import { formatPlatform, hostPlatform, parsePlatform } from './platform.js';
 import { resolveImage, type ResolvedImage, type ResolvedLayer } from './resolve.js';
@@ -63,8 +63,8 @@ export interface UnpackOptions {
   versioned?: boolean;
   /** Create device nodes from layers (skipped with a warning by default). */
   allowDevices?: boolean;
-  /** Limits handed to the layer applier (its defaults otherwise). */
-  limits?: ApplyLayerOptions['limits'];
+  /** Limits per layer: the applier's, and the inflation ratio (their defaults otherwise). */
+  limits?: ApplyLayerOptions['limits'] & { maxRatio?: number };
   maxJsonBytes?: number;
   log?: EventLogger;
   onProgress?: (p: LayerProgress) => void;
@@ -266,13 +266,18 @@ async function unpackLayer(
     }
   };
   report(false);
-  const stream = await openLayerStream(source, layer, (k) => {
-    bytes += k;
-    report(false);
+  const { maxRatio = DEFAULT_MAX_RATIO, ...limits } = opts.limits ?? {};
+  const stream = await openLayerStream(source, layer, {
+    onCompressedBytes: (k) => {
+      bytes += k;
+      report(false);
+    },
+    onWarning: warn,
+    maxRatio,
   });
   const applied = applyLayer(rootfs, stream.output, {
     layer: `${source.path}: ${layer.label}`,
-    ...(opts.limits ? { limits: opts.limits } : {}),
+    limits,
     allowDevices: opts.allowDevices === true,
     onWarning: warn,
   }).then(

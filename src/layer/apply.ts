@@ -3,7 +3,7 @@
  * writer.ts for the rules). The caller decompresses, verifies digests, and owns the staging
  * directory; this function only reads the stream, with bounded memory in flight.
  */
-import { lstat } from 'node:fs/promises';
+import { lstat, statfs } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
 import { InputError } from '../errors.js';
 import { scavengeEvery } from '../image/memory.js';
@@ -18,17 +18,26 @@ export type { TarLimits } from './tar-reader.js';
  * Default limits: far above any real layer (the largest Debian/Ubuntu layers are a few GiB and
  * a few 100k entries) and low enough that a bomb stops early with a clear message.
  */
-export const DEFAULT_LIMITS: TarLimits = {
+export const DEFAULT_LIMITS: LayerLimits = {
   maxBytes: 32 * 1024 ** 3,
   maxEntries: 1_000_000,
   maxNameLength: 4096,
   maxSparseRealSize: 64 * 1024 ** 3,
+  minFreeBytes: 1024 ** 3,
 };
+
+export interface LayerLimits extends TarLimits {
+  /**
+   * Free space the filesystem of the rootfs keeps: a layer that would take it below this is
+   * refused while it is written (a layer must never fill the disk the state lives on).
+   */
+  minFreeBytes: number;
+}
 
 export interface ApplyLayerOptions {
   /** The layer's digest or name, for error messages. */
   layer: string;
-  limits?: Partial<TarLimits>;
+  limits?: Partial<LayerLimits>;
   /** Create device nodes (default false: skipped with a warning). */
   allowDevices?: boolean;
   onWarning?: (msg: string) => void;
@@ -40,14 +49,26 @@ export interface ApplyLayerOptions {
 const MAX_IN_FLIGHT = 8 * 1024 * 1024;
 const BATCH_BYTES = 256 * 1024;
 
+/** Bytes an unprivileged user may still write (what root may use beyond that is the system's reserve). */
+export async function freeBytes(path: string): Promise<number> {
+  const st = await statfs(path);
+  return st.bavail * st.bsize;
+}
+
 export async function applyLayer(rootfs: string, tar: NodeJS.ReadableStream, opts: ApplyLayerOptions): Promise<LayerStats> {
   const st = await lstat(rootfs).catch(() => undefined);
   if (st === undefined || !st.isDirectory()) {
     throw new InputError('rootfs is not a directory', { file: opts.layer, field: rootfs });
   }
+  const limits = { ...DEFAULT_LIMITS, ...opts.limits };
+  const free = await freeBytes(rootfs);
+  if (free < limits.minFreeBytes) {
+    // the host is short of space before this layer wrote anything: not the layer's fault
+    throw new Error(`${opts.layer}: only ${free} bytes free on the filesystem of ${rootfs}, less than the reserve of ${limits.minFreeBytes} (unpackLimits.minFreeBytes)`);
+  }
   const input: WorkerInput = {
     rootfs,
-    limits: { ...DEFAULT_LIMITS, ...opts.limits },
+    limits,
     allowDevices: opts.allowDevices ?? false,
     umask: process.umask(),
   };

@@ -17,6 +17,11 @@ export const BLOCK = 512;
 /** Hard caps that are not worth a setting: a PAX header and a sparse map in memory. */
 export const MAX_META_BYTES = 1 << 20;
 export const MAX_SPARSE_SEGMENTS = 1 << 16;
+/**
+ * Bytes accepted after the end-of-archive block: writers pad to their record size (GNU tar 10 KiB,
+ * `-b 2048` 1 MiB); beyond that the "padding" is only a way to make us inflate and hash gigabytes.
+ */
+export const MAX_TRAILING_BYTES = 4 << 20;
 
 export interface TarLimits {
   /** Uncompressed bytes of the whole tar stream. */
@@ -76,7 +81,7 @@ type State =
   | { kind: 'sparseMap'; entry: TarEntry; got: Buffer[]; size: number; newlines: number }
   | { kind: 'data'; remaining: number; segment: number; segmentLeft: number; position: number; entry: TarEntry }
   | { kind: 'skip'; remaining: number }
-  | { kind: 'end' };
+  | { kind: 'end'; trailing: number; data: boolean };
 
 interface Pending {
   pax: Map<string, Buffer>;
@@ -100,6 +105,7 @@ export class TarReader {
   constructor(
     private readonly sink: TarSink,
     private readonly limits: TarLimits,
+    private readonly onWarning: (msg: string) => void = () => {},
   ) {}
 
   private fail(reason: string): never {
@@ -124,7 +130,11 @@ export class TarReader {
    */
   end(): void {
     const st = this.state;
-    if (st.kind === 'end') return;
+    if (st.kind === 'end') {
+      // as umoci does: the diffID covers these bytes, and tar readers stop at the end block
+      if (st.data) this.onWarning(`${st.trailing} bytes after the end-of-archive block ignored (not all zero)`);
+      return;
+    }
     const betweenEntries = (st.kind === 'header' && this.blockFill === 0) || st.kind === 'skip';
     if (!betweenEntries) this.fail('truncated: the stream ends inside an entry');
     if (this.pending.metaBytes > 0 || this.pending.pax.size > 0 || this.pending.longName !== undefined || this.pending.longLink !== undefined) {
@@ -231,12 +241,12 @@ export class TarReader {
         return off;
       }
       case 'end': {
-        for (let i = off; i < chunk.length; i++) {
-          if (chunk[i] !== 0) {
-            this.current = undefined;
-            this.fail(`trailing data after the end-of-archive block (offset ${this.bytesRead - chunk.length + i})`);
-          }
+        st.trailing += chunk.length - off;
+        if (st.trailing > MAX_TRAILING_BYTES) {
+          this.current = undefined;
+          this.fail(`more than ${MAX_TRAILING_BYTES} bytes after the end-of-archive block`);
         }
+        if (!st.data) for (let i = off; i < chunk.length && !st.data; i++) st.data = chunk[i] !== 0;
         return chunk.length;
       }
     }
@@ -253,7 +263,7 @@ export class TarReader {
       if (this.pending.pax.size > 0 || this.pending.longName !== undefined || this.pending.longLink !== undefined) {
         this.fail('end of archive right after an extended header');
       }
-      this.state = { kind: 'end' };
+      this.state = { kind: 'end', trailing: 0, data: false };
       return;
     }
     if (!checksumOk(blk)) this.fail(`invalid tar header at offset ${this.bytesRead}: bad checksum`);

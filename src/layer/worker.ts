@@ -4,15 +4,17 @@
  * is acknowledged so the sender can bound what is in flight. The daemon's event loop never runs
  * any of this.
  */
+import { statfsSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { InputError } from '../errors.js';
-import { TarReader, type TarLimits } from './tar-reader.js';
+import { TarReader } from './tar-reader.js';
+import type { LayerLimits } from './apply.js';
 import { LayerWriter } from './writer.js';
 import { scavengeEvery } from '../image/memory.js';
 
 export interface WorkerInput {
   rootfs: string;
-  limits: TarLimits;
+  limits: LayerLimits;
   allowDevices: boolean;
   umask: number;
 }
@@ -35,10 +37,29 @@ const writer = new LayerWriter(input.rootfs, {
   umask: input.umask,
   onWarning: (msg) => post({ type: 'warning', msg }),
 });
-const reader = new TarReader(writer, input.limits);
+const reader = new TarReader(writer, input.limits, (msg) => post({ type: 'warning', msg }));
 let failed = false;
 // chunks are external buffers V8 frees late; a scavenge every 4 MiB keeps peak RSS flat (image/memory.ts)
 const scavenge = scavengeEvery(4 << 20);
+
+/** How much of the stream is written between two looks at the free space. */
+const FREE_CHECK_BYTES = 16 << 20;
+let sinceFreeCheck = 0;
+
+/** The layer may not take the rootfs's filesystem below its reserve (see apply.ts). */
+function checkFreeSpace(bytes: number): void {
+  sinceFreeCheck += bytes;
+  if (sinceFreeCheck < FREE_CHECK_BYTES) return;
+  sinceFreeCheck = 0;
+  const st = statfsSync(input.rootfs);
+  const free = st.bavail * st.bsize;
+  if (free < input.limits.minFreeBytes) {
+    throw new InputError(
+      `layer would fill the disk: free space on the filesystem of the rootfs fell to ${free} bytes, below the reserve of ${input.limits.minFreeBytes} (unpackLimits.minFreeBytes)`,
+      { field: reader.current },
+    );
+  }
+}
 
 function fail(err: unknown): void {
   failed = true;
@@ -60,6 +81,7 @@ port.on('message', (m: ToWorker) => {
   try {
     if (m.type === 'chunk') {
       reader.write(Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength));
+      checkFreeSpace(m.data.byteLength);
       post({ type: 'ack', bytes: m.data.byteLength });
       scavenge(m.data.byteLength);
     } else {

@@ -10,6 +10,7 @@ import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, symlink
 import { join } from 'node:path';
 import { applyLayer, type ApplyLayerOptions } from '../../src/layer/index.js';
 import { InputError } from '../../src/errors.js';
+import { MAX_TRAILING_BYTES } from '../../src/layer/tar-reader.js';
 import { sandbox, apply, layerBytes, type Layer, type Sandbox } from '../layer/util.js';
 import { file, dir, symlink, hardlink, whiteout, opaque, fifo, header, entryBlocks, gnuSparse, paxRecords, paxSparse, pad, tar, tarStream, writeChecksum } from '../helpers/tar.js';
 import { plantSentinels, snapshot } from './sentinel.js';
@@ -195,7 +196,11 @@ const cases: Case[] = [
     expect: /bad checksum/,
   },
   { name: 'truncated after a PAX header', layer: () => entryBlocks({ ...file('a', 'x'), pax: { path: 'b' } }).subarray(0, 1024), expect: /truncated/ },
-  { name: 'trailing garbage after the end', layer: () => tar([file('a', 'x')], { trailing: Buffer.from('MZ garbage') }), expect: /trailing data after the end-of-archive block/ },
+  {
+    name: 'bomb: gigabytes of zero padding after the end-of-archive block stop at the trailing limit',
+    layer: () => tar([file('a', 'x')], { trailing: Buffer.alloc(MAX_TRAILING_BYTES + 4096) }),
+    expect: /more than \d+ bytes after the end-of-archive block/,
+  },
   { name: 'garbage instead of a header (bad checksum)', layer: () => tar([file('a', 'x', { badChecksum: true })]), expect: /bad checksum/ },
   {
     name: 'header with a non-octal size',

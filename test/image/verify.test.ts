@@ -258,11 +258,12 @@ for (const c of ['gzip', 'zstd'] as const) {
     await expectInputError(streamAll(d), new RegExp(`layer 1/1 .*: corrupt ${c} stream`));
   });
 
-  test(`${c} layer with trailing garbage (digest recomputed to match) fails`, async () => {
-    const { dir: d } = layoutWith([{ tar: payload(), compression: c, mangle: garbage }]);
-    await expectInputError(streamAll(d), new RegExp(`layer 1/1 .*: corrupt ${c} stream`));
-  });
 }
+
+test('gzip layer with trailing garbage (digest recomputed to match) fails', async () => {
+  const { dir: d } = layoutWith([{ tar: payload(), compression: 'gzip', mangle: garbage }]);
+  await expectInputError(streamAll(d), /layer 1\/1 .*: corrupt gzip stream/);
+});
 
 test('gzip and zstd concatenated members are one stream (as gzip(1) and zstd(1) read them)', async () => {
   const raw = payload();

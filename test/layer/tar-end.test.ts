@@ -2,8 +2,8 @@
  * How a layer's tar stream may end. Accepted: end-of-archive blocks, or a clean end after the last
  * entry (its data complete, padding optional, end-of-archive blocks missing), the shape Debian's
  * umoci 0.4.7 `umoci insert` writes and Go's archive/tar and GNU tar read. Refused: an end inside
- * a header, inside an entry's data, or between extended headers and their entry; trailing
- * non-zero bytes after an end-of-archive block. Each shape is fed in many chunk sizes, since the
+ * a header, inside an entry's data, or between extended headers and their entry; more than
+ * MAX_TRAILING_BYTES after an end-of-archive block (fewer non-zero ones are a warning). Each shape is fed in many chunk sizes, since the
  * reader keeps state across chunks.
  */
 import { test } from 'uvu';
@@ -11,7 +11,7 @@ import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { InputError } from '../../src/errors.js';
-import { BLOCK, TarReader, type TarEntry } from '../../src/layer/tar-reader.js';
+import { BLOCK, MAX_TRAILING_BYTES, TarReader, type TarEntry } from '../../src/layer/tar-reader.js';
 import { dir, entryBlocks, file, symlink, tar, type Entry } from '../helpers/tar.js';
 import { apply, applyFails, sandbox, type Sandbox } from './util.js';
 
@@ -20,6 +20,10 @@ const CHUNKS = [1, 7, 511, 512, 513, 4096, 1 << 20];
 
 /** Reads `bytes` in chunks of `chunk`; returns each entry's name and data. */
 function read(bytes: Buffer, chunk: number): string[] {
+  return readWarning(bytes, chunk, []);
+}
+
+function readWarning(bytes: Buffer, chunk: number, warnings: string[]): string[] {
   const out: string[] = [];
   let cur: { e: TarEntry; data: Buffer[] } | undefined;
   const reader = new TarReader(
@@ -31,6 +35,7 @@ function read(bytes: Buffer, chunk: number): string[] {
       entryEnd: () => out.push(`${cur!.e.name}=${Buffer.concat(cur!.data).toString('latin1')}`),
     },
     LIMITS,
+    (w) => warnings.push(w),
   );
   for (let i = 0; i < bytes.length; i += chunk) reader.write(bytes.subarray(i, i + chunk));
   reader.end();
@@ -113,11 +118,28 @@ test('refused: the stream ends after a PAX header or a GNU long name, before its
   for (const c of CHUNKS) assert.match(refused(pax.subarray(0, BLOCK + 20), c), /truncated/);
 });
 
-test('refused: non-zero bytes after an end-of-archive block; garbage where a header should be', () => {
+test('accepted with a warning: non-zero bytes after an end-of-archive block (as umoci); garbage where a header should be is refused', () => {
   const trailing = tar(entries(), { endBlocks: 1, trailing: Buffer.from('MZ garbage') });
-  for (const c of CHUNKS) assert.match(refused(trailing, c), /trailing data after the end-of-archive block/);
+  for (const c of CHUNKS) {
+    const warnings: string[] = [];
+    assert.equal(readWarning(trailing, c, warnings), EXPECTED);
+    assert.equal(warnings, ['10 bytes after the end-of-archive block ignored (not all zero)'], `chunks of ${c}`);
+  }
+  const zeros: string[] = [];
+  readWarning(tar(entries(), { endBlocks: 2, trailing: Buffer.alloc(10240) }), 4096, zeros);
+  assert.equal(zeros, [], 'zero padding is not worth a warning');
   const garbage = Buffer.concat([tar(entries(), { endBlocks: 0 }), Buffer.alloc(BLOCK, 0x41)]);
   for (const c of CHUNKS) assert.match(refused(garbage, c), /bad checksum/);
+});
+
+test('refused: more than MAX_TRAILING_BYTES after the end-of-archive block, zeros or not, before reading them all', () => {
+  for (const fill of [0, 0x41]) {
+    const bytes = tar(entries(), { endBlocks: 2, trailing: Buffer.alloc(MAX_TRAILING_BYTES + 1, fill) });
+    for (const c of [4096, 1 << 20]) assert.match(refused(bytes, c), new RegExp(`more than ${MAX_TRAILING_BYTES} bytes after the end-of-archive block`));
+  }
+  // exactly the limit (after the two end blocks) is still padding
+  const ok = tar(entries(), { endBlocks: 2, trailing: Buffer.alloc(MAX_TRAILING_BYTES - BLOCK * 2) });
+  assert.equal(read(ok, 1 << 20), EXPECTED);
 });
 
 let sb: Sandbox;
