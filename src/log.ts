@@ -27,6 +27,7 @@ export const EVENTS = [
   'domain.pending',
   'domain.drifted',
   'domain.unchanged',
+  'domain.foreign',
   'sync.completed',
   // export
   'export.written',

@@ -111,6 +111,7 @@ export function fromNative(config: RuntimeConfig, opts: FromNativeOptions): From
     bundle: opts.bundleDir,
     cgroupVersion: ctx.cgroupVersion,
     ...(opts.owner ? { entry: opts.owner.entry } : {}),
+    ...(opts.owner?.instance ? { instance: opts.owner.instance } : {}),
     desiredDigest: desiredDigest(original, { name, bundle: opts.bundleDir, cgroupVersion: ctx.cgroupVersion, hostArch: ctx.hostArch }),
     ...(opts.owner?.imageDigest ? { imageDigest: opts.owner.imageDigest } : {}),
   });

@@ -4,6 +4,10 @@ import type { Domain } from '../xml/domain.js';
 export interface Ownership {
   /** The spool entry the domain was made from. */
   entry: string;
+  /** The ocivirt instance that made it; undefined for domains made before instances had ids. */
+  instance?: string;
+  /** The bundle directory it was made from (how a domain without an instance id is claimed). */
+  bundle?: string;
   /** sha256 of the canonical desired runtime config. */
   desiredDigest: string;
   /** The source image digest, when made from an image. */
@@ -13,5 +17,11 @@ export interface Ownership {
 export function readOwnership(domain: Domain): Ownership | undefined {
   const m = domain.metadata.ours;
   if (!m?.entry || !m.desiredDigest) return undefined;
-  return m.imageDigest ? { entry: m.entry, desiredDigest: m.desiredDigest, imageDigest: m.imageDigest } : { entry: m.entry, desiredDigest: m.desiredDigest };
+  return {
+    entry: m.entry,
+    desiredDigest: m.desiredDigest,
+    ...(m.instance ? { instance: m.instance } : {}),
+    ...(m.bundle ? { bundle: m.bundle } : {}),
+    ...(m.imageDigest ? { imageDigest: m.imageDigest } : {}),
+  };
 }

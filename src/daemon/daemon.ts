@@ -15,6 +15,7 @@ import { connectLibvirt } from '../libvirt/adapter.js';
 import type { LibvirtPort } from '../libvirt/port.js';
 import { createLogger, silentLogger, type EventLogger } from '../log.js';
 import { DomainLocks, type ItemResult } from '../reconcile/apply.js';
+import { ensureInstanceId } from '../reconcile/instance.js';
 import { syncOptionsFromConfig, syncPass, writeStatus, type PassScope } from '../reconcile/sync.js';
 import { checkDirectoryTrust } from '../spool/trust.js';
 import { SpoolWatcher } from '../watch/spool-watcher.js';
@@ -36,6 +37,8 @@ export class Daemon {
   private readonly queue: PassQueue;
   private stopping = false;
   private watcher: SpoolWatcher | undefined;
+  /** This instance's id (reconcile/instance.ts), read or made once at start. */
+  private instance = '';
 
   private constructor(
     private config: Config,
@@ -68,6 +71,7 @@ export class Daemon {
       }
       for (const w of warnings) log.warn('daemon.insecure', { path: config[key], setting: key, err: w }, w);
     }
+    const instance = await ensureInstanceId(config.stateDir);
     const port = await connectLibvirt(config.uri, { logger: log });
     // The exporter has its own connection: a burst of exports never queues behind the
     // reconciler's defines on one connection (libvirtd serves each client's calls in turn).
@@ -82,6 +86,7 @@ export class Daemon {
       log,
     });
     const daemon = new Daemon(config, file, opts, log, port, exportPort, exporter);
+    daemon.instance = instance;
     daemon.watcher = await SpoolWatcher.start(config.spoolDir, {
       quietMs: config.quietMs,
       includeExisting: true,
@@ -95,6 +100,7 @@ export class Daemon {
       file: file ?? null,
       spool: config.spoolDir,
       state: config.stateDir,
+      instance,
       export: config.exportDir,
       uri: config.uri,
       durationMs: Date.now() - t0,
@@ -167,7 +173,7 @@ export class Daemon {
     const unsettled = this.watcher?.unsettled() ?? new Set<string>();
     const { results, settling } = await syncPass(
       this.port,
-      { ...syncOptionsFromConfig(this.config, this.log), locks: this.locks },
+      { ...syncOptionsFromConfig(this.config, this.log), instance: this.instance, locks: this.locks },
       { scope, settled: (entry) => this.ready.has(entry) && !unsettled.has(entry), known: this.known, unpackEvents: true },
     );
     if (scope === 'all') this.status.clear();

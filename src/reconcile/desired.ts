@@ -39,6 +39,8 @@ export interface EntryFailure {
 
 export interface DesiredOptions {
   prefix?: string;
+  /** The instance id stamped into each domain's metadata (instance.ts). */
+  instance?: string;
   /** Where images are unpacked (`<stateDir>/bundles/<domain>/<version>`); without it image entries fail. */
   stateDir?: string;
   startPolicy?: StartPolicy;
@@ -124,7 +126,7 @@ export async function desiredDomain(entry: SpoolEntry, opts: DesiredOptions, cgr
     name: entry.domainName,
     strict: opts.strict === true,
     cgroupVersion,
-    owner: { entry: entry.name, ...(imageDigest !== undefined ? { imageDigest } : {}) },
+    owner: { entry: entry.name, ...(opts.instance !== undefined ? { instance: opts.instance } : {}), ...(imageDigest !== undefined ? { imageDigest } : {}) },
     resolveExecutable: rootfsExecutableResolver(paths.rootfs),
     hostDevice: statHostDevice,
   });

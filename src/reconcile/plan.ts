@@ -5,8 +5,9 @@
 import { createHash } from 'node:crypto';
 import type { DriftPolicy, RemovePolicy } from '../config/index.js';
 import { buildDomainXml } from '../xml/build.js';
+import type { Domain } from '../xml/domain.js';
 import { canonicalUuid, domainDifferences } from '../xml/compare.js';
-import type { ActualState, ManagedDomain } from './actual.js';
+import { foreignReason, type ActualState, type ManagedDomain } from './actual.js';
 import type { DesiredDomain, DesiredState } from './desired.js';
 
 export type PlanAction = 'create' | 'update' | 'start' | 'delete' | 'nothing' | 'fail';
@@ -87,6 +88,12 @@ function planEntry(d: DesiredDomain, have: ActualState, driftPolicy: DriftPolicy
     ...(digest !== undefined ? { digest } : {}),
     ...(d.warnings.length ? { warnings: d.warnings } : {}),
   };
+  // another instance's domain, or one nobody can read, is never taken over
+  const foreign = have.foreign.get(d.domainName);
+  if (foreign) return { ...base, action: 'fail', reason: foreignReason(foreign) };
+  const unreadable = have.unreadable.get(d.domainName);
+  if (unreadable !== undefined)
+    return { ...base, action: 'fail', reason: `domain '${d.domainName}' already exists but its definition cannot be read (${unreadable}); it is left alone` };
   if (have.unmanaged.has(d.domainName))
     return {
       ...base,
@@ -96,8 +103,12 @@ function planEntry(d: DesiredDomain, have: ActualState, driftPolicy: DriftPolicy
   const actual = have.managed.get(d.domainName);
   if (!actual) return { ...base, action: 'create', reason: 'new entry', xml: buildDomainXml(d.domain), start: d.start };
   const desired = keepIdentity(d, actual);
-  const differences = domainDifferences(desired, actual.domain);
-  if (differences.length === 0) return { ...base, action: 'nothing', reason: 'unchanged' };
+  // a domain made before instance ids, adopted (actual.ts): the id alone is no change; the next
+  // redefine writes it
+  const adopted = actual.owner.instance === undefined;
+  const differences = domainDifferences(adopted ? withoutInstance(desired) : desired, actual.domain);
+  if (differences.length === 0)
+    return { ...base, action: 'nothing', reason: adopted ? 'unchanged (made before instance ids; adopted: its bundle is this instance\'s)' : 'unchanged' };
   if (definedFromSameEntry(d, actual)) {
     // The spool did not change since the define, so libvirt did: operator intent (it is
     // exported back to OCI), not drift, unless the policy says revert.
@@ -125,6 +136,13 @@ function definedFromSameEntry(d: DesiredDomain, actual: ManagedDomain): boolean 
 /** sha256 of the definition libvirt has (as ocivirt reads it): "the same hand edit" across passes. */
 function definitionDigest(actual: ManagedDomain): string {
   return `sha256:${createHash('sha256').update(buildDomainXml(actual.domain)).digest('hex')}`;
+}
+
+function withoutInstance(d: Domain): Domain {
+  const ours = d.metadata.ours;
+  if (ours?.instance === undefined) return d;
+  const { instance: _, ...rest } = ours;
+  return { ...d, metadata: { ...d.metadata, ours: rest } };
 }
 
 /**

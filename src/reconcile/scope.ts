@@ -6,11 +6,9 @@
  */
 import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readOwnership } from '../convert/ownership.js';
 import type { LibvirtPort } from '../libvirt/port.js';
-import type { ActualState } from './actual.js';
+import { emptyActual, readDomainInto, type ActualState, type Instance } from './actual.js';
 import { domainNameFor, inspectEntry, refuseCollisions, type RefusedEntry, type SpoolEntry } from '../spool/index.js';
-import { parseDomainXml } from '../xml/parse.js';
 
 const CONCURRENCY = 8;
 
@@ -49,43 +47,32 @@ export async function inspectSome(dir: string, scope: ReadonlySet<string>, prefi
  * domain), or by the name a gone entry maps to. A domain owned by an entry outside the scope is
  * not this pass's business and is left out.
  */
-export async function domainsOfScope(port: LibvirtPort, scope: ReadonlySet<string>, domainOf: ReadonlyMap<string, string>, prefix: string): Promise<ActualState> {
+export async function domainsOfScope(
+  port: LibvirtPort,
+  self: Instance,
+  scope: ReadonlySet<string>,
+  domainOf: ReadonlyMap<string, string>,
+  prefix: string,
+): Promise<ActualState> {
   const names = new Set<string>(domainOf.values());
   for (const entry of scope) {
     if (domainOf.has(entry)) continue;
     const named = domainNameFor(entry.endsWith('.tar') ? entry.slice(0, -4) : entry, prefix);
     if ('name' in named) names.add(named.name);
   }
-  const have = await someDomains(port, [...names].filter((n) => n !== ''));
+  const have = await someDomains(port, [...names].filter((n) => n !== ''), self);
   const scopeDomains = new Set(domainOf.values());
   for (const [name, m] of have.managed) if (!scope.has(m.owner.entry) && !scopeDomains.has(name)) have.managed.delete(name);
   return have;
 }
 
-/** The managed and unmanaged domains among `names` (missing ones are simply absent). */
-async function someDomains(port: LibvirtPort, names: string[]): Promise<ActualState> {
-  const have: ActualState = { managed: new Map(), unmanaged: new Set() };
+/** The domains among `names`, sorted by owner (missing ones are simply absent). */
+async function someDomains(port: LibvirtPort, names: string[], self: Instance): Promise<ActualState> {
+  const have = emptyActual();
   await Promise.all(
     names.map(async (name) => {
       const ref = await port.lookup(name);
-      if (ref === undefined) return;
-      let xml: string;
-      try {
-        xml = await port.inactiveXml(name);
-      } catch (e) {
-        if ((await port.lookup(name)) === undefined) return; // undefined meanwhile
-        throw e;
-      }
-      let domain;
-      try {
-        domain = parseDomainXml(xml, `domain ${name}`);
-      } catch {
-        have.unmanaged.add(name);
-        return;
-      }
-      const owner = readOwnership(domain);
-      if (owner) have.managed.set(name, { name, uuid: ref.uuid, owner, domain });
-      else have.unmanaged.add(name);
+      if (ref !== undefined) await readDomainInto(port, ref, self, have);
     }),
   );
   return have;

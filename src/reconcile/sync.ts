@@ -12,15 +12,17 @@
  * bundles collected); a set of names is the per-entry pass the watcher triggers (see scope.ts).
  */
 import { mkdir, open, rename } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Clock } from '../clock.js';
+import { uuidV5 } from '../convert/identity.js';
 import type { DriftPolicy, RemovePolicy, StartPolicy, UpdatePolicy } from '../config/index.js';
 import type { LibvirtPort } from '../libvirt/port.js';
 import { scanSpool, type HostDeviceAllowList } from '../spool/index.js';
 import type { EventLogger } from '../log.js';
-import { actualState, type ActualState } from './actual.js';
+import { actualState, foreignReason, type ActualState, type Instance } from './actual.js';
 import { applyPlan, type ApplyOptions, type DomainLocks, type ItemResult } from './apply.js';
-import { desiredOf, type DesiredOptions } from './desired.js';
+import { desiredOf, type DesiredOptions, type DesiredState } from './desired.js';
+import { ensureInstanceId, readInstanceId } from './instance.js';
 import { HandEdits } from './hand-edits.js';
 import { PendingStarts } from './pending.js';
 import { computePlan, type PlanItem } from './plan.js';
@@ -32,6 +34,12 @@ export { collectImageBundles };
 export interface SyncOptions {
   spoolDir: string;
   stateDir?: string;
+  /**
+   * This instance's id (the daemon reads it once at start); by default the one kept in the state
+   * directory (instance.ts), made by the first pass that may write, or, without a state
+   * directory, one derived from the spool's path.
+   */
+  instance?: string;
   log: EventLogger;
   prefix?: string;
   startPolicy?: StartPolicy;
@@ -101,9 +109,10 @@ export function handEditsOf(opts: SyncOptions): HandEdits | undefined {
 // The option objects below carry unset members as undefined: each callee reads them with `??`,
 // `?.` or an `!== undefined` test, so undefined means "absent" there.
 
-function desiredOptionsOf(opts: SyncOptions, spec: PassSpec): DesiredOptions {
+function desiredOptionsOf(opts: SyncOptions, spec: PassSpec, self: Instance): DesiredOptions {
   return {
     prefix: opts.prefix,
+    instance: self.id,
     stateDir: opts.stateDir,
     startPolicy: opts.startPolicy,
     strict: opts.strict,
@@ -136,7 +145,7 @@ function everything(): PassSpec {
 }
 
 /** The spool entries in scope: the settled ones read into desired state, the others settling. */
-async function readSpool(opts: SyncOptions, spec: PassSpec) {
+async function readSpool(opts: SyncOptions, spec: PassSpec, self: Instance) {
   const { scope, known } = spec;
   const prefix = opts.prefix ?? '';
   const scan = scope === 'all' ? await scanSpool(opts.spoolDir, { prefix }) : await inspectSome(opts.spoolDir, scope, prefix, known);
@@ -151,21 +160,34 @@ async function readSpool(opts: SyncOptions, spec: PassSpec) {
   for (const x of [...entries, ...refused]) if (x.domainName !== undefined) domainOf.set(x.name, x.domainName);
   const settled = (x: { name: string }) => spec.settled(x.name);
   const settling: Settling = [...entries, ...refused].filter((x) => !settled(x)).map((x) => ({ entry: x.name, domain: x.domainName ?? '' }));
-  const want = await desiredOf(entries.filter(settled), refused.filter(settled), desiredOptionsOf(opts, spec));
+  const want = await desiredOf(entries.filter(settled), refused.filter(settled), desiredOptionsOf(opts, spec, self));
   return { want, domainOf, settling };
 }
 
-/** Desired and actual state in scope and the plan between them; reads only. */
-async function planPass(port: LibvirtPort, opts: SyncOptions, spec: PassSpec): Promise<PlannedPass> {
+/**
+ * Who this pass acts as. A pass that may write makes the instance id when there is none yet;
+ * `plan` only reads it (without one it owns no stamped domain yet).
+ */
+export async function instanceOf(opts: SyncOptions, mayWrite: boolean): Promise<Instance> {
+  const where = { spoolDir: opts.spoolDir, ...(opts.stateDir !== undefined ? { stateDir: opts.stateDir } : {}) };
+  if (opts.instance !== undefined) return { id: opts.instance, ...where };
+  if (opts.stateDir === undefined) return { id: uuidV5(`spool:${resolve(opts.spoolDir)}`), ...where };
+  return { id: mayWrite ? await ensureInstanceId(opts.stateDir) : await readInstanceId(opts.stateDir), ...where };
+}
+
+/** Desired and actual state in scope and the plan between them; reads only (the instance id aside). */
+async function planPass(port: LibvirtPort, opts: SyncOptions, spec: PassSpec, mayWrite: boolean): Promise<PlannedPass> {
   const { scope } = spec;
   const prefix = opts.prefix ?? '';
+  const self = await instanceOf(opts, mayWrite);
   let read: Awaited<ReturnType<typeof readSpool>>;
   let have: ActualState;
-  if (scope === 'all') [read, have] = await Promise.all([readSpool(opts, spec), actualState(port, prefix)]);
+  if (scope === 'all') [read, have] = await Promise.all([readSpool(opts, spec, self), actualState(port, self, prefix)]);
   else {
-    read = await readSpool(opts, spec);
-    have = await domainsOfScope(port, scope, read.domainOf, prefix);
+    read = await readSpool(opts, spec, self);
+    have = await domainsOfScope(port, self, scope, read.domainOf, prefix);
   }
+  reportForeign(have, read.want, scope === 'all', opts.log);
   const { want, settling } = read;
   // a settling entry's domain is left as it is: neither updated nor deleted
   const settlingEntries = new Set(settling.map((s) => s.entry));
@@ -175,6 +197,21 @@ async function planPass(port: LibvirtPort, opts: SyncOptions, spec: PassSpec): P
   const pendingStarts = await pendingStartsOf(opts)?.list();
   const plan = computePlan(want, have, { removePolicy: opts.removePolicy, driftPolicy: opts.driftPolicy, pendingStarts });
   return { plan, settling, complete: scope === 'all' && settling.length === 0 };
+}
+
+/**
+ * Domains of other instances are never touched; the pass says so when an entry of ours names
+ * one (the entry fails), and a full pass for domains made before instance ids that this instance
+ * does not adopt (nobody else may know they are stale).
+ */
+function reportForeign(have: ActualState, want: DesiredState, full: boolean, log: EventLogger): void {
+  const claimedBy = new Map([...want.desired, ...want.failed].map((d) => [d.domainName, d.entry]));
+  for (const f of have.foreign.values()) {
+    const entry = claimedBy.get(f.name);
+    if (entry === undefined && !(full && f.owner.instance === undefined)) continue;
+    const fields = { domain: f.name, ...(entry !== undefined ? { entry } : {}), owner: { instance: f.owner.instance ?? null, entry: f.owner.entry, bundle: f.owner.bundle ?? null } };
+    log.warn('domain.foreign', fields, foreignReason(f));
+  }
 }
 
 /** Apply a planned pass; a complete one also collects unused image bundles and stale pending-start markers. */
@@ -193,13 +230,13 @@ async function applyPass(port: LibvirtPort, opts: SyncOptions, planned: PlannedP
 
 /** The daemon's pass over `spec.scope`; the caller writes the status file. */
 export async function syncPass(port: LibvirtPort, opts: SyncOptions, spec: PassSpec): Promise<{ results: ItemResult[]; settling: Settling }> {
-  const planned = await planPass(port, opts, spec);
+  const planned = await planPass(port, opts, spec, true);
   const { results } = await applyPass(port, opts, planned);
   return { results, settling: planned.settling };
 }
 
-async function planFullPass(port: LibvirtPort, opts: SyncOptions): Promise<PlannedPass> {
-  const planned = await planPass(port, opts, everything());
+async function planFullPass(port: LibvirtPort, opts: SyncOptions, mayWrite: boolean): Promise<PlannedPass> {
+  const planned = await planPass(port, opts, everything(), mayWrite);
   const { plan } = planned;
   opts.log.info('plan.computed', {
     create: plan.filter((i) => i.action === 'create').length,
@@ -214,13 +251,13 @@ async function planFullPass(port: LibvirtPort, opts: SyncOptions): Promise<Plann
 
 /** The plan of a full pass (`ocivirt plan`); reads only. */
 export async function computeSyncPlan(port: LibvirtPort, opts: SyncOptions): Promise<PlanItem[]> {
-  return (await planFullPass(port, opts)).plan;
+  return (await planFullPass(port, opts, false)).plan;
 }
 
 /** `sync --once`: a full pass, everything settled, then the status file. */
 export async function syncOnce(port: LibvirtPort, opts: SyncOptions): Promise<SyncResult> {
   const t0 = Date.now();
-  const planned = await planFullPass(port, opts);
+  const planned = await planFullPass(port, opts, true);
   const { results, collected } = await applyPass(port, opts, planned);
   if (opts.stateDir !== undefined) await writeStatus(opts.stateDir, results);
   const failed = results.filter((r) => !r.ok);

@@ -11,6 +11,13 @@ export const MAX_METADATA_BYTES = 16 * 1024 * 1024;
 
 export class UnreadableFile extends Error {
   override name = 'UnreadableFile';
+  /** The errno code behind it (ENOENT: the file is missing), when there is one. */
+  constructor(
+    message: string,
+    readonly code?: string,
+  ) {
+    super(message);
+  }
 }
 
 export async function readSmallRegularFile(path: string, limit = MAX_METADATA_BYTES): Promise<{ data: Buffer; stat: Stats }> {
@@ -19,9 +26,9 @@ export async function readSmallRegularFile(path: string, limit = MAX_METADATA_BY
     handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ELOOP') throw new UnreadableFile('is a symlink');
-    if (code === 'ENOENT') throw new UnreadableFile('is missing');
-    throw new UnreadableFile(`cannot be opened (${code ?? (e as Error).message})`);
+    if (code === 'ELOOP') throw new UnreadableFile('is a symlink', code);
+    if (code === 'ENOENT') throw new UnreadableFile('is missing', code);
+    throw new UnreadableFile(`cannot be opened (${code ?? (e as Error).message})`, code);
   }
   try {
     const stat = await handle.stat();

@@ -195,7 +195,7 @@ async function layoutFingerprint(layout: string): Promise<string> {
 
 function rethrowAs(file: string) {
   return (e: unknown): never => {
-    if (e instanceof UnreadableFile) throw new UnreadableFile(`${file} ${e.message}`);
+    if (e instanceof UnreadableFile) throw new UnreadableFile(`${file} ${e.message}`, e.code);
     throw e;
   };
 }

@@ -3,7 +3,7 @@
  * only what the domain XML cannot carry, plus the reconciler's ownership attributes.
  *
  *   <ocivirt:container xmlns:ocivirt='urn:ocivirt:metadata:1' schema='1' ociVersion='1.2.0'
- *       id='web-01' bundle='/srv/web-01' cgroupVersion='1' entry='web-01' desiredDigest='sha256:…'>
+ *       id='web-01' bundle='/srv/web-01' cgroupVersion='1' entry='web-01' instance='1b4e…' desiredDigest='sha256:…'>
  *     <ocivirt:annotation key='com.example.team'>payments &amp; billing</ocivirt:annotation>
  *     <ocivirt:exact field='/linux/resources/memory/limit' xmlValue='536871936'>536870913</ocivirt:exact>
  *     <ocivirt:residual encoding='base64'>eyJsaW51eCI6…</ocivirt:residual>
@@ -38,8 +38,10 @@ export interface OciMetadata {
   id?: string;
   bundle?: string;
   cgroupVersion?: 1 | 2;
-  /** Ownership, for the reconciler: spool entry, digest of the desired config, image digest. */
+  /** Ownership, for the reconciler: spool entry, owning instance, digest of the desired config, image digest. */
   entry?: string;
+  /** The ocivirt instance that made the domain (reconcile/instance.ts); absent from domains older than it. */
+  instance?: string;
   desiredDigest?: string;
   imageDigest?: string;
   annotations: { key: string; value: string }[];
@@ -91,6 +93,7 @@ export function metadataToElement(m: OciMetadata): XmlElement {
       bundle: m.bundle,
       cgroupVersion: m.cgroupVersion === undefined ? undefined : String(m.cgroupVersion),
       entry: m.entry,
+      instance: m.instance,
       desiredDigest: m.desiredDigest,
       imageDigest: m.imageDigest,
     },
@@ -113,6 +116,7 @@ export function metadataFromElement(el: XmlElement): OciMetadata {
     bundle: attr(el, 'bundle'),
     cgroupVersion: cg === '2' ? 2 : cg === '1' ? 1 : undefined,
     entry: attr(el, 'entry'),
+    instance: attr(el, 'instance'),
     desiredDigest: attr(el, 'desiredDigest'),
     imageDigest: attr(el, 'imageDigest'),
     annotations: [],

@@ -35,7 +35,7 @@ function state(desiredList: DesiredDomain[], failed: DesiredState['failed'] = []
 }
 
 function actual(managed: ManagedDomain[], unmanaged: string[] = []): ActualState {
-  return { managed: new Map(managed.map((m) => [m.name, m])), unmanaged: new Set(unmanaged) };
+  return { managed: new Map(managed.map((m) => [m.name, m])), unmanaged: new Set(unmanaged), foreign: new Map(), unreadable: new Map() };
 }
 
 const summary = (plan: ReturnType<typeof computePlan>) => plan.map((i) => `${i.action} ${i.domain}`);
