@@ -2,19 +2,22 @@
  * bench/sync-latency: the daemon as operators run it (`ocivirt daemon`, a child process, JSON log
  * on stdout), on the real libvirtd.
  *   1. rename into the spool -> `domain.defined` received: p50/p99 over N bundles dropped one at a
- *      time (the next after the previous is defined), then M dropped at once;
+ *      time the documented way (`cp -a mybundle .incoming-X`, then rename to spool/X; the next after
+ *      the previous is defined), then L made with `cp -al` from one template and renamed in back to
+ *      back (a steady stream: every link changes the shared files' ctimes), then M dropped at once;
  *   2. `virsh memtune --hard-limit … --config` returned -> `export.written` received, K domains;
  *   3. idle: CPU time (utime+stime from /proc) and RSS of the daemon over S seconds with the M
  *      domains managed, after it has settled.
  * Times are taken in this process when the daemon's log line arrives, so they include the pipe.
  * Writes its section into BENCHMARKS.md. Domains are ocivirt-test-bench-…, all undefined after.
  *
- *   npx tsc -p . && node dist/bench/sync-latency/run.js [--one N] [--many M] [--exports K] [--idle S]
+ *   npx tsc -p . && node dist/bench/sync-latency/run.js [--one N] [--stream L] [--many M] [--exports K] [--idle S]
  */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DaemonProcess, bundleConfig, busyboxCopy, daemonDirs, writeConfig, writeSmallBundle, type LogEvent } from '../../test/daemon/harness.js';
 import { repoRoot } from '../../test/helpers/schema.js';
@@ -24,6 +27,7 @@ const arg = (name: string, dflt: number) => {
   return i >= 0 ? Number(process.argv[i + 1]) : dflt;
 };
 const ONE = arg('one', 200);
+const STREAM = arg('stream', 50);
 const MANY = arg('many', 1000);
 const EXPORTS = arg('exports', 50);
 const IDLE_S = arg('idle', 60);
@@ -31,6 +35,7 @@ const PREFIX = 'ocivirt-test-bench-';
 const URI = 'lxc:///';
 const TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
 
+const run = promisify(execFile);
 const virsh = (...a: string[]) => execFileSync('virsh', ['-q', '-c', URI, ...a], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -91,15 +96,41 @@ async function main(): Promise<void> {
     const d = daemon;
     await d.waitFor((e) => e.event === 'sync.completed' && e.scope === 'all', 30_000, 'first resync');
 
-    // 1a. one at a time
-    for (let i = 0; i < ONE; i++) writeSmallBundle(join(dirs.staging, `one-${i}`), busybox, cfg);
-    await sleep(50); // staged files older than the rename: a renamed-in entry is recognised as whole
+    // 1a. one at a time, the documented way: `cp -a mybundle .incoming-X && mv .incoming-X spool/X`
+    const mybundle = join(tmp, 'mybundle');
+    writeSmallBundle(mybundle, busybox, cfg);
     const oneLat: number[] = [];
     for (let i = 0; i < ONE; i++) {
+      const incoming = join(dirs.staging, `.incoming-one-${i}`);
+      execFileSync('cp', ['-a', mybundle, incoming]);
       const from = d.lines.length;
       const t0 = performance.now();
-      renameSync(join(dirs.staging, `one-${i}`), join(dirs.spool, `one-${i}`));
+      renameSync(incoming, join(dirs.spool, `one-${i}`));
       oneLat.push((await definedAt(d, `one-${i}`, from)) - t0);
+    }
+
+    // 1c. a steady stream of `cp -al` copies of one template, renamed in back to back
+    const template = join(tmp, 'template');
+    writeSmallBundle(template, busybox, cfg);
+    const streamFrom = d.lines.length;
+    const streamDropped: number[] = [];
+    const streamStart = performance.now();
+    for (let i = 0; i < STREAM; i++) {
+      const incoming = join(dirs.staging, `.incoming-linked-${i}`);
+      await run('cp', ['-al', template, incoming]); // async: the daemon's lines keep arriving meanwhile
+      streamDropped.push(performance.now());
+      renameSync(incoming, join(dirs.spool, `linked-${i}`));
+    }
+    const streamEnd = performance.now();
+    const isLinked = (e: LogEvent) => (e.event === 'domain.defined' || e.event === 'entry.failed') && String(e.entry).startsWith('linked-');
+    await d.waitForCount(isLinked, STREAM, 120_000, 'stream defined');
+    const streamLat: number[] = [];
+    let firstLinked = Infinity;
+    for (let k = streamFrom; k < d.lines.length; k++) {
+      const e = d.lines[k]!;
+      if (e.event !== 'domain.defined' || !String(e.entry).startsWith('linked-')) continue;
+      streamLat.push(d.arrivals[k]! - streamDropped[Number(String(e.entry).slice(7))]!);
+      firstLinked = Math.min(firstLinked, d.arrivals[k]!);
     }
 
     // 1b. many at once
@@ -141,7 +172,7 @@ async function main(): Promise<void> {
     // 3. idle
     await sleep(5000);
     const pid = d.child.pid!;
-    const managed = ONE + MANY;
+    const managed = ONE + STREAM + MANY;
     const c0 = cpuTicks(pid);
     const t0 = performance.now();
     const rss: number[] = [];
@@ -158,13 +189,15 @@ async function main(): Promise<void> {
       '<!-- bench:sync-latency:start (written by `node dist/bench/sync-latency/run.js`; do not edit by hand) -->',
       '## Daemon latency: spool rename -> domain.defined, libvirt change -> export, idle cost',
       '',
-      `Command: \`npx tsc -p . && node dist/bench/sync-latency/run.js --one ${ONE} --many ${MANY} --exports ${EXPORTS} --idle ${IDLE_S}\` (run ${new Date().toISOString()})`,
+      `Command: \`npx tsc -p . && node dist/bench/sync-latency/run.js --one ${ONE} --stream ${STREAM} --many ${MANY} --exports ${EXPORTS} --idle ${IDLE_S}\` (run ${new Date().toISOString()})`,
       '',
       `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, libvirt LXC at \`${URI}\`. ` +
         `Load average before/after: ${load0} / ${load1} (shared machine).`,
       '',
       '`ocivirt daemon` runs as a child process; each time is taken in the bench process when the daemon\'s JSON log line arrives. ' +
-        'Bundles: config.json and a one-file rootfs, built in a staging directory beside the spool, then renamed in. ' +
+        'Bundles: config.json and a one-file rootfs. One at a time: the documented flow, `cp -a mybundle staging/.incoming-X` then a rename to spool/X ' +
+        '(timed from the rename). Stream: `cp -al template staging/.incoming-X` then the rename, back to back, so every new copy changes the ctimes of the files all earlier ones share. ' +
+        'At once: built in the staging directory, then renamed in. ' +
         'Export latency runs from `virsh memtune --hard-limit … --config` returning to `export.written` arriving. ' +
         `Idle: the daemon with ${managed} managed domains, CPU time from /proc/<pid>/stat over ${IDLE_S} s, RSS sampled every second. ` +
         `The daemon runs with the unit's \`NODE_OPTIONS=${nodeOptions}\`.`,
@@ -172,8 +205,11 @@ async function main(): Promise<void> {
       '| measurement | p50 | p99 | max | target | met |',
       '| --- | --- | --- | --- | --- | --- |',
       `| rename -> domain.defined, ${ONE} one at a time | ${ms(pct(oneLat, 50))} | ${ms(pct(oneLat, 99))} | ${ms(Math.max(...oneLat))} | p50 ≤ 50 ms, p99 ≤ 250 ms | ${yes(pct(oneLat, 50) <= 50 && pct(oneLat, 99) <= 250)} |`,
+      `| rename -> domain.defined, ${STREAM} \`cp -al\` copies in a stream | ${ms(pct(streamLat, 50))} | ${ms(pct(streamLat, 99))} | ${ms(Math.max(...streamLat))} | p50 ≤ 50 ms, p99 ≤ 250 ms | ${yes(pct(streamLat, 50) <= 50 && pct(streamLat, 99) <= 250)} |`,
       `| rename -> domain.defined, ${MANY} at once | ${ms(pct(manyLat, 50))} | ${ms(pct(manyLat, 99))} | ${ms(Math.max(...manyLat))} | — | — |`,
       `| memtune --config -> export.written, ${EXPORTS} domains | ${ms(pct(exportLat, 50))} | ${ms(pct(exportLat, 99))} | ${ms(Math.max(...exportLat))} | p99 ≤ 1 s | ${yes(pct(exportLat, 99) <= 1000)} |`,
+      '',
+      `Stream: ${STREAM} drops over ${((streamEnd - streamStart) / 1000).toFixed(2)} s; the first was defined ${((firstLinked - streamStart) / 1000).toFixed(2)} s after the stream began${firstLinked < streamEnd ? ', while it went on' : ', after it ended'}.`,
       '',
       `${MANY} at once: the last defined ${(manyTotal / 1000).toFixed(2)} s after the first rename (${(manyTotal / MANY).toFixed(1)} ms per domain), ${manyFailed} failed.`,
       '',

@@ -1,2 +1,2 @@
-export { SpoolWatcher, type SpoolWatcherOptions } from './spool-watcher.js';
+export { SpoolWatcher, type SpoolWatcherOptions, type CheckOutcome } from './spool-watcher.js';
 export { snapshotEntry, type Snapshot } from './complete.js';

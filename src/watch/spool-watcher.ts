@@ -19,9 +19,17 @@ export interface SpoolWatcherOptions {
   /** Called with the entry's name (top-level item in the spool): look at it again. */
   onEntry: (name: string) => void;
   onError?: (err: unknown) => void;
+  /** Called after every look at an entry, with what it concluded (for tests and tracing). */
+  onCheck?: (name: string, outcome: CheckOutcome) => void;
   /** Report the entries already in the spool too (default false: the daemon's resync covers them). */
   includeExisting?: boolean;
 }
+
+/**
+ * What one look at an entry concluded: reported; nothing new to report (unchanged since the last
+ * report, or gone and already reported gone); still settling (looked at again after the quiet time).
+ */
+export type CheckOutcome = 'reported' | 'unchanged' | 'settling';
 
 /** File events within this window are one burst (a rename-in reports the entry and its children). */
 const COALESCE_MS = 5;
@@ -132,26 +140,27 @@ export class SpoolWatcher {
     if (this.closed) return;
     s.checking = true;
     let next: number | undefined;
+    let reported = false;
     try {
       const snap = await snapshotEntry(join(this.dir, name));
       if (this.closed) return;
       if (!snap.exists) {
         s.quiet = undefined;
-        if (s.reported !== '' || s.owed) this.report(name, s, '');
+        if (s.reported !== '' || s.owed) reported = this.report(name, s, '');
         if (!s.dirty) this.entries.delete(name);
-      } else if (snap.renamedInWhole) {
+      } else if (snap.whole) {
         s.quiet = undefined;
-        if (snap.signature !== s.reported || s.owed) this.report(name, s, snap.signature);
+        if (snap.signature !== s.reported || s.owed) reported = this.report(name, s, snap.signature);
       } else if (snap.signature === s.reported) {
         s.quiet = undefined;
-        if (s.owed) this.report(name, s, snap.signature);
+        if (s.owed) reported = this.report(name, s, snap.signature);
       } else {
         const now = Date.now();
         if (s.quiet === undefined || s.quiet.signature !== snap.signature) s.quiet = { signature: snap.signature, since: now };
         const waited = now - s.quiet.since;
         if (waited >= this.quietMs) {
           s.quiet = undefined;
-          this.report(name, s, snap.signature);
+          reported = this.report(name, s, snap.signature);
         } else next = this.quietMs - waited;
       }
     } catch (e) {
@@ -161,13 +170,14 @@ export class SpoolWatcher {
       s.checking = false;
     }
     if (this.closed) return;
+    this.opts.onCheck?.(name, reported ? 'reported' : next === undefined ? 'unchanged' : 'settling');
     if (s.dirty) {
       s.dirty = false;
       this.schedule(name, s, COALESCE_MS);
     } else if (next !== undefined) this.schedule(name, s, next);
   }
 
-  private report(name: string, s: EntryState, signature: string): void {
+  private report(name: string, s: EntryState, signature: string): true {
     s.reported = signature;
     s.owed = false;
     try {
@@ -175,5 +185,6 @@ export class SpoolWatcher {
     } catch (e) {
       this.opts.onError?.(e);
     }
+    return true;
   }
 }
