@@ -6,6 +6,7 @@
  */
 import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { errorMessage } from '../errors.js';
 import type { LibvirtPort } from '../libvirt/port.js';
 import { emptyActual, readDomainInto, type ActualState, type Instance } from './actual.js';
 import { domainNameFor, inspectEntry, refuseCollisions, type RefusedEntry, type SpoolEntry } from '../spool/index.js';
@@ -18,11 +19,15 @@ const CONCURRENCY = 8;
  */
 export async function inspectSome(dir: string, scope: ReadonlySet<string>, prefix: string, known: ReadonlyMap<string, string>) {
   const look = async (name: string): Promise<SpoolEntry | RefusedEntry | null> => {
-    const exists = await lstat(join(dir, name)).then(
-      () => true,
-      () => false,
-    );
-    return exists ? inspectEntry(dir, name, { prefix }) : null; // gone: not in the spool
+    try {
+      await lstat(join(dir, name));
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return null; // gone: not in the spool
+      // anything else (EACCES, EIO …) says nothing about the entry being gone: it fails, its domain stays
+      return { name, path: join(dir, name), reason: `cannot be examined (${code ?? errorMessage(e)})`, ...domainNameOf(name, prefix) };
+    }
+    return inspectEntry(dir, name, { prefix });
   };
   const seen = new Map<string, SpoolEntry | RefusedEntry | null>();
   const names = [...scope];
@@ -57,13 +62,19 @@ export async function domainsOfScope(
   const names = new Set<string>(domainOf.values());
   for (const entry of scope) {
     if (domainOf.has(entry)) continue;
-    const named = domainNameFor(entry.endsWith('.tar') ? entry.slice(0, -4) : entry, prefix);
-    if ('name' in named) names.add(named.name);
+    const named = domainNameOf(entry, prefix).domainName;
+    if (named !== undefined) names.add(named);
   }
   const have = await someDomains(port, [...names].filter((n) => n !== ''), self);
   const scopeDomains = new Set(domainOf.values());
   for (const [name, m] of have.managed) if (!scope.has(m.owner.entry) && !scopeDomains.has(name)) have.managed.delete(name);
   return have;
+}
+
+/** The domain an entry of that name maps to, when its name makes one. */
+function domainNameOf(entry: string, prefix: string): { domainName?: string } {
+  const named = domainNameFor(entry.endsWith('.tar') ? entry.slice(0, -4) : entry, prefix);
+  return 'name' in named ? { domainName: named.name } : {};
 }
 
 /** The domains among `names`, sorted by owner (missing ones are simply absent). */
