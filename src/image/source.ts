@@ -4,12 +4,13 @@
  * or a legacy `docker save` tarball (manifest.json + `<id>/layer.tar`). The result lists the
  * images it holds (with their refs) and reads blobs with verification.
  */
-import { open, stat } from 'node:fs/promises';
+import { lstat } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { InputError } from '../errors.js';
 import { digestOf, parseDigest, shortDigest, type Digest } from './digest.js';
 import { parseIndex, parseJson, type Descriptor, type ImageIndex } from './documents.js';
 import { DirStore, TarStore, type FileStore } from './store.js';
+import { openSpoolFile, UnreadableFile } from '../spool/read.js';
 import { normaliseMemberName } from './tar-index.js';
 
 /** JSON documents above this are refused (containerd uses 20 MiB for the same reason). */
@@ -39,14 +40,20 @@ export function blobPath(d: Digest): string {
 async function detectStore(path: string): Promise<FileStore> {
   let st;
   try {
-    st = await stat(path);
+    st = await lstat(path);
   } catch (e) {
     throw new InputError(`cannot read image: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { file: path });
   }
   if (st.isDirectory()) return new DirStore(path);
+  if (st.isSymbolicLink()) throw new InputError('is a symlink: give the image directory or archive itself', { file: path });
   if (!st.isFile()) throw new InputError('is neither a directory nor a regular file', { file: path });
-  const fh = await open(path, 'r');
   const head = Buffer.alloc(512);
+  let fh;
+  try {
+    fh = (await openSpoolFile(path)).handle;
+  } catch (e) {
+    throw e instanceof UnreadableFile ? new InputError(e.message, { file: path }) : e;
+  }
   try {
     await fh.read(head, 0, 512, 0);
   } finally {

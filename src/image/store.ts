@@ -5,10 +5,11 @@
  * directory (symlinks resolved as if it were `/`) or inside the archive.
  */
 import { createReadStream } from 'node:fs';
-import { lstat, open, type FileHandle } from 'node:fs/promises';
+import { lstat, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { InputError } from '../errors.js';
 import { resolveInRoot } from '../fsroot/resolve.js';
+import { openSpoolFile, readSmallRegularFile, UnreadableFile } from '../spool/read.js';
 import { indexTar, resolveMember, type TarMember } from './tar-index.js';
 
 export interface FileStore {
@@ -26,50 +27,45 @@ export interface FileStore {
   close(): Promise<void>;
 }
 
-async function readLimited(stream: Readable, maxBytes: number, label: string, file: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of stream) {
-    total += (chunk as Buffer).length;
-    if (total > maxBytes) {
-      stream.destroy();
-      throw new InputError(`${label} is larger than the ${maxBytes}-byte limit for JSON documents`, { file });
-    }
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
-}
-
 export class DirStore implements FileStore {
   readonly kind = 'directory';
   constructor(readonly path: string) {}
 
-  private async regular(name: string): Promise<{ host: string; size: number } | undefined> {
-    const host = await resolveInRoot(this.path, name);
+  /** The host path of `name`, resolved inside the directory. */
+  private host(name: string): Promise<string> {
+    return resolveInRoot(this.path, name);
+  }
+
+  async size(name: string): Promise<number | undefined> {
     try {
-      const st = await lstat(host);
-      return st.isFile() ? { host, size: st.size } : undefined;
+      const st = await lstat(await this.host(name));
+      return st.isFile() ? st.size : undefined;
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+      if (isGone(e)) return undefined;
       throw e;
     }
   }
 
-  async size(name: string): Promise<number | undefined> {
-    return (await this.regular(name))?.size;
+  /** Opened through the spool's one safe reader (no symlink, no FIFO, regular only); undefined when missing. */
+  private async opened(name: string, limit?: number): Promise<FileHandle | undefined> {
+    try {
+      return (await openSpoolFile(await this.host(name), limit)).handle;
+    } catch (e) {
+      if (isGone(e) || (e instanceof UnreadableFile && e.code === 'ENOENT')) return undefined;
+      if (e instanceof UnreadableFile) throw new InputError(`${name} ${e.message}`, { file: this.path });
+      throw e;
+    }
   }
 
   async open(name: string): Promise<Readable> {
-    const f = await this.regular(name);
-    if (f === undefined) throw new InputError(`missing file ${name}`, { file: this.path });
-    return createReadStream(f.host, { highWaterMark: 1 << 16 });
+    const fh = await this.opened(name);
+    if (fh === undefined) throw new InputError(`missing file ${name}`, { file: this.path });
+    return fh.createReadStream({ highWaterMark: 1 << 16 });
   }
 
   async head(name: string, n: number): Promise<Buffer> {
-    const f = await this.regular(name);
-    if (f === undefined) throw new InputError(`missing file ${name}`, { file: this.path });
-    const fh = await open(f.host, 'r');
+    const fh = await this.opened(name);
+    if (fh === undefined) throw new InputError(`missing file ${name}`, { file: this.path });
     try {
       const buf = Buffer.alloc(n);
       const { bytesRead } = await fh.read(buf, 0, n, 0);
@@ -80,13 +76,23 @@ export class DirStore implements FileStore {
   }
 
   async readSmall(name: string, maxBytes: number): Promise<Buffer | undefined> {
-    const f = await this.regular(name);
-    if (f === undefined) return undefined;
-    if (f.size > maxBytes) throw new InputError(`${name} is larger than the ${maxBytes}-byte limit for JSON documents`, { file: this.path });
-    return readLimited(createReadStream(f.host), maxBytes, name, this.path);
+    try {
+      return (await readSmallRegularFile(await this.host(name), maxBytes)).data;
+    } catch (e) {
+      if (isGone(e) || (e instanceof UnreadableFile && e.code === 'ENOENT')) return undefined;
+      if (e instanceof UnreadableFile && e.message.startsWith('is larger than'))
+        throw new InputError(`${name} is larger than the ${maxBytes}-byte limit for JSON documents`, { file: this.path });
+      if (e instanceof UnreadableFile) throw new InputError(`${name} ${e.message}`, { file: this.path });
+      throw e;
+    }
   }
 
   async close(): Promise<void> {}
+}
+
+function isGone(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
 }
 
 export class TarStore implements FileStore {
@@ -98,7 +104,12 @@ export class TarStore implements FileStore {
   ) {}
 
   static async open(path: string): Promise<TarStore> {
-    const fh = await open(path, 'r');
+    let fh: FileHandle;
+    try {
+      fh = (await openSpoolFile(path)).handle;
+    } catch (e) {
+      throw e instanceof UnreadableFile ? new InputError(e.message, { file: path }) : e;
+    }
     try {
       const st = await fh.stat();
       return new TarStore(path, fh, await indexTar(fh, st.size, path));
@@ -121,9 +132,9 @@ export class TarStore implements FileStore {
     if (m === undefined) throw new InputError(`missing archive member ${name}`, { file: this.path });
     if (m.size === 0) return Readable.from([]);
     // each blob stream opens the archive for itself and reads its own byte range: a destroyed
-    // stream closes its fd, which must not be the one the index reads through (a swapped file
-    // is caught by the digest checks)
-    return createReadStream(this.path, { start: m.offset, end: m.offset + m.size - 1, highWaterMark: 1 << 16 });
+    // stream closes its fd, which must not be the one the index reads through. It reopens the
+    // very file the index read (through /proc/self/fd), never the path, which may lead elsewhere now.
+    return createReadStream(`/proc/self/fd/${this.fh.fd}`, { start: m.offset, end: m.offset + m.size - 1, highWaterMark: 1 << 16 });
   }
 
   async head(name: string, n: number): Promise<Buffer> {

@@ -3,9 +3,9 @@
  * file itself. JSON syntax errors name the file, line and column; the config is then checked by
  * the product's validator (validate.ts).
  */
-import { readFile, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { InputError } from '../errors.js';
+import { readSmallFileIn, readSmallRegularFile, UnreadableFile } from '../spool/read.js';
 import type { RuntimeConfig } from './runtime-spec.js';
 import { validateRuntimeConfig } from './validate.js';
 import { jsonErrorOffset } from './json-error.js';
@@ -40,25 +40,32 @@ export function parseJsonText(text: string, file: string): unknown {
   }
 }
 
+/**
+ * The config of a bundle directory (or of the config file given itself), read once through the
+ * spool's one safe reader: neither the directory nor config.json may be a symlink, and only a
+ * regular file of at most MAX_CONFIG_BYTES is read (a FIFO or /proc file never blocks).
+ */
 export async function readBundleConfig(arg: string): Promise<BundleConfig> {
   const target = resolve(arg);
-  let st;
+  let configPath = join(target, 'config.json');
+  let data: Buffer;
   try {
-    st = await stat(target);
-  } catch {
-    throw new InputError('no such bundle directory or config file', { file: arg });
+    data = (await readSmallFileIn(target, 'config.json', MAX_CONFIG_BYTES)).data;
+  } catch (e) {
+    if (!(e instanceof UnreadableFile)) throw e;
+    if (!e.directory) throw new InputError(e.code === 'ENOENT' ? 'no config.json in the bundle directory' : e.message, { file: configPath });
+    if (e.code === 'ENOENT') throw new InputError('no such bundle directory or config file', { file: arg });
+    if (e.code === 'ELOOP') throw new InputError('is a symlink: give the bundle directory or its config.json itself', { file: arg });
+    if (e.code !== 'ENOTDIR') throw new InputError(e.message, { file: arg });
+    configPath = target; // not a directory: the config file itself
+    data = await readSmallRegularFile(configPath, MAX_CONFIG_BYTES).then(
+      (r) => r.data,
+      (e2: unknown) => {
+        throw e2 instanceof UnreadableFile ? new InputError(e2.message, { file: configPath }) : e2;
+      },
+    );
   }
-  const configPath = st.isDirectory() ? join(target, 'config.json') : target;
-  let cst;
-  try {
-    cst = await stat(configPath);
-  } catch {
-    throw new InputError('no config.json in the bundle directory', { file: configPath });
-  }
-  if (!cst.isFile()) throw new InputError('is not a regular file', { file: configPath });
-  if (cst.size > MAX_CONFIG_BYTES) throw new InputError(`is larger than ${MAX_CONFIG_BYTES} bytes`, { file: configPath });
-  const text = await readFile(configPath, 'utf8');
-  const value = parseJsonText(text, configPath);
+  const value = parseJsonText(data.toString('utf8'), configPath);
   const config = validateRuntimeConfig(value, configPath);
   return { config, bundleDir: dirname(configPath), configPath };
 }
