@@ -5,7 +5,9 @@
  */
 import { sleep, systemClock, type Clock } from '../clock.js';
 import type { UpdatePolicy } from '../config/index.js';
-import { errorMessage, isInputError } from '../errors.js';
+import { readOwnership } from '../convert/ownership.js';
+import { errorMessage, InputError, isInputError } from '../errors.js';
+import { parseDomainXml } from '../xml/parse.js';
 import type { LibvirtPort } from '../libvirt/port.js';
 import type { EventLogger } from '../log.js';
 import type { HandEdits } from './hand-edits.js';
@@ -126,6 +128,7 @@ async function act(
     case 'create': {
       if (item.start) await once('mark', async () => opts.pendingStarts?.add(item.domain));
       await once('define', async () => {
+        await refuseIfTaken(port, item);
         const t0 = Date.now();
         await port.define(item.xml!);
         log.info('domain.defined', { ...fields, durationMs: Date.now() - t0 });
@@ -179,6 +182,25 @@ async function act(
     default:
       return false; // 'nothing' and 'fail' never reach here
   }
+}
+
+/**
+ * A domain of that name that appeared since the plan (another instance, or by hand) is not
+ * redefined over: a define by the same name would replace it. Ours (a retried define that did
+ * go through) is fine. The next pass sees it and decides.
+ */
+async function refuseIfTaken(port: LibvirtPort, item: PlanItem): Promise<void> {
+  if ((await port.lookup(item.domain)) === undefined) return;
+  const instanceOf = (xml: string) => {
+    try {
+      return readOwnership(parseDomainXml(xml))?.instance;
+    } catch {
+      return undefined;
+    }
+  };
+  const theirs = instanceOf(await port.inactiveXml(item.domain));
+  if (theirs === undefined || theirs !== instanceOf(item.xml!))
+    throw new InputError(`domain '${item.domain}' appeared since this pass planned it (another instance, or by hand); it is left alone until the next pass`);
 }
 
 /** `domain.drifted`, once per distinct hand edit (the digest of what libvirt has). */

@@ -200,4 +200,23 @@ test('a domain whose definition does not parse is nobody\'s to change: an entry 
   assert.is(writes(port), 0);
 });
 
+test('a domain of the same name that appears between the plan and the define (another instance) is not defined over', async () => {
+  const theirs = "<domain type='lxc'><name>web</name><metadata><ocivirt:container xmlns:ocivirt='urn:ocivirt:metadata:1' entry='web' instance='00000000-0000-4000-8000-000000000000' desiredDigest='sha256:0'/></metadata></domain>";
+  class Racing extends FakeLibvirt {
+    override lookup(name: string) {
+      if (!this.domains.has(name)) this.add({ name, xml: theirs }); // the other instance's define lands now
+      return super.lookup(name);
+    }
+  }
+  const port = new Racing();
+  const a = instance('a');
+  bundle(a.spool, 'web');
+  const result = await syncOnce(port, a.opts);
+  assert.equal(result.plan.map((i) => `${i.action} ${i.domain}`), ['create web']);
+  assert.is(result.failed.length, 1);
+  assert.match(result.failed[0]!.error ?? '', 'appeared since this pass planned it');
+  assert.is(port.count('define'), 0);
+  assert.is(xmlOf(port, 'web'), theirs);
+});
+
 test.run();
