@@ -72,7 +72,8 @@ test('image layout entry: unpacked into the state dir, defined, started, removed
     assert.ok(statSync(join(bundle, 'rootfs', 'bin', 'busybox')).isFile(), 'rootfs not unpacked in the state dir');
     const init = await waitForInit(name, ['/bin/sleep', '300']);
     const owner = readOwnership(parseDomainXml(virsh('dumpxml', '--inactive', name)));
-    assert.equal(owner, { entry: 'app', desiredDigest: owner?.desiredDigest ?? '', imageDigest: manifest.digest });
+    const instance = readFileSync(join(state, 'instance-id'), 'utf8').trim();
+    assert.equal(owner, { entry: 'app', desiredDigest: owner?.desiredDigest ?? '', instance, bundle, imageDigest: manifest.digest });
     assert.match(virsh('dumpxml', '--inactive', name), `<source dir='${bundle}/rootfs'/>`);
 
     const counted = countingPort(port);
