@@ -57,6 +57,11 @@ function processAlive(pid: number): boolean {
   }
 }
 
+/** Another live run holds the bundle's lock: busy, try later (any other lock error is not this). */
+export class BundleBusyError extends Error {
+  override name = 'BundleBusyError';
+}
+
 /**
  * Takes the target's lock file (O_EXCL, holding our pid). A lock whose process is gone is stale
  * (a crash) and is taken over; a live one means another run is busy with this target.
@@ -81,7 +86,7 @@ export async function lockBundle(p: BundlePaths): Promise<() => Promise<void>> {
     }
     const pid = Number((await readFile(p.lock, 'utf8').catch(() => '')).trim());
     const busy = pid === process.pid ? heldHere.has(p.lock) : Number.isSafeInteger(pid) && pid > 0 && processAlive(pid);
-    if (busy) throw new Error(`${p.target}: another unpack (process ${pid}) is working on this bundle; lock ${p.lock}`);
+    if (busy) throw new BundleBusyError(`${p.target}: another unpack (process ${pid}) is working on this bundle; lock ${p.lock}`);
     await rm(p.lock, { force: true }); // stale: its process is gone
   }
   throw new Error(`${p.target}: cannot take the lock ${p.lock}`);

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { lstat, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errorMessage } from '../errors.js';
-import { bundlePaths, lockBundle, readRecord, repairBundle } from '../image/bundle-dir.js';
+import { BundleBusyError, bundlePaths, lockBundle, readRecord, repairBundle } from '../image/bundle-dir.js';
 import { BUNDLE_VERSION_NAME } from '../image/unpack.js';
 import type { LibvirtPort } from '../libvirt/port.js';
 import type { EventLogger } from '../log.js';
@@ -83,8 +83,17 @@ function newestOf(versions: readonly BundleVersion[]): string | undefined {
 async function isDirectory(path: string): Promise<boolean> {
   return lstat(path).then(
     (st) => st.isDirectory(),
-    () => false,
+    (e: unknown) => {
+      if (isGone(e)) return false;
+      throw e;
+    },
   );
+}
+
+/** ENOENT / ENOTDIR: it is not there. Every other error is a failure to report, never "nothing". */
+function isGone(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
 }
 
 /**
@@ -95,8 +104,9 @@ async function readTrees(dir: string): Promise<{ trees: DomainBundles[]; untidy:
   let names: string[];
   try {
     names = await readdir(dir);
-  } catch {
-    return { trees: [], untidy: [] };
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { trees: [], untidy: [] }; // no image unpacked yet
+    throw e;
   }
   const trees: DomainBundles[] = [];
   const untidy: string[] = [];
@@ -155,6 +165,16 @@ async function removeTree(parent: string, name: string): Promise<void> {
  * disk could go; when it cannot be read, nothing is removed this pass.
  */
 export async function collectImageBundles(port: LibvirtPort, stateDir: string, results: readonly ItemResult[], log: EventLogger): Promise<string[]> {
+  try {
+    return await collect(port, stateDir, results, log);
+  } catch (e) {
+    // the state directory cannot be read as it should: nothing is removed this pass, and it says why
+    log.warn('image.warning', { reason: 'image bundles not collected: the state directory cannot be read', err: errorMessage(e) });
+    return [];
+  }
+}
+
+async function collect(port: LibvirtPort, stateDir: string, results: readonly ItemResult[], log: EventLogger): Promise<string[]> {
   const dir = imageBundlesDir(stateDir);
   const { trees, untidy } = await readTrees(dir);
   const inUse = new Set(results.filter((r) => !(r.item.action === 'delete' && r.ok)).map((r) => r.item.domain));
@@ -188,8 +208,9 @@ async function withDomainLock(dir: string, domain: string, work: () => Promise<v
   let unlock: () => Promise<void>;
   try {
     unlock = await lockBundle(bundlePaths(join(dir, domain)));
-  } catch {
-    return false;
+  } catch (e) {
+    if (e instanceof BundleBusyError) return false;
+    throw e;
   }
   try {
     await work();
@@ -204,7 +225,11 @@ async function withDomainLock(dir: string, domain: string, work: () => Promise<v
  * directory are leftovers of a crash.
  */
 async function tidyDomain(domainDir: string): Promise<void> {
-  for (const name of await readdir(domainDir).catch(() => [] as string[])) {
+  const names = await readdir(domainDir).catch((e: unknown) => {
+    if (isGone(e)) return [] as string[];
+    throw e;
+  });
+  for (const name of names) {
     if (name.startsWith('.trash-')) await rm(join(domainDir, name), { recursive: true, force: true });
     const m = /^\.(.+)\.ocivirt-(staging|old)$/.exec(name);
     if (m && BUNDLE_VERSION_NAME.test(m[1]!)) await repairBundle(bundlePaths(join(domainDir, m[1]!)));

@@ -10,8 +10,8 @@
 import { createHash } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import { lstat, readdir, stat } from 'node:fs/promises';
-import { isAbsolute, join } from 'node:path';
-import { InputError } from '../errors.js';
+import { basename, isAbsolute, join } from 'node:path';
+import { errorMessage, InputError } from '../errors.js';
 import { checkNamePrefix, domainNameFor } from './names.js';
 import { readSmallRegularFile, UnreadableFile } from './read.js';
 
@@ -138,9 +138,9 @@ async function classify(path: string): Promise<Classified> {
   }
   if (!st.isDirectory()) return { reason: 'is neither a directory nor a regular file' };
 
-  const [config, layout] = await Promise.all([lstatOrNull(join(path, 'config.json')), lstatOrNull(join(path, 'oci-layout'))]);
-  if (config && layout) return { reason: 'has both config.json (bundle) and oci-layout (image layout): it must be one or the other' };
   try {
+    const [config, layout] = await Promise.all([lstatOrNull(join(path, 'config.json')), lstatOrNull(join(path, 'oci-layout'))]);
+    if (config && layout) return { reason: 'has both config.json (bundle) and oci-layout (image layout): it must be one or the other' };
     if (config) return { kind: 'bundle', fingerprint: await bundleFingerprint(path) };
     if (layout) return { kind: 'layout', fingerprint: await layoutFingerprint(path) };
   } catch (e) {
@@ -150,11 +150,14 @@ async function classify(path: string): Promise<Classified> {
   return { reason: 'is a directory with neither config.json (a bundle) nor oci-layout (an image layout)' };
 }
 
+/** Its lstat, or null when it is not there; any other error refuses the entry (never "missing"). */
 async function lstatOrNull(path: string): Promise<Stats | null> {
   try {
     return await lstat(path);
-  } catch {
-    return null;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+    throw new UnreadableFile(`${basename(path)} cannot be examined (${code ?? errorMessage(e)})`, code);
   }
 }
 

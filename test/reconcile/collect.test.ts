@@ -120,4 +120,24 @@ test('without definitions the decision is the upper bound: a steady state has no
   assert.equal(changed.versions, [{ domain: 'web', version: V1 }]);
 });
 
+test('a state directory whose bundles cannot be listed is reported, not taken for "no image bundles"', async () => {
+  const { collectImageBundles } = await import('../../src/reconcile/collect.js');
+  const { FakeLibvirt } = await import('../helpers/fake-libvirt.js');
+  const { captureLog } = await import('../helpers/log.js');
+  const { mkdtempSync, rmSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const state = mkdtempSync(join(tmpdir(), 'ocivirt-test-collect-'));
+  try {
+    writeFileSync(join(state, 'bundles'), 'not a directory'); // readdir: ENOTDIR
+    const { log, events } = captureLog();
+    assert.equal(await collectImageBundles(new FakeLibvirt(), state, [], log), []);
+    const warned = events.find((e) => e.event === 'image.warning');
+    assert.ok(warned, 'a warning says the bundles were not collected');
+    assert.match(String(warned!.err), 'ENOTDIR');
+  } finally {
+    rmSync(state, { recursive: true, force: true });
+  }
+});
+
 test.run();
