@@ -98,6 +98,18 @@ interface DirFinal {
   mtime: number;
 }
 
+/** errno values of the xattr binding's errors, which carry only Rust's "... (os error N)" text. */
+const EPERM = 1;
+const E2BIG = 7;
+const EINVAL = 22;
+const ERANGE = 34;
+const ENOTSUP = 95;
+
+function osErrno(err: unknown): number | undefined {
+  const m = /\(os error (\d+)\)/.exec((err as Error)?.message ?? '');
+  return m ? Number(m[1]) : undefined;
+}
+
 /** fs errors that mean "the layer asks for something impossible", as opposed to a host failure. */
 const INPUT_CODES = new Set(['ENOTDIR', 'EISDIR', 'ENAMETOOLONG', 'EEXIST', 'ELOOP', 'ENOTEMPTY', 'EINVAL', 'EMLINK']);
 
@@ -161,18 +173,25 @@ export class LayerWriter implements TarSink {
     const f = this.file;
     if (f === undefined) return;
     try {
-      const e = f.entry;
-      if (e.sparse !== undefined) fs.ftruncateSync(f.fd, e.sparse.realSize);
-      // The file was created by us with mode & 0777: owner and mode calls are only made when they
-      // change something (most files of a layer are root's and plain 0644/0755).
-      if (this.asRoot && (e.uid !== this.uid || e.gid !== this.gid || f.parent.setgid)) fs.fchownSync(f.fd, e.uid, e.gid);
-      this.setXattrs(f.path, e, false, false);
-      const mode = e.mode & 0o7777;
-      if ((mode & 0o7000) !== 0 || (mode & this.opts.umask) !== 0) fs.fchmodSync(f.fd, mode); // after chown, which clears setuid/setgid
-      fs.futimesSync(f.fd, e.atime ?? e.mtime, e.mtime);
+      this.finishFile(f);
+    } catch (err) {
+      throw this.asInputError(err);
     } finally {
       this.closeFile();
     }
+  }
+
+  /** Owner, xattrs, mode and times of the file just written (through its fd where Node has the call). */
+  private finishFile(f: NonNullable<LayerWriter['file']>): void {
+    const e = f.entry;
+    if (e.sparse !== undefined) fs.ftruncateSync(f.fd, e.sparse.realSize);
+    // The file was created by us with mode & 0777: owner and mode calls are only made when they
+    // change something (most files of a layer are root's and plain 0644/0755).
+    if (this.asRoot && (e.uid !== this.uid || e.gid !== this.gid || f.parent.setgid)) fs.fchownSync(f.fd, e.uid, e.gid);
+    this.setXattrs(f.path, e, false, false);
+    const mode = e.mode & 0o7777;
+    if ((mode & 0o7000) !== 0 || (mode & this.opts.umask) !== 0) fs.fchmodSync(f.fd, mode); // after chown, which clears setuid/setgid
+    fs.futimesSync(f.fd, e.atime ?? e.mtime, e.mtime);
   }
 
   /**
@@ -461,8 +480,11 @@ export class LayerWriter implements TarSink {
         setAttributeSync(path, name, value);
       } catch (err) {
         const msg = (err as Error).message;
+        const errno = osErrno(err);
         // user.* on a symlink is EPERM on Linux; filesystems without xattrs say ENOTSUP.
-        if (isSymlink || /not supported|Operation not permitted/i.test(msg)) this.warn(`xattr ${name} not set: ${msg}`);
+        if (isSymlink || errno === EPERM || errno === ENOTSUP) this.warn(`xattr ${name} not set: ${msg}`);
+        // the kernel checks some values (security.capability, ACLs): a malformed one is the layer's fault
+        else if (errno === EINVAL || errno === ERANGE || errno === E2BIG) this.fail(`xattr ${name}: the kernel refused its value as malformed (${msg})`);
         else throw err;
       }
     }

@@ -215,6 +215,9 @@ const cases: Case[] = [
   { name: 'NUL byte inside a PAX path', layer: () => [file('a', 'x', { pax: { path: 'etc/passwd\0../../x' } })], expect: /NUL/ },
   { name: 'malformed PAX record', layer: () => [Buffer.concat([header({ name: 'p', type: 'x', size: 12 }), pad(Buffer.from('99 path=abc\n'))]), file('a')], expect: /malformed PAX record/ },
   { name: 'name that is not UTF-8', layer: () => [file('a', '', { mutate: (b) => { b[0] = 0xff; b[1] = 0xfe; writeChecksum(b); } })], expect: /not valid UTF-8/ },
+  // --- xattrs the kernel checks: a malformed value names the entry and the xattr
+  { name: 'malformed security.capability on a file', layer: () => [file('a'), file('bin/ping', 'x', { pax: { 'SCHILY.xattr.security.capability': 'garbage' } })], expect: /xattr security.capability: the kernel refused its value as malformed/, field: 'bin/ping' },
+  { name: 'malformed security.capability on a directory', layer: () => [file('a'), dir('d/', { pax: { 'SCHILY.xattr.security.capability': 'x' } })], expect: /xattr security.capability: the kernel refused/, field: 'd/' },
   { name: 'unsupported entry type (GNU volume header)', layer: () => [{ name: 'vol', type: 'V' }], expect: /unsupported entry type "V"/ },
   // --- bombs
   {
