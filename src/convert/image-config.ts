@@ -175,14 +175,12 @@ function homeOf(uid: number, passwdText: string | undefined): string | undefined
   return passwdText === undefined ? undefined : parsePasswd(passwdText).find((p) => p.uid === uid)?.home || undefined;
 }
 
-/** Entrypoint + Cmd; an image with neither has nothing to run (Linux needs argv[0]). */
-export function imageArgs(exec: ExecConfig, file?: string): string[] {
-  const entrypoint = exec.Entrypoint ?? [];
-  const cmd = exec.Cmd ?? [];
-  const out = [...entrypoint, ...cmd];
-  if (out.length === 0)
-    throw new InputError('the image has neither Entrypoint nor Cmd: there is nothing to run', { file, field: 'config.Entrypoint' });
-  return out;
+/**
+ * Entrypoint + Cmd. An image with neither (a base or data image) still unpacks: its bundle has no
+ * process.args, and defining a domain from it is refused at that step (Linux needs argv[0]).
+ */
+export function imageArgs(exec: ExecConfig): string[] {
+  return [...(exec.Entrypoint ?? []), ...(exec.Cmd ?? [])];
 }
 
 function env(exec: ExecConfig, home: string | undefined, warnings: string[]): string[] {
@@ -239,12 +237,15 @@ export function imageConfigToRuntimeConfig(input: ConvertInput): ConvertResult {
     warnings.push(`config.WorkingDir ${JSON.stringify(cwd)} is relative; taken from /`);
     cwd = `/${cwd}`;
   }
+  const args = imageArgs(exec);
+  if (args.length === 0)
+    warnings.push('the image has neither Entrypoint nor Cmd: config.json has no process.args, so nothing runs until they are set (the daemon refuses to define a domain from it)');
   const config: RuntimeConfig = {
     ociVersion: '1.2.0',
     process: {
       terminal: true,
       user: { uid: user.uid, gid: user.gid, ...(user.additionalGids ? { additionalGids: user.additionalGids } : {}) },
-      args: imageArgs(exec, file),
+      ...(args.length > 0 ? { args } : {}),
       env: env(exec, user.home, warnings),
       cwd,
       // a non-root init loses effective and permitted caps at the uid switch (libvirt and runc

@@ -12,7 +12,7 @@ import { InputError } from '../errors.js';
 import { readFileInRoot } from '../fsroot/read.js';
 import { applyLayer, type ApplyLayerOptions, type LayerStats } from '../layer/index.js';
 import type { EventLogger } from '../log.js';
-import { imageArgs, imageConfigToRuntimeConfig } from '../convert/image-config.js';
+import { imageConfigToRuntimeConfig } from '../convert/image-config.js';
 import { validateRuntimeConfig } from '../oci/validate.js';
 import {
   bundlePaths,
@@ -168,7 +168,6 @@ async function unpackLocked(
   const source = await openImageSource(sourcePath, opts.maxJsonBytes !== undefined ? { maxJsonBytes: opts.maxJsonBytes } : {});
   try {
     const image = await resolveImage(source, { ...(opts.ref !== undefined ? { ref: opts.ref } : {}), platform: wanted, explicitVariant });
-    imageArgs(image.config.config, `${source.path}:${image.configDigest.text}`); // nothing to run: say so before unpacking
     // the lock taken on the parent covers its versions
     const paths = opts.versioned ? bundlePaths(join(given.target, bundleVersionName(image.manifestDigest, optionsKey(opts)))) : given;
     if (opts.versioned) await prepareTarget(paths, sourcePath, opts);

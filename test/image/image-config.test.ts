@@ -18,12 +18,23 @@ function image(config: ExecConfig, extra: Partial<ImageConfig> = {}): ImageConfi
 const convert = (config: ExecConfig, extra: Partial<ImageConfig> = {}) =>
   imageConfigToRuntimeConfig({ image: image(config, extra), passwd: PASSWD, group: GROUP });
 
-test('Entrypoint + Cmd become args; Cmd alone; Entrypoint alone; neither is an error', () => {
+test('Entrypoint + Cmd become args; Cmd alone; Entrypoint alone', () => {
   assert.equal(convert({ Entrypoint: ['/init', '-v'], Cmd: ['serve', 'a b'] }).config.process?.args, ['/init', '-v', 'serve', 'a b']);
   assert.equal(convert({ Cmd: ['/bin/sh', '-c', 'echo hi'] }).config.process?.args, ['/bin/sh', '-c', 'echo hi']);
   assert.equal(convert({ Entrypoint: ['/app'] }).config.process?.args, ['/app']);
-  assert.throws(() => convert({}), (e: Error) => e instanceof InputError && /neither Entrypoint nor Cmd/.test(e.message));
-  assert.throws(() => convert({ Entrypoint: [], Cmd: [] }), (e: Error) => e instanceof InputError);
+});
+
+test('neither Entrypoint nor Cmd (a base or data image): a valid config without args and a warning; defining it is refused, saying why', () => {
+  for (const exec of [{}, { Entrypoint: [], Cmd: [] }]) {
+    const r = convert(exec);
+    assert.is(r.config.process?.args, undefined);
+    assert.ok(r.warnings.some((w) => /neither Entrypoint nor Cmd: config.json has no process.args/.test(w)), r.warnings.join('; '));
+    validateRuntimeConfig(r.config, 'config.json');
+    assert.throws(
+      () => fromNative(r.config, { bundleDir: '/srv/bundles/base', cgroupVersion: 2 }),
+      (e: Error) => e instanceof InputError && /process.args: is missing or empty: there is no program to run \(an image with neither Entrypoint nor Cmd gives none\)/.test(e.message),
+    );
+  }
 });
 
 test('Env is copied verbatim; PATH is added only when missing; HOME from passwd only when missing', () => {

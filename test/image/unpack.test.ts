@@ -227,6 +227,18 @@ test('the bundle directory is private (0700): setuid files in the rootfs are not
 
 const bin = fileURLToPath(new URL('../../../bin/ocivirt', import.meta.url));
 
+test('CLI: an image with neither Entrypoint nor Cmd unpacks (exit 0) with a warning; its config.json has no args', () => {
+  const { dir: src } = layout([{ entries: baseLayerEntries() }], {});
+  const target = join(scratch(), 'bundle');
+  const r = spawnSync(bin, ['unpack', src, target], { encoding: 'utf8' });
+  assert.is(r.status, 0, r.stderr);
+  const warnings = r.stderr.split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((e) => e.event === 'image.warning');
+  assert.ok(warnings.some((e) => /neither Entrypoint nor Cmd/.test(e.warning)), r.stderr);
+  const config = JSON.parse(readFileSync(join(target, 'config.json'), 'utf8'));
+  assert.is(config.process.args, undefined);
+  assert.ok(existsSync(join(target, 'rootfs/etc/passwd')));
+});
+
 test('CLI: unpack prints a summary, logs progress events off a terminal, exits 2 with one line on a bad image', () => {
   const { dir: src, m } = layout(layersWith(['gzip', 'zstd', 'none']));
   const target = join(scratch(), 'bundle');

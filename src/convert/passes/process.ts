@@ -84,7 +84,7 @@ export const processPass: Pass = {
     const p = cfg.process;
     if (!p) refuse(ctx, 'process', 'is required: libvirt-lxc needs a program to run');
     const args = p.args ?? [];
-    if (args.length === 0) refuse(ctx, 'process.args', 'must name at least the program to run');
+    if (args.length === 0) refuse(ctx, 'process.args', 'is missing or empty: there is no program to run (an image with neither Entrypoint nor Cmd gives none)');
     args.forEach((a, i) => {
       if (a === '') refuse(ctx, `process.args[${i}]`, 'is empty: libvirt rejects empty init arguments');
       checkText(ctx, `process.args[${i}]`, a);
