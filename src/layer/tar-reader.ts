@@ -286,6 +286,8 @@ export class TarReader {
       if (prefix !== '') name = `${prefix}/${name}`;
     }
     const pax = this.pending.pax;
+    // errors in the fields below are this entry's, not the previous one's
+    this.current = this.pending.longName ?? name;
     const entry: TarEntry = {
       name: this.pending.longName ?? name,
       linkname: this.pending.longLink ?? this.string(blk, 157, 100),
@@ -294,7 +296,7 @@ export class TarReader {
       uid: this.number(blk, 108, 8, 'uid'),
       gid: this.number(blk, 116, 8, 'gid'),
       size: HEADER_ONLY_TYPES.has(type) ? 0 : size,
-      mtime: this.number(blk, 136, 12, 'mtime'),
+      mtime: this.number(blk, 136, 12, 'mtime', true),
       atime: undefined,
       devmajor: type === '3' || type === '4' ? this.number(blk, 329, 8, 'devmajor') : 0,
       devminor: type === '3' || type === '4' ? this.number(blk, 337, 8, 'devminor') : 0,
@@ -490,14 +492,19 @@ export class TarReader {
     }
   }
 
-  /** Octal (NUL/space padded) or GNU base-256; negative and unsafe values are refused. */
-  private number(blk: Buffer, off: number, len: number, what: string): number {
+  /**
+   * Octal (NUL/space padded) or GNU base-256 (two's complement). Negative values only where
+   * `negativeOk` (a pre-1970 mtime, as GNU tar and Go write it); unsafe integers are refused.
+   */
+  private number(blk: Buffer, off: number, len: number, what: string, negativeOk = false): number {
     const first = blk[off] as number;
     if (first & 0x80) {
-      if (first & 0x40) this.fail(`negative ${what} in header`);
-      let v = BigInt(first & 0x3f);
+      const negative = (first & 0x40) !== 0;
+      if (negative && !negativeOk) this.fail(`negative ${what} in header`);
+      let v = BigInt(first & 0x7f);
       for (let i = off + 1; i < off + len; i++) v = (v << 8n) | BigInt(blk[i] as number);
-      if (v > BigInt(Number.MAX_SAFE_INTEGER)) this.fail(`${what} out of range in header`);
+      if (negative) v -= 1n << BigInt(8 * len - 1); // the 0x80 marker bit is not part of the value
+      if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < -BigInt(Number.MAX_SAFE_INTEGER)) this.fail(`${what} out of range in header`);
       return Number(v);
     }
     let end = off + len;

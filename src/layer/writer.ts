@@ -98,6 +98,11 @@ interface DirFinal {
   mtime: number;
 }
 
+/** Seconds for the *utimes calls: Node turns a negative number into "now", a Date it keeps (pre-1970 mtimes). */
+function time(seconds: number): number | Date {
+  return seconds < 0 ? new Date(seconds * 1000) : seconds;
+}
+
 /** errno values of the xattr binding's errors, which carry only Rust's "... (os error N)" text. */
 const EPERM = 1;
 const E2BIG = 7;
@@ -191,7 +196,7 @@ export class LayerWriter implements TarSink {
     this.setXattrs(f.path, e, false, false);
     const mode = e.mode & 0o7777;
     if ((mode & 0o7000) !== 0 || (mode & this.opts.umask) !== 0) fs.fchmodSync(f.fd, mode); // after chown, which clears setuid/setgid
-    fs.futimesSync(f.fd, e.atime ?? e.mtime, e.mtime);
+    fs.futimesSync(f.fd, time(e.atime ?? e.mtime), time(e.mtime));
   }
 
   /**
@@ -218,7 +223,7 @@ export class LayerWriter implements TarSink {
         const st = fs.fstatSync(fd);
         if (st.ino !== d.ino || st.dev !== d.dev) continue; // another directory took the name
         if (d.mode !== undefined) fs.fchmodSync(fd, d.mode);
-        fs.futimesSync(fd, d.atime, d.mtime);
+        fs.futimesSync(fd, time(d.atime), time(d.mtime));
       } finally {
         fs.closeSync(fd);
       }
@@ -420,7 +425,7 @@ export class LayerWriter implements TarSink {
     this.createFresh(target, () => fs.symlinkSync(e.linkname, target));
     if (this.asRoot) fs.lchownSync(target, e.uid, e.gid);
     this.setXattrs(target, e, false, true);
-    fs.lutimesSync(target, e.atime ?? e.mtime, e.mtime);
+    fs.lutimesSync(target, time(e.atime ?? e.mtime), time(e.mtime));
     this.stats.symlinks++;
   }
 
@@ -459,7 +464,7 @@ export class LayerWriter implements TarSink {
     if (this.asRoot) fs.lchownSync(path, e.uid, e.gid);
     this.setXattrs(path, e, false, false);
     fs.chmodSync(path, e.mode & 0o7777); // path is the node we just made, not a symlink
-    fs.lutimesSync(path, e.atime ?? e.mtime, e.mtime);
+    fs.lutimesSync(path, time(e.atime ?? e.mtime), time(e.mtime));
   }
 
   /** @napi-rs/xattr uses the l*xattr calls: a symlink's own xattrs, never its target's. */

@@ -43,7 +43,7 @@ function putNumber(b: Buffer, off: number, len: number, n: number): void {
     putString(b, off, len, octal.padStart(len - 1, '0'));
     return;
   }
-  b[off] = 0x80;
+  b[off] = n < 0 ? 0xff : 0x80; // two's complement: a negative number starts with all ones
   let v = BigInt(n);
   for (let i = off + len - 1; i > off; i--) {
     b[i] = Number(v & 0xffn);

@@ -5,7 +5,7 @@ import { lstatSync, readFileSync, readlinkSync, readdirSync, writeFileSync, mkdi
 import { join } from 'node:path';
 import { getAttributeSync, setAttributeSync } from '@napi-rs/xattr';
 import { sandbox, apply, applyFails, type Sandbox } from './util.js';
-import { file, dir, symlink, hardlink, fifo, chardev, whiteout, opaque, gnuSparse, paxSparse, tar, tarStream } from '../helpers/tar.js';
+import { file, dir, symlink, hardlink, fifo, chardev, whiteout, opaque, gnuSparse, paxSparse, tar, tarStream, writeChecksum } from '../helpers/tar.js';
 import { applyLayer } from '../../src/layer/index.js';
 
 let sb: Sandbox;
@@ -295,6 +295,29 @@ test('symlink times are set on the link (lutimes)', async () => {
 test('PAX mtime with a fraction', async () => {
   await apply(sb, [file('f', 'x', { pax: { mtime: '1600000000.25' } })]);
   assert.is(lstatSync(p('f')).mtimeMs, 1600000000250);
+});
+
+test('pre-1970 mtimes: GNU base-256 (ours and GNU tar\'s, from touch -d 1960-01-01) and PAX', async () => {
+  const t1960 = -315619200;
+  await apply(sb, [file('ours', 'x', { mtime: t1960 }), dir('d/', { mtime: -1 }), file('pax', 'x', { pax: { mtime: '-86400.5' } })]);
+  assert.is(lstatSync(p('ours')).mtimeMs, t1960 * 1000);
+  assert.is(lstatSync(p('d')).mtimeMs, -1000);
+  assert.is(lstatSync(p('pax')).mtimeMs, -86400500);
+  const src = join(sb.base, 'src');
+  mkdirSync(src);
+  writeFileSync(join(src, 'old'), 'sixties');
+  execFileSync('touch', ['-d', '1960-01-01 00:00:00 UTC', join(src, 'old')]);
+  const out = join(sb.base, 'out');
+  mkdirSync(out);
+  await applyLayer(out, tarStream(execFileSync('tar', ['-C', src, '--format=gnu', '-cf', '-', 'old'])), { layer: 'gnu' });
+  assert.is(lstatSync(join(out, 'old')).mtimeMs, t1960 * 1000);
+});
+
+test('a bad field in a header names that entry, not the one before', async () => {
+  const bad = file('second', 'x', { mutate: (b) => { b.write('9', 100, 'latin1'); writeChecksum(b); } });
+  const e = await applyFails(sb, [file('first', 'x'), bad]);
+  assert.match(e.reason, /invalid mode in header/);
+  assert.is(e.field, 'second');
 });
 
 test('v7 archives: a type-NUL entry with a trailing slash is a directory', async () => {
