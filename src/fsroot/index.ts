@@ -1,2 +1,3 @@
 export { resolveInRoot, resolveInRootSync, pathComponents, MAX_SYMLINKS, type ResolveOptions } from './resolve.js';
 export { readFileInRoot } from './read.js';
+export { asUtf8, display, fsPath, toBinary } from './binary.js';

@@ -14,6 +14,7 @@ import { lstatSync, readlinkSync, type Stats } from 'node:fs';
 import { lstat, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InputError } from '../errors.js';
+import { fsPath } from './binary.js';
 
 /** Links followed in one resolution before giving up (Linux allows 40; continuity uses 255). */
 export const MAX_SYMLINKS = 255;
@@ -21,6 +22,8 @@ export const MAX_SYMLINKS = 255;
 export interface ResolveOptions {
   /** Follow a symlink in the last component (default true). False resolves the parents only. */
   followFinal?: boolean;
+  /** Root, path and result are binary strings (see binary.ts): names that are not UTF-8 work. */
+  binary?: boolean;
 }
 
 /** Splits a path into its components, dropping empty and `.` ones. */
@@ -81,7 +84,7 @@ class Walk {
   }
 }
 
-function lstatOrUndefinedSync(p: string): Stats | undefined {
+function lstatOrUndefinedSync(p: string | Buffer): Stats | undefined {
   try {
     return lstatSync(p, { throwIfNoEntry: false }); // no exception for ENOENT: this is the hot path
   } catch (e) {
@@ -109,12 +112,14 @@ async function lstatOrUndefined(p: string): Promise<Stats | undefined> {
  */
 export function resolveInRootSync(root: string, unsafePath: string, opts: ResolveOptions = {}): string {
   const walk = new Walk(root, unsafePath, opts.followFinal ?? true);
+  const binary = opts.binary === true;
   // Every component is looked at, even below an absent one: `missing/../link` must still follow
   // `link` inside the root rather than hand it back unresolved.
   while (walk.pending.length > 0) {
     const candidate = walk.next();
     if (candidate === undefined) continue;
-    if (walk.isLink(lstatOrUndefinedSync(candidate))) walk.splice(readlinkSync(candidate));
+    const p = binary ? fsPath(candidate) : candidate;
+    if (walk.isLink(lstatOrUndefinedSync(p))) walk.splice(binary ? readlinkSync(p, { encoding: 'latin1' }) : readlinkSync(p));
   }
   return walk.result();
 }

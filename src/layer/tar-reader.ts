@@ -11,6 +11,7 @@
  * an end-of-archive block followed by nothing but zero padding, or cleanly after an entry.
  */
 import { InputError } from '../errors.js';
+import { display } from '../fsroot/binary.js';
 
 export const BLOCK = 512;
 
@@ -40,6 +41,7 @@ export interface SparseSegment {
 }
 
 export interface TarEntry {
+  /** Name and link name are binary strings: one char per byte of the archive (fsroot/binary.ts). */
   name: string;
   linkname: string;
   /** The type flag character ('0' regular, '1' hardlink, '2' symlink, '3' char, '4' block, '5' dir, '6' fifo, ...). */
@@ -287,7 +289,7 @@ export class TarReader {
     }
     const pax = this.pending.pax;
     // errors in the fields below are this entry's, not the previous one's
-    this.current = this.pending.longName ?? name;
+    this.current = display(this.pending.longName ?? name);
     const entry: TarEntry = {
       name: this.pending.longName ?? name,
       linkname: this.pending.longLink ?? this.string(blk, 157, 100),
@@ -306,9 +308,8 @@ export class TarReader {
     // Old (v7) archives mark directories by a trailing slash on a type-NUL entry, as Go reads them.
     if (blk[156] === 0 && entry.name.endsWith('/')) entry.type = '5';
     this.pending = { pax: new Map(), longName: undefined, longLink: undefined, metaBytes: 0 };
-    this.current = entry.name;
     if (pax.size > 0) this.applyPax(entry, pax);
-    this.current = entry.name;
+    this.current = display(entry.name);
     if (entry.name.length > this.limits.maxNameLength) this.fail(`name is longer than the limit of ${this.limits.maxNameLength} bytes`);
     if (entry.linkname.length > this.limits.maxNameLength) this.fail(`link name is longer than the limit of ${this.limits.maxNameLength} bytes`);
     if (entry.name.includes('\0') || entry.linkname.includes('\0')) this.fail('name contains a NUL byte');
@@ -383,7 +384,7 @@ export class TarReader {
   private meta(type: string, body: Buffer): void {
     if (type === 'L' || type === 'K') {
       const nul = body.indexOf(0);
-      const value = this.decode(nul === -1 ? body : body.subarray(0, nul));
+      const value = (nul === -1 ? body : body.subarray(0, nul)).toString('latin1');
       if (type === 'L') this.pending.longName = value;
       else this.pending.longLink = value;
       return;
@@ -419,8 +420,9 @@ export class TarReader {
     for (const [key, raw] of pax) {
       const value = () => this.decode(raw);
       switch (key) {
-        case 'path': e.name = value(); break;
-        case 'linkpath': e.linkname = value(); break;
+        // names as bytes, whatever the PAX charset (binary strings, as the ustar fields)
+        case 'path': e.name = raw.toString('latin1'); break;
+        case 'linkpath': e.linkname = raw.toString('latin1'); break;
         case 'size': if (!HEADER_ONLY_TYPES.has(e.type)) e.size = this.paxInt(value(), key); break;
         case 'uid': e.uid = this.paxInt(value(), key); break;
         case 'gid': e.gid = this.paxInt(value(), key); break;
@@ -435,7 +437,7 @@ export class TarReader {
     }
     if (xattrs !== undefined) e.xattrs = xattrs;
     // PAX sparse formats: 0.1 keeps the map in a record, 1.0 at the start of the data.
-    if (pax.has('GNU.sparse.name')) e.name = this.decode(pax.get('GNU.sparse.name')!);
+    if (pax.has('GNU.sparse.name')) e.name = pax.get('GNU.sparse.name')!.toString('latin1');
     const realSize = pax.get('GNU.sparse.realsize') ?? pax.get('GNU.sparse.size');
     if (sparseMajor === '1' && sparseMinor === '0') {
       e.sparse = { realSize: this.paxInt(realSize?.toString() ?? '', 'GNU.sparse.realsize'), segments: [] };
@@ -472,23 +474,18 @@ export class TarReader {
     return Number(text);
   }
 
-  /** A NUL-terminated header field; ASCII (nearly every name) skips the UTF-8 decoder. */
+  /** A NUL-terminated header field, as a binary string (names are bytes: see fsroot/binary.ts). */
   private string(blk: Buffer, off: number, len: number): string {
     let end = off;
-    let ascii = true;
-    for (const limit = off + len; end < limit; end++) {
-      const c = blk[end] as number;
-      if (c === 0) break;
-      if (c > 0x7f) ascii = false;
-    }
-    return ascii ? blk.toString('latin1', off, end) : this.decode(blk.subarray(off, end));
+    for (const limit = off + len; end < limit && blk[end] !== 0; end++);
+    return blk.toString('latin1', off, end);
   }
 
   private decode(bytes: Uint8Array): string {
     try {
       return utf8.decode(bytes);
     } catch {
-      return this.fail('name or record is not valid UTF-8');
+      return this.fail('PAX record is not valid UTF-8');
     }
   }
 

@@ -26,7 +26,7 @@ import { dirname, join, resolve } from 'node:path';
 import { listAttributesSync, removeAttributeSync, setAttributeSync } from '@napi-rs/xattr';
 import { mkfifoSync } from 'mkfifo';
 import { InputError } from '../errors.js';
-import { resolveInRootSync } from '../fsroot/index.js';
+import { asUtf8, display, fsPath as P, resolveInRootSync, toBinary } from '../fsroot/index.js';
 import type { TarEntry, TarSink } from './tar-reader.js';
 
 export interface LayerStats {
@@ -115,6 +115,11 @@ function osErrno(err: unknown): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
+/** The names in a directory, as binary strings. */
+function readdirBinary(dir: string): string[] {
+  return fs.readdirSync(P(dir), { encoding: 'buffer' }).map((b) => b.toString('latin1'));
+}
+
 /** fs errors that mean "the layer asks for something impossible", as opposed to a host failure. */
 const INPUT_CODES = new Set(['ENOTDIR', 'EISDIR', 'ENAMETOOLONG', 'EEXIST', 'ELOOP', 'ENOTEMPTY', 'EINVAL', 'EMLINK']);
 
@@ -129,7 +134,9 @@ export class LayerWriter implements TarSink {
   private readonly newDirs = new Set<string>();
   private readonly touched = new Map<string, Set<string>>();
   private readonly touchedAncestors = new Set<string>();
+  /** The rootfs as a binary string (every path here is one: fsroot/binary.ts), and as given. */
   private readonly root: string;
+  private readonly hostRoot: string;
   /** Tar parent path -> resolved host directory; cleared whenever a directory or symlink goes away. */
   private readonly parentCache = new Map<string, ParentDir>();
   /** Directories whose mode and times are set at the end, after their children. */
@@ -145,7 +152,8 @@ export class LayerWriter implements TarSink {
     root: string,
     private readonly opts: WriterOptions,
   ) {
-    this.root = resolve(root); // the same normalized form fsroot returns, so paths compare as strings
+    this.hostRoot = resolve(root);
+    this.root = toBinary(this.hostRoot); // the same normalized form fsroot returns, so paths compare as strings
   }
 
   private fail(reason: string): never {
@@ -158,7 +166,7 @@ export class LayerWriter implements TarSink {
   }
 
   entry(e: TarEntry): void {
-    this.current = e.name;
+    this.current = display(e.name);
     this.stats.entries++;
     try {
       this.apply(e);
@@ -210,10 +218,10 @@ export class LayerWriter implements TarSink {
     const paths = [...this.dirFinal.keys()].sort((a, b) => b.length - a.length);
     for (const path of paths) {
       const d = this.dirFinal.get(path) as DirFinal;
-      const host = resolveInRootSync(this.root, path.slice(this.root.length), { followFinal: false });
+      const host = resolveInRootSync(this.root, path.slice(this.root.length), { followFinal: false, binary: true });
       let fd: number;
       try {
-        fd = fs.openSync(host, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW);
+        fd = fs.openSync(P(host), fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') continue; // gone, or a symlink now
@@ -246,7 +254,7 @@ export class LayerWriter implements TarSink {
   private asInputError(err: unknown): unknown {
     if (err instanceof InputError) {
       // Always name the tar entry; a path the resolver choked on goes into the reason.
-      const via = err.field !== undefined && err.field !== this.current ? ` (resolving "${err.field}")` : '';
+      const via = err.field !== undefined && err.field !== this.current ? ` (resolving "${display(err.field)}")` : '';
       return new InputError(err.reason + via, { field: this.current });
     }
     const code = (err as NodeJS.ErrnoException).code;
@@ -329,18 +337,18 @@ export class LayerWriter implements TarSink {
     const key = parentComps.join('/');
     const cached = this.parentCache.get(key);
     if (cached !== undefined) return cached;
-    const host = resolveInRootSync(this.root, key);
+    const host = resolveInRootSync(this.root, key, { binary: true });
     const missing: string[] = [];
     let p = host;
     let setgid = false;
     for (;;) {
-      const st = fs.lstatSync(p, { throwIfNoEntry: false });
+      const st = fs.lstatSync(P(p), { throwIfNoEntry: false });
       if (st === undefined) {
         missing.push(p);
         p = dirname(p);
         continue;
       }
-      if (!st.isDirectory()) this.fail(`a parent of this entry (${p.slice(this.root.length) || '/'}) is not a directory`);
+      if (!st.isDirectory()) this.fail(`a parent of this entry (${display(p.slice(this.root.length)) || '/'}) is not a directory`);
       // The first existing directory is about to change: its times come back at the end.
       this.rememberDirTimes(p, st);
       setgid = missing.length === 0 && (st.mode & 0o2000) !== 0;
@@ -348,8 +356,8 @@ export class LayerWriter implements TarSink {
     }
     for (let i = missing.length - 1; i >= 0; i--) {
       const dir = missing[i] as string;
-      fs.mkdirSync(dir, 0o755);
-      fs.chmodSync(dir, 0o755); // whatever the umask or a setgid parent
+      fs.mkdirSync(P(dir), 0o755);
+      fs.chmodSync(P(dir), 0o755); // whatever the umask or a setgid parent
       this.newDirs.add(dir);
     }
     const parent = { path: host, setgid };
@@ -358,13 +366,13 @@ export class LayerWriter implements TarSink {
   }
 
   /** Removes whatever is at `path` (not following it); a directory goes with its subtree. */
-  private removeExisting(path: string, st: fs.Stats | undefined = fs.lstatSync(path, { throwIfNoEntry: false })): void {
+  private removeExisting(path: string, st: fs.Stats | undefined = fs.lstatSync(P(path), { throwIfNoEntry: false })): void {
     if (st === undefined) return;
     if (st.isDirectory()) {
-      fs.rmSync(path, { recursive: true, force: true });
+      fs.rmSync(P(path), { recursive: true, force: true });
       this.parentCache.clear();
     } else {
-      fs.unlinkSync(path);
+      fs.unlinkSync(P(path));
       if (st.isSymbolicLink()) this.parentCache.clear();
     }
   }
@@ -388,7 +396,7 @@ export class LayerWriter implements TarSink {
     // Always a new inode: a file hardlinked from a lower layer is split, not rewritten for both.
     // Created with its final permission bits: our fd stays writable whatever they are.
     const flags = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
-    const fd = this.createFresh(target, () => fs.openSync(target, flags, e.mode & 0o777));
+    const fd = this.createFresh(target, () => fs.openSync(P(target), flags, e.mode & 0o777));
     this.file = { fd, path: target, entry: e, parent };
     this.stats.files++;
   }
@@ -396,14 +404,14 @@ export class LayerWriter implements TarSink {
   private directory(target: string, e: TarEntry): void {
     let existed = false;
     try {
-      fs.mkdirSync(target, 0o700);
+      fs.mkdirSync(P(target), 0o700);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const st = fs.lstatSync(target);
+      const st = fs.lstatSync(P(target));
       existed = st.isDirectory();
       if (!existed) {
         this.removeExisting(target, st);
-        fs.mkdirSync(target, 0o700);
+        fs.mkdirSync(P(target), 0o700);
       }
     }
     if (!existed) this.newDirs.add(target);
@@ -412,9 +420,9 @@ export class LayerWriter implements TarSink {
   }
 
   private applyDirMetadata(path: string, e: TarEntry, existed: boolean): void {
-    if (this.asRoot) fs.lchownSync(path, e.uid, e.gid);
+    if (this.asRoot) fs.lchownSync(P(path), e.uid, e.gid);
     this.setXattrs(path, e, existed, false);
-    const st = fs.lstatSync(path);
+    const st = fs.lstatSync(P(path));
     this.dirFinal.set(path, { dev: st.dev, ino: st.ino, mode: e.mode & 0o7777, atime: e.atime ?? e.mtime, mtime: e.mtime });
   }
 
@@ -422,10 +430,10 @@ export class LayerWriter implements TarSink {
     if (e.linkname === '') this.fail('symlink with an empty target');
     // The link's text is stored as is: it is only ever followed through fsroot, scoped to the root.
     // A new link where nothing was cannot change a cached parent (those are all real directories).
-    this.createFresh(target, () => fs.symlinkSync(e.linkname, target));
-    if (this.asRoot) fs.lchownSync(target, e.uid, e.gid);
+    this.createFresh(target, () => fs.symlinkSync(P(e.linkname), P(target)));
+    if (this.asRoot) fs.lchownSync(P(target), e.uid, e.gid);
     this.setXattrs(target, e, false, true);
-    fs.lutimesSync(target, time(e.atime ?? e.mtime), time(e.mtime));
+    fs.lutimesSync(P(target), time(e.atime ?? e.mtime), time(e.mtime));
     this.stats.symlinks++;
   }
 
@@ -433,18 +441,18 @@ export class LayerWriter implements TarSink {
     const linkComps = this.components(e.linkname, 'hardlink target');
     if (linkComps.length === 0) this.fail('hardlink to the rootfs itself');
     // Parents scoped to the root; the last component not followed (link(2) links a symlink itself).
-    const source = resolveInRootSync(this.root, linkComps.join('/'), { followFinal: false });
-    const st = fs.lstatSync(source, { throwIfNoEntry: false });
-    if (st === undefined) this.fail(`hardlink target "${e.linkname}" does not exist`);
-    if (st.isDirectory()) this.fail(`hardlink target "${e.linkname}" is a directory`);
+    const source = resolveInRootSync(this.root, linkComps.join('/'), { followFinal: false, binary: true });
+    const st = fs.lstatSync(P(source), { throwIfNoEntry: false });
+    if (st === undefined) this.fail(`hardlink target "${display(e.linkname)}" does not exist`);
+    if (st.isDirectory()) this.fail(`hardlink target "${display(e.linkname)}" is a directory`);
     this.stats.hardlinks++;
     if (source === target) return; // a link to itself: already there
-    this.createFresh(target, () => fs.linkSync(source, target));
+    this.createFresh(target, () => fs.linkSync(P(source), P(target)));
   }
 
   private fifo(target: string, e: TarEntry): void {
     this.removeExisting(target); // the addon's errors carry no code, so no try-first here (fifos are rare)
-    mkfifoSync(target, 0o600);
+    this.makeAt(target, (p) => mkfifoSync(p, 0o600));
     this.applyNodeMetadata(target, e);
     this.stats.fifos++;
   }
@@ -453,22 +461,67 @@ export class LayerWriter implements TarSink {
     // Node has no mknod; devices are opt-in and rare, so one mknod(1) process each is fine.
     if (e.devmajor > 4095 || e.devminor > 0xfffff) this.fail(`device number ${e.devmajor}:${e.devminor} out of range`);
     this.removeExisting(target);
-    const r = spawnSync('mknod', ['-m', '0600', '--', target, e.type === '3' ? 'c' : 'b', String(e.devmajor), String(e.devminor)], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`mknod failed: ${r.error?.message ?? r.stderr.trim()}`);
+    this.makeAt(target, (p) => this.mknod(p, e));
     this.applyNodeMetadata(target, e);
     this.stats.devices++;
   }
 
+  private mknod(target: string, e: TarEntry): void {
+    const r = spawnSync('mknod', ['-m', '0600', '--', target, e.type === '3' ? 'c' : 'b', String(e.devmajor), String(e.devminor)], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`mknod failed: ${r.error?.message ?? r.stderr.trim()}`);
+  }
+
+  /**
+   * Runs `make(path)` for a call that only takes UTF-8 paths (the mkfifo addon, mknod(1)): a
+   * target whose bytes are not UTF-8 is made under a temporary name in the root and renamed.
+   */
+  private makeAt(target: string, make: (path: string) => void): void {
+    const utf8 = asUtf8(target);
+    if (utf8 !== undefined) return make(utf8);
+    const tmp = this.tempName();
+    make(tmp);
+    fs.renameSync(tmp, P(target));
+  }
+
+  /**
+   * Runs `use(path)` for the xattr calls, which only take UTF-8 paths: a node whose path is not
+   * UTF-8 is renamed to a temporary name in the root for the call, and back.
+   */
+  private viaUtf8<T>(path: string, use: (path: string) => T): T {
+    const utf8 = asUtf8(path);
+    if (utf8 !== undefined) return use(utf8);
+    const tmp = this.tempName();
+    fs.renameSync(P(path), tmp);
+    try {
+      return use(tmp);
+    } finally {
+      fs.renameSync(tmp, P(path));
+    }
+  }
+
+  /** A free name at the top of the root (a layer may hold any name, so it is checked). */
+  private tempName(): string {
+    for (let i = 0; ; i++) {
+      const p = join(this.hostRoot, `.ocivirt-tmp-${process.pid}-${i}`);
+      if (fs.lstatSync(p, { throwIfNoEntry: false }) === undefined) return p;
+    }
+  }
+
   /** Owner, xattrs, then mode (after chown, which clears setuid/setgid), then times; never following. */
   private applyNodeMetadata(path: string, e: TarEntry): void {
-    if (this.asRoot) fs.lchownSync(path, e.uid, e.gid);
+    if (this.asRoot) fs.lchownSync(P(path), e.uid, e.gid);
     this.setXattrs(path, e, false, false);
-    fs.chmodSync(path, e.mode & 0o7777); // path is the node we just made, not a symlink
-    fs.lutimesSync(path, time(e.atime ?? e.mtime), time(e.mtime));
+    fs.chmodSync(P(path), e.mode & 0o7777); // path is the node we just made, not a symlink
+    fs.lutimesSync(P(path), time(e.atime ?? e.mtime), time(e.mtime));
   }
 
   /** @napi-rs/xattr uses the l*xattr calls: a symlink's own xattrs, never its target's. */
-  private setXattrs(path: string, e: TarEntry, existed: boolean, isSymlink: boolean): void {
+  private setXattrs(binaryPath: string, e: TarEntry, existed: boolean, isSymlink: boolean): void {
+    if (e.xattrs.size === 0 && !existed) return;
+    this.viaUtf8(binaryPath, (path) => this.setXattrsAt(path, e, existed, isSymlink));
+  }
+
+  private setXattrsAt(path: string, e: TarEntry, existed: boolean, isSymlink: boolean): void {
     if (existed) {
       // A directory kept from a lower layer takes the xattrs of this entry, not a mix.
       for (const name of listAttributesSync(path)) {
@@ -496,19 +549,19 @@ export class LayerWriter implements TarSink {
   }
 
   private whiteout(parentComps: string[], victim: string): void {
-    const parent = resolveInRootSync(this.root, parentComps.join('/'));
-    const st = fs.lstatSync(parent, { throwIfNoEntry: false });
+    const parent = resolveInRootSync(this.root, parentComps.join('/'), { binary: true });
+    const st = fs.lstatSync(P(parent), { throwIfNoEntry: false });
     if (st === undefined || !st.isDirectory()) return; // nothing below to hide
     this.rememberDirTimes(parent, st);
     this.removeLower(parent, victim);
   }
 
   private opaque(dirComps: string[]): void {
-    const dir = resolveInRootSync(this.root, dirComps.join('/'));
-    const st = fs.lstatSync(dir, { throwIfNoEntry: false });
+    const dir = resolveInRootSync(this.root, dirComps.join('/'), { binary: true });
+    const st = fs.lstatSync(P(dir), { throwIfNoEntry: false });
     if (st === undefined || !st.isDirectory()) return;
     this.rememberDirTimes(dir, st);
-    for (const child of fs.readdirSync(dir)) this.removeLower(dir, child);
+    for (const child of readdirBinary(dir)) this.removeLower(dir, child);
   }
 
   private rememberDirTimes(dir: string, st: fs.Stats): void {
@@ -521,11 +574,11 @@ export class LayerWriter implements TarSink {
   /** Removes what lower layers left at `dir/name`, keeping everything this layer put there. */
   private removeLower(dir: string, name: string): void {
     const path = join(dir, name);
-    const st = fs.lstatSync(path, { throwIfNoEntry: false });
+    const st = fs.lstatSync(P(path), { throwIfNoEntry: false });
     if (st === undefined) return;
     const sameLayer = this.newDirs.has(dir) || this.touched.get(dir)?.has(name) === true || this.touchedAncestors.has(path);
     if (!sameLayer) return this.removeExisting(path, st);
     if (!st.isDirectory()) return;
-    for (const child of fs.readdirSync(path)) this.removeLower(path, child);
+    for (const child of readdirBinary(path)) this.removeLower(path, child);
   }
 }

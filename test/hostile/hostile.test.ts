@@ -214,7 +214,16 @@ const cases: Case[] = [
   },
   { name: 'NUL byte inside a PAX path', layer: () => [file('a', 'x', { pax: { path: 'etc/passwd\0../../x' } })], expect: /NUL/ },
   { name: 'malformed PAX record', layer: () => [Buffer.concat([header({ name: 'p', type: 'x', size: 12 }), pad(Buffer.from('99 path=abc\n'))]), file('a')], expect: /malformed PAX record/ },
-  { name: 'name that is not UTF-8', layer: () => [file('a', '', { mutate: (b) => { b[0] = 0xff; b[1] = 0xfe; writeChecksum(b); } })], expect: /not valid UTF-8/ },
+  {
+    name: 'a name that is not UTF-8 is kept as bytes, inside the rootfs',
+    layer: () => [file('ab', 'bytes', { mutate: (b) => { b[0] = 0xff; b[1] = 0xfe; writeChecksum(b); } })],
+    expect: (sb) => assert.is(readFileSync(Buffer.concat([Buffer.from(sb.root + '/'), Buffer.from([0xff, 0xfe])]), 'utf8'), 'bytes'),
+  },
+  {
+    name: 'a non-UTF-8 symlink parent pointing outside is contained',
+    layer: (sb) => [symlink('xx', out(sb), { mutate: (b) => { b[0] = 0xe9; b[1] = 0xe9; writeChecksum(b); } }), file('xx/secret', 'pwned', { mutate: (b) => { b[0] = 0xe9; b[1] = 0xe9; writeChecksum(b); } })],
+    expect: (sb) => assert.is(readFileSync(inRoot(sb, join(out(sb), 'secret')), 'utf8'), 'pwned'),
+  },
   // --- xattrs the kernel checks: a malformed value names the entry and the xattr
   { name: 'malformed security.capability on a file', layer: () => [file('a'), file('bin/ping', 'x', { pax: { 'SCHILY.xattr.security.capability': 'garbage' } })], expect: /xattr security.capability: the kernel refused its value as malformed/, field: 'bin/ping' },
   { name: 'malformed security.capability on a directory', layer: () => [file('a'), dir('d/', { pax: { 'SCHILY.xattr.security.capability': 'x' } })], expect: /xattr security.capability: the kernel refused/, field: 'd/' },
