@@ -1,0 +1,360 @@
+/*
+ * Runtime of libvirt-binding: handles, errors, async calls, libvirt's event loop and the reaper.
+ *
+ * Threads:
+ * - the JavaScript thread reads arguments, takes a reference on every handle a call uses, and
+ *   builds results;
+ * - libuv worker threads run the libvirt calls (napi async work) and drop those references;
+ * - one libvirt event-loop thread (virEventRunDefaultImpl) serves keepalives, events and streams;
+ * - one reaper thread releases handles dropped by JavaScript (free() or garbage collection),
+ *   since the last reference on a connection closes it, which talks to libvirtd.
+ * A handle's pointer is only used under a reference the user of it holds, so a domain that
+ * outlives its connection keeps the connection alive (libvirt's own reference counting) and a
+ * garbage-collected handle never frees a pointer a worker still uses.
+ */
+#include "runtime.h"
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+  int kind;
+  void *ptr;
+} lvb_handle;
+
+/* ---------- reaper ---------- */
+
+typedef struct reap_item {
+  int kind;
+  void *ptr;
+  struct reap_item *next;
+} reap_item;
+
+static pthread_mutex_t reap_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t reap_cv = PTHREAD_COND_INITIALIZER;
+static reap_item *reap_head;
+
+static void *reaper_main(void *arg) {
+  (void)arg;
+  for (;;) {
+    pthread_mutex_lock(&reap_mu);
+    while (!reap_head) pthread_cond_wait(&reap_cv, &reap_mu);
+    reap_item *it = reap_head;
+    reap_head = it->next;
+    pthread_mutex_unlock(&reap_mu);
+    lvb_unref(it->kind, it->ptr);
+    free(it);
+  }
+  return NULL;
+}
+
+void lvb_release_later(int kind, void *p) {
+  if (!p) return;
+  reap_item *it = malloc(sizeof *it);
+  if (!it) return; /* out of memory: leaking one reference beats crashing */
+  it->kind = kind;
+  it->ptr = p;
+  pthread_mutex_lock(&reap_mu);
+  it->next = reap_head;
+  reap_head = it;
+  pthread_cond_signal(&reap_cv);
+  pthread_mutex_unlock(&reap_mu);
+}
+
+void lvb_unref(int kind, void *p) {
+  if (p) lvb_kinds[kind].release(p);
+}
+
+/* ---------- libvirt event loop ---------- */
+
+static void *event_loop_main(void *arg) {
+  (void)arg;
+  for (;;) {
+    if (virEventRunDefaultImpl() < 0) {
+      /* only fails when the loop itself is broken; do not spin */
+      struct timespec ts = {0, 100 * 1000 * 1000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  return NULL;
+}
+
+static void quiet_errors(void *data, virErrorPtr err) {
+  /* libvirt's default handler prints every error to stderr; callers get them as exceptions */
+  (void)data;
+  (void)err;
+}
+
+static int global_ok;
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+
+static void global_init(void) {
+  if (virInitialize() < 0) return;
+  virSetErrorFunc(NULL, quiet_errors);
+  /* must precede the first connection: it enables keepalive, events and non-blocking streams */
+  if (virEventRegisterDefaultImpl() < 0) return;
+  pthread_t t;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  if (pthread_create(&t, &attr, event_loop_main, NULL) != 0) return;
+  if (pthread_create(&t, &attr, reaper_main, NULL) != 0) return;
+  pthread_attr_destroy(&attr);
+  global_ok = 1;
+}
+
+/* ---------- values ---------- */
+
+char *lvb_strdup(const char *s) {
+  return s ? strdup(s) : NULL;
+}
+
+napi_value lvb_num(napi_env env, double d) {
+  napi_value v;
+  napi_create_double(env, d, &v);
+  return v;
+}
+
+napi_value lvb_str(napi_env env, const char *s) {
+  napi_value v;
+  if (!s) napi_get_null(env, &v);
+  else napi_create_string_utf8(env, s, NAPI_AUTO_LENGTH, &v);
+  return v;
+}
+
+static int type_error(napi_env env, const char *fname, const char *arg, const char *want) {
+  char msg[256];
+  snprintf(msg, sizeof msg, "%s: argument %s must be %s", fname, arg, want);
+  napi_throw_type_error(env, NULL, msg);
+  return -1;
+}
+
+int lvb_arg_string(napi_env env, napi_value v, char **out, const char *fname, const char *arg) {
+  napi_valuetype t;
+  *out = NULL;
+  napi_typeof(env, v, &t);
+  if (t == napi_null || t == napi_undefined) return 0;
+  if (t != napi_string) return type_error(env, fname, arg, "a string or null");
+  size_t len;
+  napi_get_value_string_utf8(env, v, NULL, 0, &len);
+  char *s = malloc(len + 1);
+  if (!s) return type_error(env, fname, arg, "smaller (out of memory)");
+  napi_get_value_string_utf8(env, v, s, len + 1, &len);
+  if (strlen(s) != len) {
+    free(s);
+    return type_error(env, fname, arg, "a string without NUL characters");
+  }
+  *out = s;
+  return 0;
+}
+
+int lvb_arg_i64(napi_env env, napi_value v, int64_t *out, const char *fname, const char *arg, int optional) {
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  *out = 0;
+  if (optional && t == napi_undefined) return 0;
+  if (t == napi_bigint) {
+    bool lossless;
+    napi_get_value_bigint_int64(env, v, out, &lossless);
+    return lossless ? 0 : type_error(env, fname, arg, "a 64-bit signed integer");
+  }
+  if (t != napi_number) return type_error(env, fname, arg, "an integer");
+  double d;
+  napi_get_value_double(env, v, &d);
+  if (d != (double)(int64_t)d) return type_error(env, fname, arg, "an integer");
+  *out = (int64_t)d;
+  return 0;
+}
+
+int lvb_arg_u64(napi_env env, napi_value v, uint64_t *out, const char *fname, const char *arg, int optional) {
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  *out = 0;
+  if (optional && t == napi_undefined) return 0;
+  if (t == napi_bigint) {
+    bool lossless;
+    napi_get_value_bigint_uint64(env, v, out, &lossless);
+    return lossless ? 0 : type_error(env, fname, arg, "a 64-bit unsigned integer");
+  }
+  if (t != napi_number) return type_error(env, fname, arg, "a non-negative integer");
+  double d;
+  napi_get_value_double(env, v, &d);
+  if (d < 0 || d != (double)(uint64_t)d) return type_error(env, fname, arg, "a non-negative integer");
+  *out = (uint64_t)d;
+  return 0;
+}
+
+/* ---------- handles ---------- */
+
+static napi_type_tag tag_of(int kind) {
+  napi_type_tag t = {0x6c6962766972626eULL, 0x6468616e646c6500ULL + (uint64_t)kind};
+  return t;
+}
+
+static void handle_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  lvb_handle *h = data;
+  lvb_release_later(h->kind, h->ptr);
+  free(h);
+}
+
+napi_value lvb_wrap(napi_env env, int kind, void *p) {
+  napi_value obj;
+  if (!p) {
+    napi_get_null(env, &obj);
+    return obj;
+  }
+  lvb_handle *h = malloc(sizeof *h);
+  if (!h) {
+    lvb_release_later(kind, p);
+    napi_throw_error(env, NULL, "libvirt-binding: out of memory");
+    return NULL;
+  }
+  h->kind = kind;
+  h->ptr = p;
+  napi_create_object(env, &obj);
+  napi_property_descriptor d = {"type", NULL, NULL, NULL, NULL, lvb_str(env, lvb_kinds[kind].name), napi_enumerable, NULL};
+  napi_define_properties(env, obj, 1, &d);
+  napi_type_tag tag = tag_of(kind);
+  napi_type_tag_object(env, obj, &tag);
+  napi_wrap(env, obj, h, handle_finalize, NULL, NULL);
+  return obj;
+}
+
+static lvb_handle *handle_of(napi_env env, napi_value v, int kind) {
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  if (t != napi_object) return NULL;
+  napi_type_tag tag = tag_of(kind);
+  bool ok = false;
+  napi_check_object_type_tag(env, v, &tag, &ok);
+  if (!ok) return NULL;
+  lvb_handle *h = NULL;
+  napi_unwrap(env, v, (void **)&h);
+  return h;
+}
+
+void *lvb_peek(napi_env env, napi_value v, int kind) {
+  lvb_handle *h = handle_of(env, v, kind);
+  return h ? h->ptr : NULL;
+}
+
+void *lvb_take(napi_env env, napi_value v, int kind) {
+  lvb_handle *h = handle_of(env, v, kind);
+  if (!h) return NULL;
+  void *p = h->ptr;
+  h->ptr = NULL;
+  return p;
+}
+
+int lvb_arg_handle(napi_env env, napi_value v, int kind, void **out, const char *fname, const char *arg) {
+  lvb_handle *h = handle_of(env, v, kind);
+  char want[96];
+  *out = NULL;
+  if (!h) {
+    snprintf(want, sizeof want, "a %s handle", lvb_kinds[kind].name);
+    return type_error(env, fname, arg, want);
+  }
+  if (!h->ptr) {
+    snprintf(want, sizeof want, "a %s handle that was not freed or closed", lvb_kinds[kind].name);
+    return type_error(env, fname, arg, want);
+  }
+  /* the call's own reference: the JS object may be freed or collected while the call runs */
+  lvb_kinds[kind].ref(h->ptr);
+  *out = h->ptr;
+  return 0;
+}
+
+/* ---------- errors ---------- */
+
+void lvb_capture_error(lvb_call *c) {
+  virErrorPtr e = virGetLastError();
+  c->failed = 1;
+  if (e) {
+    c->err_code = e->code;
+    c->err_domain = e->domain;
+    c->err_level = e->level;
+    c->err_message = lvb_strdup(e->message ? e->message : "unknown libvirt error");
+  } else {
+    c->err_code = VIR_ERR_INTERNAL_ERROR;
+    c->err_domain = VIR_FROM_NONE;
+    c->err_level = VIR_ERR_ERROR;
+    c->err_message = lvb_strdup("the call failed without a libvirt error");
+  }
+  virResetLastError();
+}
+
+napi_value lvb_error(napi_env env, const char *fname, int code, int domain, int level, const char *message) {
+  napi_value msg, err;
+  napi_create_string_utf8(env, message ? message : "libvirt error", NAPI_AUTO_LENGTH, &msg);
+  napi_create_error(env, NULL, msg, &err);
+  napi_set_named_property(env, err, "name", lvb_str(env, "LibvirtError"));
+  napi_set_named_property(env, err, "code", lvb_num(env, code));
+  napi_set_named_property(env, err, "domain", lvb_num(env, domain));
+  napi_set_named_property(env, err, "level", lvb_num(env, level));
+  napi_set_named_property(env, err, "func", lvb_str(env, fname));
+  return err;
+}
+
+/* ---------- async calls ---------- */
+
+static void call_execute(napi_env env, void *data) {
+  (void)env;
+  lvb_call *c = data;
+  virResetLastError();
+  if (c->execute) c->execute(c);
+}
+
+static void call_complete(napi_env env, napi_status status, void *data) {
+  lvb_call *c = data;
+  napi_value v = NULL;
+  if (status != napi_ok) {
+    napi_reject_deferred(env, c->deferred, lvb_error(env, c->fname, VIR_ERR_INTERNAL_ERROR, VIR_FROM_NONE, VIR_ERR_ERROR, "call cancelled"));
+  } else if (c->failed) {
+    napi_reject_deferred(env, c->deferred, lvb_error(env, c->fname, c->err_code, c->err_domain, c->err_level, c->err_message));
+  } else {
+    if (c->result) v = c->result(env, c);
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (pending) {
+      napi_value ex;
+      napi_get_and_clear_last_exception(env, &ex);
+      napi_reject_deferred(env, c->deferred, ex);
+    } else {
+      if (!v) napi_get_undefined(env, &v);
+      napi_resolve_deferred(env, c->deferred, v);
+    }
+  }
+  if (c->cleanup) c->cleanup(c);
+  free(c->err_message);
+  napi_delete_async_work(env, c->work);
+  free(c);
+}
+
+napi_value lvb_queue(napi_env env, lvb_call *c) {
+  napi_value promise, name;
+  napi_create_promise(env, &c->deferred, &promise);
+  napi_create_string_utf8(env, c->fname, NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, call_execute, call_complete, c, &c->work);
+  napi_queue_async_work(env, c->work);
+  return promise;
+}
+
+/* ---------- module ---------- */
+
+void lvb_register_generated(napi_env env, napi_value exports);
+
+static napi_value module_init(napi_env env, napi_value exports) {
+  pthread_once(&global_once, global_init);
+  if (!global_ok) {
+    napi_throw_error(env, NULL, "libvirt-binding: cannot initialise libvirt or start its event loop");
+    return NULL;
+  }
+  lvb_register_generated(env, exports);
+  lvb_overrides_init(env, exports);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, module_init)
