@@ -23,7 +23,7 @@ if [ "${1:-}" = --clean ]; then
 fi
 
 scripts/setup-libvirt.sh
-[ -d node_modules/@unraid/libvirt/build ] || npm ci --no-audit --no-fund
+[ -f libvirt-binding/build/Release/binding.node ] || npm ci --no-audit --no-fund
 [ -f dist/src/cli/main.js ] || npm run build
 
 umask 077

@@ -8,7 +8,7 @@
 #   scripts/setup-libvirt.sh --stop     stop libvirtd (running containers survive)
 #
 # Also installs what ocivirt's build and tests need from Debian (libvirt-dev,
-# g++, python3 for the @unraid/libvirt addon; xmllint for virt-xml-validate;
+# g++, python3 for the libvirt-binding addon (generated from libvirt-dev's libvirt-api.xml); xmllint for virt-xml-validate;
 # busybox-static, runc, umoci, skopeo for test fixtures and comparisons).
 #
 # Why a private mount namespace: on hosts with a hybrid cgroup layout (v1

@@ -36,6 +36,8 @@ export const EVENTS = [
   'libvirt.connected',
   'libvirt.disconnected',
   'libvirt.reconnected',
+  'libvirt.events.subscribed',
+  'libvirt.events.failed',
   // daemon lifecycle
   'daemon.started',
   'daemon.insecure',

@@ -1,19 +1,22 @@
 /**
  * Keeps `<export>/<domain>/config.json` in step with libvirt's persistent definitions.
  *
- * The binding has no event API, and `memtune --config` raises no lifecycle event anyway, so the
- * hint comes from the filesystem: the local driver rewrites `<definitionsDir>/<name>.xml` on every
- * define, `virsh edit` and `--config` change. One fs.watch on that directory costs nothing while
- * idle. A hint only names a domain; its XML is always read through the libvirt port (the files are
- * libvirt's private state, not an interface). A slow full pass over every domain is the safety net
- * for hints that never come (remote URIs, another driver, a watcher that failed). Nothing is
- * rewritten when the config it would write means the same as the one there.
+ * Changes are learnt from libvirt's domain lifecycle events (the port's `watch`): `virsh define`,
+ * `virsh edit` and undefine raise `defined` / `undefined`, and each names the domain to export.
+ * `memtune --config` (and other `--config` changes) raise no event on libvirt 9, so the
+ * definitions directory stays a second hint: the local driver rewrites `<definitionsDir>/<name>.xml`
+ * on every change, and one fs.watch on it costs nothing while idle. A hint only names a domain;
+ * its XML is always read through the libvirt port (the files are libvirt's private state, not an
+ * interface). A slow full pass over every domain is the safety net for hints that never come
+ * (events missed while libvirtd restarted: the port says so and a pass follows; remote URIs
+ * without the directory). Nothing is rewritten when the config it would write means the same as
+ * the one there.
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import { systemClock, type Clock, type Timer } from '../clock.js';
 import { errorMessage } from '../errors.js';
-import type { LibvirtPort } from '../libvirt/port.js';
+import type { LibvirtPort, PortEvent } from '../libvirt/port.js';
 import type { EventLogger } from '../log.js';
 import { exportableName, exportDomain } from './export-domain.js';
 import { ensureOwnDirectory } from './write.js';
@@ -46,6 +49,7 @@ export class Exporter {
   private readonly running = new Map<string, Promise<void>>();
   private readonly again = new Set<string>();
   private fsWatcher: FSWatcher | undefined;
+  private unwatchEvents: (() => void) | undefined;
   private passTimer: Timer | undefined;
   private passRunning: Promise<void> | undefined;
   private stopped = false;
@@ -57,6 +61,7 @@ export class Exporter {
 
   async start(): Promise<void> {
     await ensureOwnDirectory(this.opts.exportDir);
+    this.unwatchEvents = this.opts.port.watch((e) => this.onEvent(e));
     this.watchDefinitions();
     await this.fullPass();
     this.schedulePass();
@@ -108,6 +113,7 @@ export class Exporter {
   /** Waits for exports in flight; nothing new starts. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.unwatchEvents?.();
     this.fsWatcher?.close();
     this.clock.clearTimeout(this.passTimer);
     for (const t of this.timers.values()) this.clock.clearTimeout(t);
@@ -159,6 +165,14 @@ export class Exporter {
       this.last.delete(name);
       this.opts.log.error('export.failed', { domain: name, err: errorMessage(e), durationMs: Math.round(performance.now() - t0) });
     }
+  }
+
+  /** A definition changed or went (export or remove it); events were missed (compare everything). */
+  private onEvent(e: PortEvent): void {
+    if (this.stopped) return;
+    if (e.type === 'resubscribed') void this.fullPass();
+    // one event per change, unlike the file hints: no debounce needed
+    else if (e.kind === 'defined' || e.kind === 'undefined') void this.exportNow(e.name);
   }
 
   private watchDefinitions(): void {

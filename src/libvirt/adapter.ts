@@ -1,23 +1,37 @@
 /**
- * The LibvirtPort over `@unraid/libvirt`: the only module that imports the binding.
+ * The LibvirtPort over `libvirt-binding` (this repository's generated libvirt addon): the only
+ * module that imports the binding.
  *
- * Connection handling, as measured on libvirt 9 with this binding:
+ * Connection handling, as measured on libvirt 9:
  * - Every call runs on a libuv worker thread, so a dead libvirtd never blocks the event loop.
- *   A killed libvirtd makes calls fail at once ("Cannot write data: Broken pipe", then "client
- *   socket is closed"); the old connection never recovers, so a new one is opened.
- * - A libvirtd that accepts but never answers (hung, stopped) blocks the worker thread for good
- *   (the binding registers no event loop, so no keepalive). Every call therefore races a timeout,
- *   and while the connection is down at most one reconnect attempt is in flight: the other calls
- *   fail fast instead of parking more worker threads.
- * - The binding rejects with a message only (no error code), so "not found" and "connection
- *   lost" are recognised by libvirt's message text.
- * - A binding Domain frees its virDomainPtr when garbage-collected, while a worker thread may
- *   still be using it (seen as "invalid domain pointer" under load): every Domain is pinned
- *   until the calls that use it have finished.
+ *   A killed libvirtd makes calls fail at once with an RPC error (VIR_FROM_RPC); the old
+ *   connection never recovers, so a new one is opened.
+ * - A libvirtd that accepts but never answers (hung, stopped) blocks the worker thread until
+ *   the connection's keepalive gives up on it. Every call therefore races a timeout, and while
+ *   the connection is down at most one reconnect attempt is in flight: the other calls fail
+ *   fast instead of parking more worker threads.
+ * - Errors carry libvirt's code and domain: "not found" and "connection lost" are decided by code.
+ * - Domain handles are freed as soon as a call is done with them; the binding holds its own
+ *   reference while a call runs, so nothing is freed under a worker thread.
  */
-import { Hypervisor, DomainGetXMLDescFlags, DomainState as BindingState, type Domain } from '@unraid/libvirt';
+import { Readable } from 'node:stream';
+import * as lv from 'libvirt-binding';
 import { silentLogger, type EventLogger } from '../log.js';
-import { LibvirtUnavailableError, type DomainRef, type DomainState, type LibvirtPort } from './port.js';
+import {
+  DomainNotFoundError,
+  LibvirtCallError,
+  NetworkNotFoundError,
+  LibvirtUnavailableError,
+  type DomainRef,
+  type DomainState,
+  type LibvirtPort,
+  type LifecycleKind,
+  type NetworkRef,
+  type NetworkUpdate,
+  type PortEvent,
+  type TuningFamily,
+  type TuningParams,
+} from './port.js';
 
 export const DEFAULT_URI = 'lxc:///';
 
@@ -31,21 +45,70 @@ export interface LibvirtOptions {
   backoffMaxMs?: number;
 }
 
+type Conn = lv.VirConnect;
+type Dom = lv.VirDomain;
+
 const STATES: Record<number, DomainState> = {
-  [BindingState.NOSTATE]: 'nostate',
-  [BindingState.RUNNING]: 'running',
-  [BindingState.BLOCKED]: 'blocked',
-  [BindingState.PAUSED]: 'paused',
-  [BindingState.SHUTDOWN]: 'shutdown',
-  [BindingState.SHUTOFF]: 'shutoff',
-  [BindingState.CRASHED]: 'crashed',
-  [BindingState.PMSUSPENDED]: 'pmsuspended',
+  [lv.VIR_DOMAIN_NOSTATE]: 'nostate',
+  [lv.VIR_DOMAIN_RUNNING]: 'running',
+  [lv.VIR_DOMAIN_BLOCKED]: 'blocked',
+  [lv.VIR_DOMAIN_PAUSED]: 'paused',
+  [lv.VIR_DOMAIN_SHUTDOWN]: 'shutdown',
+  [lv.VIR_DOMAIN_SHUTOFF]: 'shutoff',
+  [lv.VIR_DOMAIN_CRASHED]: 'crashed',
+  [lv.VIR_DOMAIN_PMSUSPENDED]: 'pmsuspended',
 };
 
-/** libvirt's messages for a connection that is gone or was never made. */
-const CONNECTION_LOST =
-  /client socket is closed|Cannot (write|recv) data|End of file while reading|Broken pipe|Connection reset|invalid connection pointer|Failed to connect socket|Unable to connect|no connection driver/i;
-const NOT_FOUND = /Domain not found|no domain with matching/i;
+/** virDomainEventType values, in order (VIR_DOMAIN_EVENT_DEFINED = 0 ...). */
+const LIFECYCLE_KINDS: LifecycleKind[] = ['defined', 'undefined', 'started', 'suspended', 'resumed', 'stopped', 'shutdown', 'pmsuspended', 'crashed'];
+
+/** `stopped` + VIR_DOMAIN_EVENT_STOPPED_DESTROYED -> 'destroyed', from the binding's constants. */
+function detailName(kind: LifecycleKind, detail: number): string {
+  const prefix = `VIR_DOMAIN_EVENT_${kind.toUpperCase()}_`;
+  for (const [k, v] of Object.entries(lv))
+    if (v === detail && k.startsWith(prefix) && !k.endsWith('_LAST')) return k.slice(prefix.length).toLowerCase();
+  return String(detail);
+}
+
+/** Error codes that mean the connection is gone or was never made (besides any RPC-layer error). */
+const CONNECTION_CODES = new Set<number>([lv.VIR_ERR_RPC, lv.VIR_ERR_NO_CONNECT, lv.VIR_ERR_INVALID_CONN]);
+
+function connectionLost(e: unknown): boolean {
+  return lv.isLibvirtError(e) && (e.domain === lv.VIR_FROM_RPC || CONNECTION_CODES.has(e.code));
+}
+
+/** libvirt's failure as the port's error, keeping its code. */
+function portError(what: string, e: unknown): Error {
+  if (!lv.isLibvirtError(e)) return new Error(`${what}: ${messageOf(e)}`);
+  const Cls = e.code === lv.VIR_ERR_NO_DOMAIN ? DomainNotFoundError : e.code === lv.VIR_ERR_NO_NETWORK ? NetworkNotFoundError : LibvirtCallError;
+  return new Cls(`${what}: ${e.message}`, e.code, e.domain);
+}
+
+/** libvirt's constant for a name ('SIGTERM' -> VIR_DOMAIN_PROCESS_SIGNAL_TERM), or an error naming it. */
+function constant(prefix: string, name: string): number {
+  const v = (lv as unknown as Record<string, unknown>)[prefix + name.toUpperCase().replace(/-/g, '_')];
+  if (typeof v !== 'number') throw new Error(`libvirt has no ${prefix}${name.toUpperCase().replace(/-/g, '_')}`);
+  return v;
+}
+
+const TUNING = {
+  memory: { get: lv.virDomainGetMemoryParameters, set: lv.virDomainSetMemoryParameters },
+  blkio: { get: lv.virDomainGetBlkioParameters, set: lv.virDomainSetBlkioParameters },
+  scheduler: { get: lv.virDomainGetSchedulerParametersFlags, set: lv.virDomainSetSchedulerParametersFlags },
+} as const;
+
+const SCOPE = {
+  live: lv.VIR_DOMAIN_AFFECT_LIVE,
+  config: lv.VIR_DOMAIN_AFFECT_CONFIG,
+  both: lv.VIR_DOMAIN_AFFECT_LIVE | lv.VIR_DOMAIN_AFFECT_CONFIG,
+} as const;
+
+/** Delay before trying again to restore the event subscription when no backoff says otherwise. */
+const RESUBSCRIBE_MIN_MS = 100;
+
+/** Keepalive: a libvirtd that stops answering closes the connection after about 5 s x (3 + 1). */
+const KEEPALIVE_INTERVAL_S = 5;
+const KEEPALIVE_COUNT = 3;
 
 const STOP_POLL_MS = 100;
 
@@ -65,19 +128,31 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * Closes a connection for good: the close callback and an event registration each hold a
+ * reference on it inside libvirt, so they go first, or the connection (and its socket) would leak.
+ */
+async function release(conn: Conn, eventId: number | undefined): Promise<void> {
+  await lv.virConnectUnregisterCloseCallback(conn).catch(() => undefined);
+  if (eventId !== undefined) await lv.virConnectDomainEventDeregisterAny(conn, eventId).catch(() => undefined);
+  await lv.virConnectClose(conn).catch(() => undefined);
+}
+
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 class LibvirtAdapter implements LibvirtPort {
-  private hv: Hypervisor | undefined;
-  private connecting: Promise<Hypervisor> | undefined;
+  private conn: Conn | undefined;
+  private connecting: Promise<Conn> | undefined;
   private failedAttempts = 0;
   private nextAttemptAt = 0;
   private lostReason: string | undefined;
   private closed = false;
   /** Calls given up on after their timeout: each still holds a worker thread inside libvirt. */
   abandoned = 0;
-  /** Domains in use by calls in flight (see the note on garbage collection above). */
-  private readonly pinned = new Set<Domain>();
+  private readonly listeners = new Set<(e: PortEvent) => void>();
+  /** The connection events are registered on, and libvirt's callback id there. */
+  private subscription: { conn: Conn; id: number } | undefined;
+  private resubscribeTimer: NodeJS.Timeout | undefined;
   private readonly log: EventLogger;
   private readonly callTimeoutMs: number;
   private readonly connectTimeoutMs: number;
@@ -95,24 +170,41 @@ class LibvirtAdapter implements LibvirtPort {
     this.backoffMaxMs = opts.backoffMaxMs ?? 30_000;
   }
 
+  /** Opens a connection with keepalive on; throws the binding's error or a TimeoutError. */
+  private async openConnection(): Promise<Conn> {
+    const conn = await withTimeout(lv.virConnectOpen(this.uri), this.connectTimeoutMs, 'connect');
+    // not every driver has keepalive (local test:///): then only the call timeouts apply
+    await withTimeout(lv.virConnectSetKeepAlive(conn, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT), this.connectTimeoutMs, 'keepalive').catch(
+      () => undefined,
+    );
+    // the event loop sees a closed socket (libvirtd restarted, keepalive timeout) before any call
+    // does: forget the connection, and restore the event subscription on a new one
+    await withTimeout(
+      lv.virConnectRegisterCloseCallback(conn, (reason) => {
+        this.lose(conn, `connection closed (reason ${reason})`, false);
+      }),
+      this.connectTimeoutMs,
+      'close callback',
+    ).catch(() => undefined);
+    return conn;
+  }
+
   async open(): Promise<void> {
-    const hv = new Hypervisor({ uri: this.uri });
     try {
-      await withTimeout(hv.connectOpen(), this.connectTimeoutMs, 'connect');
+      this.conn = await this.openConnection();
     } catch (e) {
       if (e instanceof TimeoutError) this.abandoned += 1;
       throw new LibvirtUnavailableError(
         `cannot connect to libvirt at ${this.uri}: ${messageOf(e)} (is libvirtd running? scripts/setup-libvirt.sh starts it)`,
       );
     }
-    this.hv = hv;
     this.log.info('libvirt.connected', { uri: this.uri });
   }
 
   /** The live connection; reconnects when the backoff allows, otherwise fails at once. */
-  private connection(): Promise<Hypervisor> {
+  private connection(): Promise<Conn> {
     if (this.closed) return Promise.reject(new Error(`libvirt connection to ${this.uri} is closed`));
-    if (this.hv) return Promise.resolve(this.hv);
+    if (this.conn) return Promise.resolve(this.conn);
     if (this.connecting) return this.connecting;
     const wait = this.nextAttemptAt - Date.now();
     if (wait > 0)
@@ -125,10 +217,10 @@ class LibvirtAdapter implements LibvirtPort {
     return this.connecting;
   }
 
-  private async reconnect(): Promise<Hypervisor> {
-    const hv = new Hypervisor({ uri: this.uri });
+  private async reconnect(): Promise<Conn> {
+    let conn: Conn;
     try {
-      await withTimeout(hv.connectOpen(), this.connectTimeoutMs, 'connect');
+      conn = await this.openConnection();
     } catch (e) {
       if (e instanceof TimeoutError) this.abandoned += 1;
       this.failedAttempts += 1;
@@ -140,65 +232,133 @@ class LibvirtAdapter implements LibvirtPort {
     }
     this.log.info('libvirt.reconnected', { uri: this.uri, attempts: this.failedAttempts + 1 });
     this.failedAttempts = 0;
-    this.hv = hv;
-    return hv;
+    this.conn = conn;
+    return conn;
   }
 
   /** Forget a connection that failed; the next call opens a new one. */
-  private lose(hv: Hypervisor, reason: string, hung: boolean): void {
-    if (this.hv !== hv) return;
-    this.hv = undefined;
+  private lose(conn: Conn, reason: string, hung: boolean): void {
+    if (this.conn !== conn) return;
+    this.conn = undefined;
     this.lostReason = reason;
     this.nextAttemptAt = 0;
     this.log.warn('libvirt.disconnected', { uri: this.uri, err: reason });
+    const sub = this.subscription?.conn === conn ? this.subscription : undefined;
     // closing a hung connection would park one more worker thread; a broken one closes at once
-    if (!hung) hv.connectClose().catch(() => undefined);
+    if (!hung) void release(conn, sub?.id);
+    if (sub) {
+      this.subscription = undefined;
+      this.scheduleResubscribe(0);
+    }
+  }
+
+  watch(listener: (e: PortEvent) => void): () => void {
+    this.listeners.add(listener);
+    if (this.listeners.size === 1) this.scheduleResubscribe(0);
+    return () => {
+      this.listeners.delete(listener);
+      if (this.listeners.size === 0) void this.unsubscribe();
+    };
+  }
+
+  private emit(e: PortEvent): void {
+    for (const l of [...this.listeners]) l(e);
+  }
+
+  private scheduleResubscribe(delayMs: number): void {
+    if (this.closed || this.resubscribeTimer) return;
+    this.resubscribeTimer = setTimeout(() => {
+      this.resubscribeTimer = undefined;
+      void this.subscribe();
+    }, delayMs);
+    // a daemon is kept alive by its own work, not by waiting for libvirtd to come back
+    this.resubscribeTimer.unref();
+  }
+
+  /** Registers the lifecycle callback on the current connection (reconnecting when needed). */
+  private async subscribe(): Promise<void> {
+    if (this.closed || this.listeners.size === 0 || this.subscription) return;
+    const resumed = this.subscribedBefore;
+    try {
+      const conn = await this.connection();
+      if (this.subscription || this.conn !== conn) return;
+      const id = await this.call('register lifecycle events', (c) =>
+        lv.virConnectDomainEventRegisterAny(c, null, lv.VIR_DOMAIN_EVENT_ID_LIFECYCLE, (ev) => {
+          const kind = LIFECYCLE_KINDS[ev.event];
+          if (kind === undefined) return;
+          this.emit({ type: 'lifecycle', name: ev.name, uuid: ev.uuid, kind, detail: detailName(kind, ev.detail) });
+        }),
+      );
+      if (this.conn !== conn || this.closed) {
+        // lost or closed while registering: the callback went with that connection
+        this.scheduleResubscribe(RESUBSCRIBE_MIN_MS);
+        return;
+      }
+      this.subscription = { conn, id };
+      this.subscribedBefore = true;
+      this.log.info('libvirt.events.subscribed', { uri: this.uri, resumed });
+      if (resumed) this.emit({ type: 'resubscribed' });
+    } catch (e) {
+      this.scheduleResubscribe(Math.max(RESUBSCRIBE_MIN_MS, this.nextAttemptAt - Date.now()));
+      this.log.warn('libvirt.events.failed', { uri: this.uri, err: messageOf(e) }, 'lifecycle events unavailable; retrying');
+    }
+  }
+
+  private subscribedBefore = false;
+
+  private async unsubscribe(): Promise<void> {
+    clearTimeout(this.resubscribeTimer);
+    this.resubscribeTimer = undefined;
+    const sub = this.subscription;
+    this.subscription = undefined;
+    if (sub) await withTimeout(lv.virConnectDomainEventDeregisterAny(sub.conn, sub.id), this.callTimeoutMs, 'deregister events').catch(() => undefined);
   }
 
   /**
    * Runs one binding call. Reads (`retry`) are repeated once on a fresh connection when the
    * first attempt found the connection gone, so a libvirtd restart between passes is invisible.
    */
-  private async call<T>(what: string, fn: (hv: Hypervisor) => Promise<T>, retry = false): Promise<T> {
-    const hv = await this.connection();
+  private async call<T>(what: string, fn: (conn: Conn) => Promise<T>, retry = false): Promise<T> {
+    const conn = await this.connection();
     try {
-      return await withTimeout(fn(hv), this.callTimeoutMs, what);
+      return await withTimeout(fn(conn), this.callTimeoutMs, what);
     } catch (e) {
-      const msg = messageOf(e);
       const hung = e instanceof TimeoutError;
       if (hung) this.abandoned += 1;
-      if (!hung && !CONNECTION_LOST.test(msg)) throw new Error(`${what}: ${msg}`);
-      this.lose(hv, msg, hung);
+      if (!hung && !connectionLost(e)) throw portError(what, e);
+      const msg = messageOf(e);
+      this.lose(conn, msg, hung);
       if (retry && !hung) return this.call(what, fn, false);
       throw new LibvirtUnavailableError(`${what}: connection to libvirt at ${this.uri} lost: ${msg}`);
     }
   }
 
-  /** Runs `fn` on a Domain kept reachable until it has finished. */
-  private async pin<T>(d: Domain, fn: (d: Domain) => Promise<T>): Promise<T> {
-    this.pinned.add(d);
+  /** Runs `fn` on the named domain; its handle is released as soon as `fn` is done. */
+  private async withDomain<T>(conn: Conn, name: string, fn: (d: Dom) => Promise<T>): Promise<T> {
+    const d = await lv.virDomainLookupByName(conn, name);
     try {
       return await fn(d);
     } finally {
-      this.pinned.delete(d);
+      lv.virDomainFree(d);
     }
   }
 
-  private async withDomain<T>(hv: Hypervisor, name: string, fn: (d: Domain) => Promise<T>): Promise<T> {
-    return this.pin(await hv.domainLookupByName(name), fn);
-  }
-
-  private refOf(d: Domain): Promise<DomainRef> {
-    return this.pin(d, async () => ({ name: await d.getName(), uuid: await d.getUUIDString() }));
+  private async refOf(d: Dom): Promise<DomainRef> {
+    const [name, uuid] = await Promise.all([lv.virDomainGetName(d), lv.virDomainGetUUIDString(d)]);
+    return { name, uuid };
   }
 
   async listDomains(): Promise<DomainRef[]> {
     return this.call(
       'list domains',
-      async (hv) => {
-        // ACTIVE | INACTIVE: persistent and transient, running or not
-        const domains = await hv.connectListAllDomains();
-        return Promise.all(domains.map((d) => this.refOf(d)));
+      async (conn) => {
+        // no flags: persistent and transient, running or not
+        const domains = await lv.virConnectListAllDomains(conn, 0);
+        try {
+          return await Promise.all(domains.map((d) => this.refOf(d)));
+        } finally {
+          for (const d of domains) lv.virDomainFree(d);
+        }
       },
       true,
     );
@@ -206,13 +366,9 @@ class LibvirtAdapter implements LibvirtPort {
 
   async lookup(name: string): Promise<DomainRef | undefined> {
     try {
-      return await this.call(
-        `lookup ${name}`,
-        async (hv) => this.refOf(await hv.domainLookupByName(name)),
-        true,
-      );
+      return await this.call(`lookup ${name}`, (conn) => this.withDomain(conn, name, (d) => this.refOf(d)), true);
     } catch (e) {
-      if (NOT_FOUND.test(messageOf(e))) return undefined;
+      if (e instanceof DomainNotFoundError) return undefined;
       throw e;
     }
   }
@@ -220,40 +376,146 @@ class LibvirtAdapter implements LibvirtPort {
   inactiveXml(name: string): Promise<string> {
     return this.call(
       `inactive XML of ${name}`,
-      (hv) => this.withDomain(hv, name, (d) => hv.domainGetXMLDesc(d, DomainGetXMLDescFlags.INACTIVE)),
+      (conn) => this.withDomain(conn, name, (d) => lv.virDomainGetXMLDesc(d, lv.VIR_DOMAIN_XML_INACTIVE)),
       true,
     );
   }
 
   liveXml(name: string): Promise<string> {
-    return this.call(
-      `live XML of ${name}`,
-      (hv) => this.withDomain(hv, name, (d) => hv.domainGetXMLDesc(d)),
-      true,
-    );
+    return this.call(`live XML of ${name}`, (conn) => this.withDomain(conn, name, (d) => lv.virDomainGetXMLDesc(d, 0)), true);
   }
 
   define(xml: string): Promise<DomainRef> {
-    return this.call('define', async (hv) => this.refOf(await hv.domainDefineXML(xml)));
+    return this.call('define', async (conn) => {
+      const d = await lv.virDomainDefineXML(conn, xml);
+      try {
+        return await this.refOf(d);
+      } finally {
+        lv.virDomainFree(d);
+      }
+    });
   }
 
   undefine(name: string): Promise<void> {
-    return this.call(`undefine ${name}`, (hv) => this.withDomain(hv, name, (d) => hv.domainUndefine(d)));
+    return this.call(`undefine ${name}`, (conn) => this.withDomain(conn, name, async (d) => void (await lv.virDomainUndefine(d))));
   }
 
   start(name: string): Promise<void> {
-    return this.call(`start ${name}`, (hv) => this.withDomain(hv, name, (d) => hv.domainCreate(d)));
+    return this.call(`start ${name}`, (conn) => this.withDomain(conn, name, async (d) => void (await lv.virDomainCreate(d))));
   }
 
   destroy(name: string): Promise<void> {
-    return this.call(`destroy ${name}`, (hv) => this.withDomain(hv, name, (d) => hv.domainDestroy(d)));
+    return this.call(`destroy ${name}`, (conn) => this.withDomain(conn, name, async (d) => void (await lv.virDomainDestroy(d))));
   }
 
   state(name: string): Promise<DomainState> {
     return this.call(
       `state of ${name}`,
-      (hv) => this.withDomain(hv, name, async (d) => STATES[(await hv.domainGetInfo(d)).state] ?? 'nostate'),
+      (conn) => this.withDomain(conn, name, async (d) => STATES[(await lv.virDomainGetState(d, 0)).state] ?? 'nostate'),
       true,
+    );
+  }
+
+  sendSignal(name: string, signal: NodeJS.Signals): Promise<void> {
+    const signum = constant('VIR_DOMAIN_PROCESS_SIGNAL_', signal.replace(/^SIG/, ''));
+    return this.call(`signal ${signal} to ${name}`, (conn) =>
+      this.withDomain(conn, name, async (d) => void (await lv.virDomainSendProcessSignal(d, 1, signum, 0))),
+    );
+  }
+
+  tuning(name: string, family: TuningFamily, scope: 'live' | 'config'): Promise<TuningParams> {
+    return this.call(`${family} tuning of ${name}`, (conn) => this.withDomain(conn, name, (d) => TUNING[family].get(d, SCOPE[scope])), true);
+  }
+
+  setTuning(name: string, family: TuningFamily, params: TuningParams, scope: 'live' | 'config' | 'both'): Promise<void> {
+    return this.call(`set ${family} tuning of ${name}`, (conn) => this.withDomain(conn, name, (d) => TUNING[family].set(d, params, SCOPE[scope])));
+  }
+
+  openConsole(name: string): Promise<Readable> {
+    return this.call(`console of ${name}`, (conn) =>
+      this.withDomain(conn, name, async (d) => {
+        let st: lv.VirStream | undefined;
+        const out = new Readable({
+          read() {
+            // libvirt pushes: a console has no flow control to apply
+          },
+          destroy(err, cb) {
+            if (!st) return cb(err);
+            void lv.virStreamClose(st).finally(() => cb(err));
+          },
+        });
+        // FORCE: a console left open by a crashed client must not lock ocivirt out
+        st = await lv.virDomainOpenConsoleStream(d, null, lv.VIR_DOMAIN_CONSOLE_FORCE, (err, chunk) => {
+          if (err) out.destroy(portError(`console of ${name}`, err));
+          else out.push(chunk);
+        });
+        return out;
+      }),
+    );
+  }
+
+  private async withNetwork<T>(conn: Conn, name: string, fn: (n: lv.VirNetwork) => Promise<T>): Promise<T> {
+    const n = await lv.virNetworkLookupByName(conn, name);
+    try {
+      return await fn(n);
+    } finally {
+      lv.virNetworkFree(n);
+    }
+  }
+
+  private async networkRef(n: lv.VirNetwork): Promise<NetworkRef> {
+    const [name, uuid, active] = await Promise.all([lv.virNetworkGetName(n), lv.virNetworkGetUUIDString(n), lv.virNetworkIsActive(n)]);
+    return { name, uuid, active: active === 1 };
+  }
+
+  async lookupNetwork(name: string): Promise<NetworkRef | undefined> {
+    try {
+      return await this.call(`lookup network ${name}`, (conn) => this.withNetwork(conn, name, (n) => this.networkRef(n)), true);
+    } catch (e) {
+      if (e instanceof NetworkNotFoundError) return undefined;
+      throw e;
+    }
+  }
+
+  networkXml(name: string): Promise<string> {
+    return this.call(`XML of network ${name}`, (conn) => this.withNetwork(conn, name, (n) => lv.virNetworkGetXMLDesc(n, 0)), true);
+  }
+
+  defineNetwork(xml: string): Promise<NetworkRef> {
+    return this.call('define network', async (conn) => {
+      const n = await lv.virNetworkDefineXML(conn, xml);
+      try {
+        return await this.networkRef(n);
+      } finally {
+        lv.virNetworkFree(n);
+      }
+    });
+  }
+
+  startNetwork(name: string): Promise<void> {
+    return this.call(`start network ${name}`, (conn) => this.withNetwork(conn, name, async (n) => void (await lv.virNetworkCreate(n))));
+  }
+
+  destroyNetwork(name: string): Promise<void> {
+    return this.call(`destroy network ${name}`, (conn) => this.withNetwork(conn, name, async (n) => void (await lv.virNetworkDestroy(n))));
+  }
+
+  undefineNetwork(name: string): Promise<void> {
+    return this.call(`undefine network ${name}`, (conn) => this.withNetwork(conn, name, async (n) => void (await lv.virNetworkUndefine(n))));
+  }
+
+  updateNetwork(name: string, update: NetworkUpdate): Promise<void> {
+    const command = constant('VIR_NETWORK_UPDATE_COMMAND_', update.command);
+    const section = constant('VIR_NETWORK_SECTION_', update.section);
+    return this.call(`update network ${name}`, (conn) =>
+      this.withNetwork(conn, name, async (n) => {
+        // CURRENT: the running network when it runs, else its definition; with LIVE|CONFIG a
+        // stopped network would be refused
+        const flags = (await lv.virNetworkIsActive(n)) === 1 && (await lv.virNetworkIsPersistent(n)) === 1
+          ? lv.VIR_NETWORK_UPDATE_AFFECT_LIVE | lv.VIR_NETWORK_UPDATE_AFFECT_CONFIG
+          : lv.VIR_NETWORK_UPDATE_AFFECT_CURRENT;
+        await lv.virNetworkUpdate(n, command, section, update.parentIndex ?? -1, update.xml, flags);
+      }),
     );
   }
 
@@ -262,7 +524,7 @@ class LibvirtAdapter implements LibvirtPort {
     try {
       return await this.state(name);
     } catch (e) {
-      if (NOT_FOUND.test(messageOf(e))) return 'gone';
+      if (e instanceof DomainNotFoundError) return 'gone';
       throw e;
     }
   }
@@ -271,7 +533,7 @@ class LibvirtAdapter implements LibvirtPort {
     const initial = await this.stateOrGone(name);
     if (initial === 'shutoff' || initial === 'gone') return;
     try {
-      await this.call(`shutdown ${name}`, (hv) => this.withDomain(hv, name, (d) => hv.domainShutdown(d)));
+      await this.call(`shutdown ${name}`, (conn) => this.withDomain(conn, name, async (d) => void (await lv.virDomainShutdown(d))));
     } catch (e) {
       // it may have stopped on its own meanwhile; anything else: destroy decides below
       if (e instanceof LibvirtUnavailableError) throw e;
@@ -293,9 +555,13 @@ class LibvirtAdapter implements LibvirtPort {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    const hv = this.hv;
-    this.hv = undefined;
-    if (hv) await withTimeout(hv.connectClose(), this.connectTimeoutMs, 'close').catch(() => undefined);
+    this.listeners.clear();
+    clearTimeout(this.resubscribeTimer);
+    const conn = this.conn;
+    const sub = this.subscription;
+    this.conn = undefined;
+    this.subscription = undefined;
+    if (conn) await withTimeout(release(conn, sub?.conn === conn ? sub.id : undefined), this.connectTimeoutMs, 'close').catch(() => undefined);
   }
 }
 

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { errorMessage } from '../errors.js';
 import { BundleBusyError, bundlePaths, lockBundle, readRecord, repairBundle } from '../image/bundle-dir.js';
 import { BUNDLE_VERSION_NAME } from '../image/unpack.js';
-import type { LibvirtPort } from '../libvirt/port.js';
+import { DomainNotFoundError, type LibvirtPort } from '../libvirt/port.js';
 import type { EventLogger } from '../log.js';
 import { escapeAttr } from '../xml/escape.js';
 import type { ItemResult } from './apply.js';
@@ -145,7 +145,7 @@ async function allDefinitions(port: LibvirtPort): Promise<string[]> {
         try {
           out.push(await read());
         } catch (e) {
-          if (!/not found/i.test(errorMessage(e))) throw e;
+          if (!(e instanceof DomainNotFoundError)) throw e;
         }
       }
     }),

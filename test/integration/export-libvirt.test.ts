@@ -142,6 +142,36 @@ test('memtune --config and a define by hand are exported through the definitions
   }
 });
 
+test('without the definitions hint, lifecycle events alone export a define and a redefine by hand', async () => {
+  const name = `${PREFIX}events-${process.pid}`;
+  const exportDir = join(tmp, 'export-events');
+  const { log, events } = captureLog();
+  let port: LibvirtPort | undefined;
+  let exporter: Exporter | undefined;
+  try {
+    port = await connectLibvirt(TEST_URI);
+    // no definitions directory and an hour between full passes: only an event can bring the export
+    exporter = new Exporter({ port, exportDir, definitionsDir: undefined, exportAllDomains: false, checkIntervalMs: 3_600_000, log });
+    await exporter.start();
+    await until(() => (events.some((e) => e.event === 'libvirt.events.subscribed') ? true : undefined), 10_000, 'event subscription');
+    const file = join(exportDir, name, 'config.json');
+    defineManaged(name);
+    await until(() => (events.some((e) => e.event === 'export.written' && e.domain === name) ? true : undefined), 10_000, 'export after define');
+    assert.equal((JSON.parse(readFileSync(file, 'utf8')) as RuntimeConfig).process?.args, ['/bin/sleep', '300']);
+
+    // what `virsh edit` does: a define of the changed XML
+    const edited = virsh('dumpxml', '--inactive', name).replace('<initarg>300</initarg>', '<initarg>400</initarg>');
+    writeFileSync(join(tmp, 'events-edited.xml'), edited);
+    virsh('define', join(tmp, 'events-edited.xml'));
+    await until(() => (events.filter((e) => e.event === 'export.written' && e.domain === name).length >= 2 ? true : undefined), 10_000, 'export after redefine');
+    assert.equal((JSON.parse(readFileSync(file, 'utf8')) as RuntimeConfig).process?.args, ['/bin/sleep', '400']);
+  } finally {
+    await exporter?.stop();
+    await port?.close();
+    cleanupDomains(`${PREFIX}events-`);
+  }
+});
+
 test('unmanaged domains are exported only with exportAllDomains', async () => {
   const name = `${PREFIX}foreign-${process.pid}`;
   const exportDir = join(tmp, 'export-b');

@@ -10,7 +10,7 @@ import { test } from 'uvu';
 import { captureLog } from '../helpers/log.js';
 import * as assert from 'uvu/assert';
 import { connectLibvirt } from '../../src/libvirt/adapter.js';
-import { LibvirtUnavailableError, type LibvirtPort } from '../../src/libvirt/port.js';
+import { DomainNotFoundError, LibvirtUnavailableError, type LibvirtPort, type PortEvent } from '../../src/libvirt/port.js';
 import {
   TEST_PREFIX,
   TEST_URI,
@@ -97,6 +97,62 @@ test('define, lookup, inactive XML, list, start, init runs, stop, undefine', asy
   }
 });
 
+/** Lifecycle events the port delivers, for waiting on one. */
+function eventRecorder(port: LibvirtPort, name: string) {
+  const seen: PortEvent[] = [];
+  let waiters: Array<() => boolean> = [];
+  const stop = port.watch((e) => {
+    if (e.type === 'lifecycle' && e.name !== name) return;
+    seen.push(e);
+    waiters = waiters.filter((w) => !w());
+  });
+  const next = (pred: (e: PortEvent) => boolean, ms = 15_000) =>
+    new Promise<PortEvent>((resolve, reject) => {
+      const from = seen.length;
+      const timer = setTimeout(() => reject(new Error(`no matching event within ${ms} ms; saw ${JSON.stringify(seen)}`)), ms);
+      const check = () => {
+        const hit = seen.slice(from).find(pred);
+        if (!hit) return false;
+        clearTimeout(timer);
+        resolve(hit);
+        return true;
+      };
+      if (!check()) waiters.push(check);
+    });
+  return { seen, next, stop };
+}
+
+const lifecycle = (kind: string) => (e: PortEvent) => e.type === 'lifecycle' && e.kind === kind;
+
+test('lifecycle events for define, redefine, start, stop and undefine, with their detail', async () => {
+  const name = `${PREFIX}events-${process.pid}`;
+  const { log, events } = captureLog('info');
+  const port = await connectLibvirt(TEST_URI, { logger: log });
+  const rec = eventRecorder(port, name);
+  try {
+    // the subscription is made in the background
+    for (let i = 0; i < 100 && !events.some((e) => e.event === 'libvirt.events.subscribed'); i++) await new Promise((r) => setTimeout(r, 50));
+    let defined = rec.next(lifecycle('defined'));
+    const ref = await port.define(domainXml(name));
+    assert.equal(await defined, { type: 'lifecycle', name, uuid: ref.uuid, kind: 'defined', detail: 'added' });
+    defined = rec.next(lifecycle('defined'));
+    await port.define(domainXml(name, undefined, 96));
+    assert.is((await defined as { detail: string }).detail, 'updated');
+    const started = rec.next(lifecycle('started'));
+    await port.start(name);
+    assert.is((await started as { detail: string }).detail, 'booted');
+    const stopped = rec.next(lifecycle('stopped'));
+    await port.destroy(name);
+    assert.is((await stopped as { detail: string }).detail, 'destroyed');
+    const undefined_ = rec.next(lifecycle('undefined'));
+    await port.undefine(name);
+    assert.is((await undefined_ as { detail: string }).detail, 'removed');
+  } finally {
+    rec.stop();
+    await port.close();
+  }
+});
+
 test('errors name the domain and the reason', async () => {
   const name = `${PREFIX}absent-${process.pid}`;
   const port = await connectLibvirt(TEST_URI);
@@ -109,7 +165,9 @@ test('errors name the domain and the reason', async () => {
         assert.instance(e, Error);
         assert.not.instance(e, LibvirtUnavailableError);
         assert.match((e as Error).message, name);
-        assert.match((e as Error).message, /not found/i);
+        // decided by libvirt's error code (VIR_ERR_NO_DOMAIN), not by the message
+        assert.instance(e, DomainNotFoundError);
+        assert.is((e as DomainNotFoundError).code, 42);
       }
     }
     try {
@@ -181,10 +239,14 @@ test('libvirtd restarted in the middle: calls fail fast meanwhile, then the port
     backoffMaxMs: 500,
   });
   try {
+    const rec = eventRecorder(port, name);
+    const started = rec.next(lifecycle('started'));
     await port.define(domainXml(name));
     await port.start(name);
+    await started;
     const init = await waitForInit(name, ['/bin/sleep', '300']);
 
+    const resubscribed = rec.next((e) => e.type === 'resubscribed', 60_000);
     const restart = spawn(join(repoRoot, 'scripts/setup-libvirt.sh'), ['--restart'], { stdio: 'ignore' });
     const restarted = new Promise<number | null>((resolve) => restart.on('close', resolve));
     let done = false;
@@ -223,9 +285,16 @@ test('libvirtd restarted in the middle: calls fail fast meanwhile, then the port
     assert.ok(events.includes('libvirt.reconnected'), `events: ${events.join(', ')}`);
     assert.ok(events.lastIndexOf('libvirt.reconnected') > events.indexOf('libvirt.disconnected'));
 
+    // events flow again on the new connection, without any call having to notice the restart
+    await resubscribed;
+    const stopped = rec.next(lifecycle('stopped'));
+    const undefined_ = rec.next(lifecycle('undefined'));
     await port.stop(name, 500);
+    assert.is((await stopped as { detail: string }).detail, 'destroyed');
     await port.undefine(name);
+    await undefined_;
     assert.is(await port.lookup(name), undefined);
+    rec.stop();
   } finally {
     await port.close();
     // whatever happened, libvirtd must answer again for the other tests
