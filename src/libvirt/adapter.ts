@@ -444,8 +444,8 @@ class LibvirtAdapter implements LibvirtPort {
             void lv.virStreamClose(st).finally(() => cb(err));
           },
         });
-        // FORCE: a console left open by a crashed client must not lock ocivirt out
-        st = await lv.virDomainOpenConsoleStream(d, null, lv.VIR_DOMAIN_CONSOLE_FORCE, (err, chunk) => {
+        // no flags: libvirt-lxc refuses VIR_DOMAIN_CONSOLE_FORCE
+        st = await lv.virDomainOpenConsoleStream(d, null, 0, (err, chunk) => {
           if (err) out.destroy(portError(`console of ${name}`, err));
           else out.push(chunk);
         });

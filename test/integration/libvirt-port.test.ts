@@ -106,8 +106,8 @@ function eventRecorder(port: LibvirtPort, name: string) {
     seen.push(e);
     waiters = waiters.filter((w) => !w());
   });
-  const next = (pred: (e: PortEvent) => boolean, ms = 15_000) =>
-    new Promise<PortEvent>((resolve, reject) => {
+  const next = (pred: (e: PortEvent) => boolean, ms = 15_000) => {
+    const p = new Promise<PortEvent>((resolve, reject) => {
       const from = seen.length;
       const timer = setTimeout(() => reject(new Error(`no matching event within ${ms} ms; saw ${JSON.stringify(seen)}`)), ms);
       const check = () => {
@@ -119,6 +119,9 @@ function eventRecorder(port: LibvirtPort, name: string) {
       };
       if (!check()) waiters.push(check);
     });
+    p.catch(() => undefined); // a test that failed earlier leaves no unhandled rejection
+    return p;
+  };
   return { seen, next, stop };
 }
 
@@ -136,7 +139,7 @@ test('lifecycle events for define, redefine, start, stop and undefine, with thei
     const ref = await port.define(domainXml(name));
     assert.equal(await defined, { type: 'lifecycle', name, uuid: ref.uuid, kind: 'defined', detail: 'added' });
     defined = rec.next(lifecycle('defined'));
-    await port.define(domainXml(name, undefined, 96));
+    await port.define(domainXml(name, ref.uuid, 96));
     assert.is((await defined as { detail: string }).detail, 'updated');
     const started = rec.next(lifecycle('started'));
     await port.start(name);
@@ -150,6 +153,59 @@ test('lifecycle events for define, redefine, start, stop and undefine, with thei
   } finally {
     rec.stop();
     await port.close();
+  }
+});
+
+test('console output, a process signal to init, live and config tuning, and an isolated network through the port', async () => {
+  const name = `${PREFIX}more-${process.pid}`;
+  const net = `${PREFIX}net-${process.pid}`;
+  const port = await connectLibvirt(TEST_URI);
+  const script = "trap 'echo got-usr1' USR1; echo ready; while :; do sleep 0.1; done";
+  const xml = `<domain type='lxc'><name>${name}</name><memory unit='MiB'>64</memory>
+  <os><type>exe</type><init>/bin/sh</init><initarg>-c</initarg><initarg>${script}</initarg></os>
+  <devices><filesystem type='mount'><source dir='${rootfs}'/><target dir='/'/></filesystem><console type='pty'/></devices></domain>`;
+  let console_: Awaited<ReturnType<LibvirtPort['openConsole']>> | undefined;
+  try {
+    await port.define(xml);
+    await port.setTuning(name, 'memory', { hard_limit: 100 * 1024 }, 'config');
+    assert.is((await port.tuning(name, 'memory', 'config')).hard_limit, 100 * 1024);
+    await port.start(name);
+    assert.is((await port.tuning(name, 'memory', 'live')).hard_limit, 100 * 1024);
+    await port.setTuning(name, 'memory', { hard_limit: 150 * 1024 }, 'both');
+    assert.is((await port.tuning(name, 'memory', 'live')).hard_limit, 150 * 1024);
+    assert.is((await port.tuning(name, 'memory', 'config')).hard_limit, 150 * 1024);
+    await port.setTuning(name, 'scheduler', { cpu_shares: 256 }, 'live');
+    assert.is((await port.tuning(name, 'scheduler', 'live')).cpu_shares, 256);
+
+    const c = (console_ = await port.openConsole(name));
+    let text = '';
+    const shows = (re: RegExp) =>
+      new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`console never showed ${re}: ${JSON.stringify(text)}`)), 15_000);
+        const check = () => re.test(text) && (clearTimeout(timer), c.off('data', onData), resolve(), true);
+        const onData = (d: Buffer) => ((text += d.toString()), check());
+        c.on('data', onData);
+        check();
+      });
+    await shows(/ready/);
+    await port.sendSignal(name, 'SIGUSR1');
+    await shows(/got-usr1/);
+
+    assert.is(await port.lookupNetwork(net), undefined);
+    const ref = await port.defineNetwork(`<network><name>${net}</name><bridge name='vbp${process.pid % 100000}'/></network>`);
+    assert.equal({ name: ref.name, active: ref.active }, { name: net, active: false });
+    await port.startNetwork(net);
+    assert.is((await port.lookupNetwork(net))?.active, true);
+    assert.match(await port.networkXml(net), `<name>${net}</name>`);
+    await port.destroyNetwork(net);
+    await port.undefineNetwork(net);
+    assert.is(await port.lookupNetwork(net), undefined);
+  } finally {
+    console_?.destroy();
+    await port.destroyNetwork(net).catch(() => undefined);
+    await port.undefineNetwork(net).catch(() => undefined);
+    await port.close();
+    cleanupDomains(`${PREFIX}more-`);
   }
 });
 
