@@ -112,6 +112,29 @@ test('full passes come every checkIntervalMs and find a change no hint told of; 
   await exporter.stop();
 });
 
+test('lifecycle events: a define or undefine by someone else is exported at once, without a hint; missed events bring a full pass', async () => {
+  const { clock, port, exporter, exported, written } = setup();
+  await exporter.start();
+  port.add({ name: 'web', xml: domainXml('web') });
+  const uuid = port.domains.get('web')!.uuid;
+  port.emit({ type: 'lifecycle', name: 'web', uuid, kind: 'defined', detail: 'added' });
+  await written(1);
+  assert.is(exported('web')?.hostname, 'h1');
+  // a start changes no definition: nothing to export
+  port.emit({ type: 'lifecycle', name: 'web', uuid, kind: 'started', detail: 'booted' });
+  await settle();
+  assert.is(port.count('inactiveXml', 'web'), 1);
+  // changed while the connection was down: only the full pass after the resubscription finds it
+  port.domains.get('web')!.xml = domainXml('web', true, 'h2');
+  port.emit({ type: 'resubscribed' });
+  await written(2);
+  assert.is(exported('web')?.hostname, 'h2');
+  await exporter.stop();
+  port.emit({ type: 'lifecycle', name: 'web', uuid, kind: 'defined', detail: 'updated' });
+  await clock.advance(1_000);
+  assert.is(port.count('inactiveXml', 'web'), 2, 'an event after stop() exported');
+});
+
 test('stop(): a pending hint is dropped, the export in flight is waited for, nothing starts afterwards', async () => {
   const { clock, port, exporter, exported } = setup();
   port.add({ name: 'a', xml: domainXml('a') });

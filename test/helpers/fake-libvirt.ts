@@ -8,10 +8,24 @@
  */
 import { randomUUID } from 'node:crypto';
 import { sleep, systemClock, type Clock } from '../../src/clock.js';
-import { LibvirtUnavailableError, type DomainRef, type DomainState, type LibvirtPort } from '../../src/libvirt/port.js';
+import { PassThrough } from 'node:stream';
+import {
+  DomainNotFoundError,
+  LibvirtUnavailableError,
+  NetworkNotFoundError,
+  type DomainRef,
+  type DomainState,
+  type LibvirtPort,
+  type LifecycleKind,
+  type NetworkRef,
+  type NetworkUpdate,
+  type PortEvent,
+  type TuningFamily,
+  type TuningParams,
+} from '../../src/libvirt/port.js';
 
 export type Fault = 'unavailable' | 'hang' | 'notfound' | 'refused';
-export type PortMethod = Exclude<keyof LibvirtPort, 'uri'>;
+export type PortMethod = Exclude<keyof LibvirtPort, 'uri' | 'watch'>;
 
 export interface FakeDomain {
   name: string;
@@ -23,6 +37,20 @@ export interface FakeDomain {
   state: DomainState;
   /** A graceful shutdown is ignored: stop waits its whole timeout, then destroys. */
   ignoresShutdown?: boolean;
+  /** Signals sent to its init, in order. */
+  signals?: NodeJS.Signals[];
+  /** Tuning by family, one set for the running domain and one for its definition. */
+  tuning?: { live: Partial<Record<TuningFamily, TuningParams>>; config: Partial<Record<TuningFamily, TuningParams>> };
+  /** What its console shows when opened. */
+  console?: string;
+}
+
+export interface FakeNetwork {
+  name: string;
+  uuid: string;
+  xml: string;
+  active: boolean;
+  updates: NetworkUpdate[];
 }
 
 interface Injected {
@@ -46,6 +74,8 @@ interface Hung {
 export class FakeLibvirt implements LibvirtPort {
   readonly uri = 'fake:///';
   readonly domains = new Map<string, FakeDomain>();
+  readonly networks = new Map<string, FakeNetwork>();
+  private readonly watchers = new Set<(e: PortEvent) => void>();
   readonly calls: Call[] = [];
   private readonly faults: Injected[] = [];
   private readonly hung = new Set<Hung>();
@@ -133,8 +163,10 @@ export class FakeLibvirt implements LibvirtPort {
       if (old !== undefined && uuid !== undefined && old.uuid !== uuid)
         throw new Error(`define: operation failed: domain '${name}' already exists with uuid ${old.uuid}`);
       const d = old ?? { name, uuid: uuid ?? randomUUID(), xml, liveXml: undefined, state: 'shutoff' as DomainState };
+      const updated = old?.xml !== undefined;
       d.xml = xml;
       this.domains.set(name, d);
+      this.lifecycle(d, 'defined', updated ? 'updated' : 'added');
       return refOf(d);
     });
   }
@@ -144,6 +176,7 @@ export class FakeLibvirt implements LibvirtPort {
       const d = this.get('undefine', name);
       if (d.state === 'shutoff') this.domains.delete(name);
       else d.xml = undefined; // transient until it stops
+      this.lifecycle(d, 'undefined', 'removed');
     });
   }
 
@@ -153,6 +186,7 @@ export class FakeLibvirt implements LibvirtPort {
       if (d.state === 'running') throw new Error(`start ${name}: Requested operation is not valid: domain is already running`);
       d.state = 'running';
       d.liveXml = d.xml;
+      this.lifecycle(d, 'started', 'booted');
     });
   }
 
@@ -161,7 +195,7 @@ export class FakeLibvirt implements LibvirtPort {
       const d = this.domains.get(name);
       if (d === undefined || d.state === 'shutoff') return;
       if (d.ignoresShutdown) await sleep(this.clock, timeoutMs);
-      this.halt(d);
+      this.halt(d, d.ignoresShutdown ? 'destroyed' : 'shutdown');
     });
   }
 
@@ -169,7 +203,7 @@ export class FakeLibvirt implements LibvirtPort {
     return this.call('destroy', name, async () => {
       const d = this.get('destroy', name);
       if (d.state !== 'running') throw new Error(`destroy ${name}: Requested operation is not valid: domain is not running`);
-      this.halt(d);
+      this.halt(d, 'destroyed');
     });
   }
 
@@ -181,10 +215,104 @@ export class FakeLibvirt implements LibvirtPort {
     this.closed = true;
   }
 
-  private halt(d: FakeDomain): void {
+  private halt(d: FakeDomain, detail: string): void {
     d.state = 'shutoff';
     d.liveXml = undefined;
     if (d.xml === undefined) this.domains.delete(d.name);
+    this.lifecycle(d, 'stopped', detail);
+  }
+
+  watch(listener: (e: PortEvent) => void): () => void {
+    this.watchers.add(listener);
+    return () => this.watchers.delete(listener);
+  }
+
+  /** Delivers `e` to every watcher, as libvirt's event loop would (e.g. a change made by someone else). */
+  emit(e: PortEvent): void {
+    for (const w of [...this.watchers]) w(e);
+  }
+
+  private lifecycle(d: FakeDomain, kind: LifecycleKind, detail: string): void {
+    this.emit({ type: 'lifecycle', name: d.name, uuid: d.uuid, kind, detail });
+  }
+
+  sendSignal(name: string, signal: NodeJS.Signals): Promise<void> {
+    return this.call('sendSignal', name, async () => {
+      const d = this.get(`signal ${signal} to`, name);
+      if (d.state !== 'running') throw new Error(`signal ${signal} to ${name}: Requested operation is not valid: domain is not running`);
+      (d.signals ??= []).push(signal);
+    });
+  }
+
+  tuning(name: string, family: TuningFamily, scope: 'live' | 'config'): Promise<TuningParams> {
+    return this.call('tuning', name, async () => {
+      const d = this.get(`${family} tuning of`, name);
+      return { ...(d.tuning?.[scope][family] ?? {}) };
+    });
+  }
+
+  setTuning(name: string, family: TuningFamily, params: TuningParams, scope: 'live' | 'config' | 'both'): Promise<void> {
+    return this.call('setTuning', name, async () => {
+      const d = this.get(`set ${family} tuning of`, name);
+      d.tuning ??= { live: {}, config: {} };
+      for (const s of scope === 'both' ? (['live', 'config'] as const) : [scope]) d.tuning[s][family] = { ...d.tuning[s][family], ...params };
+    });
+  }
+
+  openConsole(name: string): Promise<PassThrough> {
+    return this.call('openConsole', name, async () => {
+      const d = this.get('console of', name);
+      const out = new PassThrough();
+      if (d.console) out.write(d.console);
+      return out;
+    });
+  }
+
+  lookupNetwork(name: string): Promise<NetworkRef | undefined> {
+    return this.call('lookupNetwork', name, async () => {
+      const n = this.networks.get(name);
+      return n && { name: n.name, uuid: n.uuid, active: n.active };
+    });
+  }
+
+  networkXml(name: string): Promise<string> {
+    return this.call('networkXml', name, async () => this.net('XML of network', name).xml);
+  }
+
+  defineNetwork(xml: string): Promise<NetworkRef> {
+    const name = /<name>([^<]*)<\/name>/.exec(xml)?.[1];
+    return this.call('defineNetwork', name, async () => {
+      if (name === undefined) throw new Error('define network: XML error: missing network name');
+      const n = this.networks.get(name) ?? { name, uuid: randomUUID(), xml, active: false, updates: [] };
+      n.xml = xml;
+      this.networks.set(name, n);
+      return { name, uuid: n.uuid, active: n.active };
+    });
+  }
+
+  startNetwork(name: string): Promise<void> {
+    return this.call('startNetwork', name, async () => void (this.net('start network', name).active = true));
+  }
+
+  destroyNetwork(name: string): Promise<void> {
+    return this.call('destroyNetwork', name, async () => void (this.net('destroy network', name).active = false));
+  }
+
+  undefineNetwork(name: string): Promise<void> {
+    return this.call('undefineNetwork', name, async () => {
+      this.net('undefine network', name);
+      this.networks.delete(name);
+    });
+  }
+
+  updateNetwork(name: string, update: NetworkUpdate): Promise<void> {
+    return this.call('updateNetwork', name, async () => void this.net('update network', name).updates.push(update));
+  }
+
+  private net(what: string, name: string): FakeNetwork {
+    const n = this.networks.get(name);
+    if (n === undefined) throw new NetworkNotFoundError(`${what} ${name}: Network not found: no network with matching name '${name}'`, 43, 19);
+    return n;
   }
 
   private get(what: string, name: string): FakeDomain {
@@ -242,6 +370,7 @@ function refOf(d: FakeDomain): DomainRef {
   return { name: d.name, uuid: d.uuid };
 }
 
+/** As the adapter reports libvirt's VIR_ERR_NO_DOMAIN (code 42, from VIR_FROM_DOM = 6). */
 function notFound(what: string, name: string): Error {
-  return new Error(`${what}: Domain not found: no domain with matching name '${name}'`);
+  return new DomainNotFoundError(`${what}: Domain not found: no domain with matching name '${name}'`, 42, 6);
 }

@@ -149,7 +149,7 @@ test('without the definitions hint, lifecycle events alone export a define and a
   let port: LibvirtPort | undefined;
   let exporter: Exporter | undefined;
   try {
-    port = await connectLibvirt(TEST_URI);
+    port = await connectLibvirt(TEST_URI, { logger: log });
     // no definitions directory and an hour between full passes: only an event can bring the export
     exporter = new Exporter({ port, exportDir, definitionsDir: undefined, exportAllDomains: false, checkIntervalMs: 3_600_000, log });
     await exporter.start();
