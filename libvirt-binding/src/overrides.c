@@ -153,6 +153,17 @@ static napi_value int_result(napi_env env, lvb_call *b) {
   return lvb_num(env, ((register_call *)b)->ret);
 }
 
+/* A call on `conn` (the call's reference) resolving with libvirt's int result. */
+static register_call *conn_call(const char *fname, void (*execute)(lvb_call *), void *conn) {
+  register_call *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->base.fname = fname;
+  c->base.execute = execute;
+  c->base.result = int_result;
+  c->conn = conn;
+  return c;
+}
+
 static napi_value js_event_register(napi_env env, napi_callback_info info) {
   static const char F[] = "virConnectDomainEventRegisterAny";
   size_t argc = 4;
@@ -176,19 +187,15 @@ static napi_value js_event_register(napi_env env, napi_callback_info info) {
     lvb_release_later(LVB_CONNECT, conn);
     return NULL;
   }
-  register_call *c = calloc(1, sizeof *c);
-  c->reg = cb_reg_new(env, argv[3], "libvirt lifecycle event", lifecycle_js);
-  if (!c->reg) {
+  register_call *c = conn_call(F, register_execute, conn);
+  if (c) c->reg = cb_reg_new(env, argv[3], "libvirt lifecycle event", lifecycle_js);
+  if (!c || !c->reg) {
     free(c);
     lvb_release_later(LVB_CONNECT, conn);
     lvb_release_later(LVB_DOMAIN, dom);
     napi_throw_error(env, NULL, "virConnectDomainEventRegisterAny: cannot create the callback");
     return NULL;
   }
-  c->base.fname = F;
-  c->base.execute = register_execute;
-  c->base.result = int_result;
-  c->conn = conn;
   c->dom = dom;
   c->event_id = (int)id;
   return lvb_queue(env, &c->base);
@@ -210,11 +217,7 @@ static napi_value js_event_deregister(napi_env env, napi_callback_info info) {
   void *conn = NULL;
   if (lvb_arg_i64(env, argv[1], &id, F, "callbackID", 0)) return NULL;
   if (lvb_arg_handle(env, argv[0], LVB_CONNECT, &conn, F, "conn")) return NULL;
-  register_call *c = calloc(1, sizeof *c);
-  c->base.fname = F;
-  c->base.execute = deregister_execute;
-  c->base.result = int_result;
-  c->conn = conn;
+  register_call *c = conn_call(F, deregister_execute, conn);
   c->event_id = (int)id;
   return lvb_queue(env, &c->base);
 }
@@ -259,18 +262,14 @@ static napi_value js_close_register(napi_env env, napi_callback_info info) {
     return NULL;
   }
   if (lvb_arg_handle(env, argv[0], LVB_CONNECT, &conn, F, "conn")) return NULL;
-  register_call *c = calloc(1, sizeof *c);
-  c->reg = cb_reg_new(env, argv[1], "libvirt close callback", close_js);
-  if (!c->reg) {
+  register_call *c = conn_call(F, close_register_execute, conn);
+  if (c) c->reg = cb_reg_new(env, argv[1], "libvirt close callback", close_js);
+  if (!c || !c->reg) {
     free(c);
     lvb_release_later(LVB_CONNECT, conn);
     napi_throw_error(env, NULL, "virConnectRegisterCloseCallback: cannot create the callback");
     return NULL;
   }
-  c->base.fname = F;
-  c->base.execute = close_register_execute;
-  c->base.result = int_result;
-  c->conn = conn;
   return lvb_queue(env, &c->base);
 }
 
@@ -288,11 +287,7 @@ static napi_value js_close_unregister(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   void *conn = NULL;
   if (lvb_arg_handle(env, argv[0], LVB_CONNECT, &conn, F, "conn")) return NULL;
-  register_call *c = calloc(1, sizeof *c);
-  c->base.fname = F;
-  c->base.execute = close_unregister_execute;
-  c->base.result = int_result;
-  c->conn = conn;
+  register_call *c = conn_call(F, close_unregister_execute, conn);
   return lvb_queue(env, &c->base);
 }
 

@@ -138,6 +138,16 @@ async function release(conn: Conn, eventId: number | undefined): Promise<void> {
   await lv.virConnectClose(conn).catch(() => undefined);
 }
 
+/** Runs `fn` on a handle, released as soon as `fn` is done (not at garbage collection). */
+async function using<H, T>(handle: Promise<H>, free: (h: H) => void, fn: (h: H) => Promise<T>): Promise<T> {
+  const h = await handle;
+  try {
+    return await fn(h);
+  } finally {
+    free(h);
+  }
+}
+
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 class LibvirtAdapter implements LibvirtPort {
@@ -334,13 +344,8 @@ class LibvirtAdapter implements LibvirtPort {
   }
 
   /** Runs `fn` on the named domain; its handle is released as soon as `fn` is done. */
-  private async withDomain<T>(conn: Conn, name: string, fn: (d: Dom) => Promise<T>): Promise<T> {
-    const d = await lv.virDomainLookupByName(conn, name);
-    try {
-      return await fn(d);
-    } finally {
-      lv.virDomainFree(d);
-    }
+  private withDomain<T>(conn: Conn, name: string, fn: (d: Dom) => Promise<T>): Promise<T> {
+    return using(lv.virDomainLookupByName(conn, name), lv.virDomainFree, fn);
   }
 
   private async refOf(d: Dom): Promise<DomainRef> {
@@ -386,14 +391,7 @@ class LibvirtAdapter implements LibvirtPort {
   }
 
   define(xml: string): Promise<DomainRef> {
-    return this.call('define', async (conn) => {
-      const d = await lv.virDomainDefineXML(conn, xml);
-      try {
-        return await this.refOf(d);
-      } finally {
-        lv.virDomainFree(d);
-      }
-    });
+    return this.call('define', (conn) => using(lv.virDomainDefineXML(conn, xml), lv.virDomainFree, (d) => this.refOf(d)));
   }
 
   undefine(name: string): Promise<void> {
@@ -454,13 +452,8 @@ class LibvirtAdapter implements LibvirtPort {
     );
   }
 
-  private async withNetwork<T>(conn: Conn, name: string, fn: (n: lv.VirNetwork) => Promise<T>): Promise<T> {
-    const n = await lv.virNetworkLookupByName(conn, name);
-    try {
-      return await fn(n);
-    } finally {
-      lv.virNetworkFree(n);
-    }
+  private withNetwork<T>(conn: Conn, name: string, fn: (n: lv.VirNetwork) => Promise<T>): Promise<T> {
+    return using(lv.virNetworkLookupByName(conn, name), lv.virNetworkFree, fn);
   }
 
   private async networkRef(n: lv.VirNetwork): Promise<NetworkRef> {
@@ -482,14 +475,7 @@ class LibvirtAdapter implements LibvirtPort {
   }
 
   defineNetwork(xml: string): Promise<NetworkRef> {
-    return this.call('define network', async (conn) => {
-      const n = await lv.virNetworkDefineXML(conn, xml);
-      try {
-        return await this.networkRef(n);
-      } finally {
-        lv.virNetworkFree(n);
-      }
-    });
+    return this.call('define network', (conn) => using(lv.virNetworkDefineXML(conn, xml), lv.virNetworkFree, (n) => this.networkRef(n)));
   }
 
   startNetwork(name: string): Promise<void> {
