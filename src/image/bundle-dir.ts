@@ -5,8 +5,9 @@
  * left behind (the swap is two renames; between them only the old copy holds the bundle).
  */
 import { constants } from 'node:fs';
-import { lstat, mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
+import { spawn } from 'node:child_process';
 import { InputError } from '../errors.js';
 
 /** Kept beside config.json: what was unpacked, so an unchanged image is not unpacked again. */
@@ -45,51 +46,71 @@ export function bundlePaths(bundleDir: string): BundlePaths {
   };
 }
 
-/** Locks taken by this process (a daemon may unpack several bundles at once). */
-const heldHere = new Set<string>();
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Another live run holds the bundle's lock: busy, try later (any other lock error is not this). */
 export class BundleBusyError extends Error {
   override name = 'BundleBusyError';
 }
 
 /**
- * Takes the target's lock file (O_EXCL, holding our pid). A lock whose process is gone is stale
- * (a crash) and is taken over; a live one means another run is busy with this target.
+ * Takes the target's lock: flock(2) on `.X.ocivirt-lock`, held by our open file description until
+ * unlock or exit. The kernel drops it when its holder dies, so there is no stale lock to judge
+ * by a pid that may have been reused, and nothing to take over: two runs can never both remove
+ * a lock and both think they hold it. Node has no flock; flock(1) (util-linux, essential on
+ * Debian) locks the descriptor it inherits from us, which shares our open file description, and
+ * exits, leaving the lock with us. A second lock of the same target in this process is refused
+ * the same way (another open file description). The file is removed on unlock; a run that opened
+ * it just before locks the inode no longer at the path, sees that, and tries again.
  */
 export async function lockBundle(p: BundlePaths): Promise<() => Promise<void>> {
   await mkdir(dirname(p.target), { recursive: true });
-  for (let attempt = 0; attempt < 3; attempt++) {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const fh = await open(p.lock, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o600);
+    let held = false;
     try {
-      const fh = await open(p.lock, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-      try {
-        await fh.writeFile(`${process.pid}\n`);
-      } finally {
-        await fh.close();
+      const st = await fh.stat();
+      if (!st.isFile()) throw new Error(`${p.lock}: the lock is not a regular file`);
+      if (!(await flockExclusive(fh.fd, p.lock))) {
+        const holder = (await fh.readFile('utf8')).trim();
+        throw new BundleBusyError(`${p.target}: another unpack (process ${/^\d+$/.test(holder) ? holder : 'unknown'}) is working on this bundle; lock ${p.lock}`);
       }
-      heldHere.add(p.lock);
+      const atPath = await lstat(p.lock).catch(() => undefined);
+      if (atPath?.ino !== st.ino || atPath.dev !== st.dev) continue; // removed by its last holder meanwhile
+      await fh.truncate(0);
+      await fh.write(`${process.pid}\n`, 0);
+      held = true;
       return async () => {
-        heldHere.delete(p.lock);
-        await rm(p.lock, { force: true });
+        const now = await lstat(p.lock).catch(() => undefined);
+        if (now?.ino === st.ino && now.dev === st.dev) await rm(p.lock, { force: true });
+        await fh.close(); // releases the lock
       };
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    } finally {
+      if (!held) await fh.close();
     }
-    const pid = Number((await readFile(p.lock, 'utf8').catch(() => '')).trim());
-    const busy = pid === process.pid ? heldHere.has(p.lock) : Number.isSafeInteger(pid) && pid > 0 && processAlive(pid);
-    if (busy) throw new BundleBusyError(`${p.target}: another unpack (process ${pid}) is working on this bundle; lock ${p.lock}`);
-    await rm(p.lock, { force: true }); // stale: its process is gone
   }
   throw new Error(`${p.target}: cannot take the lock ${p.lock}`);
+}
+
+/** Exit status flock(1) gives when the lock is held elsewhere (-E); anything else is a failure. */
+const FLOCK_BUSY = 75;
+
+/** flock(LOCK_EX | LOCK_NB) on our descriptor `fd`, through flock(1): true if taken, false if held elsewhere. */
+async function flockExclusive(fd: number, file: string): Promise<boolean> {
+  const args = ['--exclusive', '--nonblock', '--conflict-exit-code', String(FLOCK_BUSY), '3'];
+  return (await runTool('flock', args, `${file}: taking the lock`, [0, FLOCK_BUSY], fd)) === 0;
+}
+
+/**
+ * Runs a small system tool (util-linux, coreutils) that does one syscall Node lacks; `fd`, if
+ * given, is its descriptor 3. Resolves with its exit status when that is one of `ok`.
+ */
+function runTool(tool: string, args: string[], what: string, ok: number[], fd?: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(tool, args, { stdio: ['ignore', 'ignore', 'pipe', ...(fd === undefined ? [] : [fd])] });
+    let err = '';
+    child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+    child.on('error', (e) => reject(new Error(`${what}: cannot run ${tool}: ${e.message}`)));
+    child.on('close', (c) => (c !== null && ok.includes(c) ? resolve(c) : reject(new Error(`${what}: ${tool} failed (${c}): ${err.trim()}`))));
+  });
 }
 
 async function exists(p: string): Promise<boolean> {
@@ -171,9 +192,16 @@ export async function createStaging(p: BundlePaths): Promise<void> {
   await mkdir(p.staging, { mode: 0o700 });
 }
 
-/** Swaps the finished staging directory in; the old bundle, if any, is removed afterwards. */
+/**
+ * Swaps the finished staging directory in; the old bundle, if any, is removed afterwards. Every
+ * file and directory in the staging tree reaches the disk before the rename that makes its
+ * record (and so the next pass's skip) visible: a crash never leaves a recorded bundle with
+ * empty or missing files.
+ */
 export async function commitStaging(p: BundlePaths): Promise<void> {
-  await fsyncDir(p.staging);
+  // syncfs(2) of the staging tree's file system, through sync(1) (coreutils; Node has no syncfs).
+  // An fsync of every file by fd was measured at 1.5-2x the whole unpack (a journal commit each).
+  await runTool('sync', ['--file-system', p.staging], `${p.staging}: flushing the unpacked tree`, [0]);
   const hadTarget = await exists(p.target);
   if (hadTarget) await rename(p.target, p.old);
   await rename(p.staging, p.target);

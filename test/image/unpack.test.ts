@@ -5,7 +5,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -194,21 +194,27 @@ test('crash recovery: a leftover staging dir is removed; a crash between the ren
   assert.equal(readdirNoHidden(parent), ['bundle']);
 });
 
-test('a lock keeps two runs off one bundle; a stale lock (dead process) is taken over', async () => {
+test('a lock keeps two runs off one bundle; a lock file nobody holds (a crash) is taken over', async () => {
   const { dir: src } = layout([{ entries: baseLayerEntries() }]);
   const parent = scratch();
   const target = join(parent, 'bundle');
-  writeFileSync(join(parent, '.bundle.ocivirt-lock'), '1\n'); // pid 1 is alive
+  const lockFile = join(parent, '.bundle.ocivirt-lock');
+  // another process holds the lock while its stdin is open
+  const holder = spawn('flock', ['--exclusive', lockFile, '-c', 'echo locked; exec cat'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  await new Promise((r) => holder.stdout.once('data', r));
   try {
     await unpackImage(src, target, {});
-    assert.unreachable('a live lock must stop the run');
+    assert.unreachable('a held lock must stop the run');
   } catch (e) {
-    assert.match((e as Error).message, /another unpack \(process 1\) is working on this bundle/);
+    assert.match((e as Error).message, /another unpack \(process \w+\) is working on this bundle/);
+  } finally {
+    holder.stdin.end();
+    await new Promise((r) => holder.once('exit', r));
   }
   assert.not.ok(existsSync(target));
-  writeFileSync(join(parent, '.bundle.ocivirt-lock'), '4194303\n'); // no such process
+  writeFileSync(lockFile, '4194303\n'); // what a crashed run leaves
   await unpackImage(src, target, {});
-  assert.equal(readdirNoHidden(parent), ['bundle'], 'stale lock taken over and released');
+  assert.equal(readdirNoHidden(parent), ['bundle'], 'left-over lock taken over and released');
   // two runs at once in one process: one works, the other is told the bundle is busy
   const results = await Promise.allSettled([unpackImage(src, target, { force: true }), unpackImage(src, target, { force: true })]);
   assert.equal(results.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
