@@ -6,7 +6,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { bundlePaths, lockBundle } from '../../src/image/bundle-dir.js';
+import { BundleBusyError, bundlePaths, lockBundle } from '../../src/image/bundle-dir.js';
 
 const racerJs = fileURLToPath(new URL('./lock-racer.js', import.meta.url));
 let root = '';
@@ -76,6 +76,7 @@ test('a lock file naming a live process that does not hold it (a reused pid) is 
     await lockBundle(bundlePaths(target));
     assert.unreachable('held by this process already');
   } catch (e) {
+    assert.instance(e, BundleBusyError);
     assert.match((e as Error).message, new RegExp(`another unpack \\(process ${process.pid}\\)`));
   }
   await unlock();
