@@ -35,7 +35,9 @@ Fields libvirt-lxc cannot express (rlimits, seccomp, sysctl, hooks …) are kept
 <metadata> (namespace urn:ocivirt:metadata:1), so 'ocivirt to-native' gives the config back,
 and each one is reported as a warning on stderr (one line each). What cannot run safely is
 refused: the host UTS, PID or mount namespace, time namespaces, non-Linux configs, empty
-arguments, text XML cannot carry (CR, control characters).
+arguments, text XML cannot carry (CR, control characters). The org.ocivirt.domain-xml annotation
+(XML to-native found no OCI field for) is laid onto the domain with a warning, but never host
+access: host filesystems, hostdevs, host namespace shares and security labels in it are refused.
 
 The domain name is --name, else the config's hostname when it is a valid name, else the bundle
 directory's name made valid ([a-z0-9-], at most 63 characters). The UUID and MACs are derived

@@ -23,7 +23,7 @@ since (virsh edit), the XML wins and a warning says which field. For a hand-writ
 everything libvirt-lxc has is mapped (init, env, user, filesystems, idmap, memory, cpu, blkio,
 capabilities, hostdevs, namespaces); XML with no OCI counterpart (interfaces, extra consoles,
 lifecycle actions, clock, foreign metadata …) is kept in annotations under 'org.ocivirt.' so
-'ocivirt from-native' can restore it. A user or group given by name in <inituser>/<initgroup>
+'ocivirt from-native' can restore it (except what reaches the host: from-native refuses that). A user or group given by name in <inituser>/<initgroup>
 is looked up in the root filesystem's /etc/passwd and /etc/group (an unknown name is refused,
 never guessed). Warnings go to stderr, one line each.
 

@@ -38,6 +38,17 @@ export const DEFAULT_CAPABILITIES = [
 
 export const VOLUMES_ANNOTATION = `${ANNOTATION_PREFIX}image.volumes`;
 
+/**
+ * Where image labels in ocivirt's own namespace go: an image from a registry must not choose its
+ * domain XML (`org.ocivirt.domain-xml`) or whether it starts (`org.ocivirt.start`).
+ */
+export const IMAGE_LABEL_PREFIX = 'image-label.';
+
+/** Keys ocivirt reads; case-folded, so no spelling of the prefix slips through a later change. */
+export function isOcivirtKey(key: string): boolean {
+  return key.toLowerCase().startsWith(ANNOTATION_PREFIX);
+}
+
 const DEFAULT_MOUNTS: Mount[] = [
   { destination: '/proc', type: 'proc', source: 'proc' },
   { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
@@ -221,8 +232,14 @@ function annotations(image: ImageConfig, warnings: string[]): Record<string, str
     a[VOLUMES_ANNOTATION] = volumes.join(',');
     warnings.push(`the image declares volumes (${volumes.join(', ')}): recorded in ${VOLUMES_ANNOTATION}, not mounted; their data stays in the rootfs`);
   }
-  // labels win over every implicit annotation (conversion.md)
-  Object.assign(a, exec.Labels ?? {});
+  // labels win over every implicit annotation (conversion.md), but none may speak for ocivirt
+  for (const [key, value] of Object.entries(exec.Labels ?? {})) {
+    if (!isOcivirtKey(key)) a[key] = value;
+    else {
+      a[`${IMAGE_LABEL_PREFIX}${key}`] = value;
+      warnings.push(`the image label ${JSON.stringify(key)} is in ocivirt's namespace, which only the spool's owner sets: kept as ${JSON.stringify(IMAGE_LABEL_PREFIX + key)}, ignored`);
+    }
+  }
   return a;
 }
 

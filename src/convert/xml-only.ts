@@ -129,6 +129,46 @@ export function decodeXmlOnly(value: string, file?: string): Domain {
   return parseDomainXml(Buffer.from(value, 'base64').toString('utf8'), file);
 }
 
+const HOST_PATHS = ' (host paths come only from root.path and mounts, checked against the bundle and bindAllowList)';
+/** Interface kinds that plug into a libvirt network or bridge; `direct`, `hostdev` … take a host NIC. */
+const PLUGGED_INTERFACES = new Set(['network', 'bridge', 'ethernet']);
+/** Interface settings that reach nothing on the host (`script`, `backend` … do). */
+const INTERFACE_SETTINGS = new Set(['target', 'mtu', 'bandwidth', 'vlan', 'model', 'alias', 'virtualport', 'coalesce', 'address', 'guest', 'link']);
+/** Devices the LXC driver ignores or keeps inside the container. */
+const INERT_DEVICES = new Set(['watchdog', 'memballoon']);
+
+/**
+ * What in a fragment would reach the host, one line each. The annotation comes from a config.json
+ * like every OCI field, but none of the checks OCI fields pass (bind sources, host devices,
+ * namespaces, labels) sees it, so whatever reaches the host is refused here, where both
+ * `from-native` and the daemon convert: host access comes only through OCI fields. An allow-list,
+ * so a device or setting added to libvirt later is refused until someone looks at it.
+ */
+export function xmlOnlyHostAccess(f: Domain): string[] {
+  const out: string[] = [];
+  for (const fs of f.devices.filesystems) {
+    const keys = Object.keys(fs.source);
+    if (fs.type !== 'ram' || keys.some((k) => k !== 'usage' && k !== 'units'))
+      out.push(`<filesystem type='${fs.type}'> with source ${JSON.stringify(fs.source)} reaches the host${HOST_PATHS}`);
+  }
+  for (const h of f.devices.hostdevs)
+    out.push(`<hostdev mode='${h.mode}' type='${h.type}'> passes a host device through (devices come only from linux.devices and linux.netDevices, checked against hostDeviceAllowList)`);
+  for (const itf of f.devices.interfaces) {
+    if (!PLUGGED_INTERFACES.has(itf.type)) out.push(`<interface type='${itf.type}'> takes a host interface (only network, bridge and ethernet interfaces are accepted)`);
+    for (const e of itf.extra) if (!INTERFACE_SETTINGS.has(e.local)) out.push(`<interface> setting <${e.name}> is not accepted (it may run or open something on the host)`);
+  }
+  for (const c of f.devices.consoles) if (c.type !== 'pty') out.push(`<console type='${c.type}'> reaches a host file, device or socket (only pty consoles are accepted)`);
+  for (const e of f.devices.extra) if (!INERT_DEVICES.has(e.local)) out.push(`device <${e.name}> is not accepted (it may reach the host)`);
+  for (const s of f.seclabels)
+    out.push(`<seclabel type='${s.attrs.type ?? ''}'> changes the container's confinement (labels come only from process.selinuxLabel and process.apparmorProfile)`);
+  for (const k of ['sharenet', 'shareipc', 'shareuts'] as const) {
+    const s = f.lxcNamespace[k];
+    if (s && s.type !== 'name')
+      out.push(`<lxc:${k} type='${s.type}'> joins a host namespace (namespaces come only from linux.namespaces; only a share with another container by name is accepted)`);
+  }
+  return out;
+}
+
 /** Lays XML-only parts onto a domain built from OCI fields; interfaces get deterministic MACs. */
 export function overlayXmlOnly(d: Domain, f: Domain, id: string): void {
   const base = d.devices.interfaces.length;

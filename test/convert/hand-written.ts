@@ -46,3 +46,9 @@ export const HAND_WRITTEN = `<domain type='lxc' xmlns:lxc='http://libvirt.org/sc
   <lxc:namespace><lxc:shareuts type='name' value='other'/></lxc:namespace>
 </domain>
 `;
+
+/**
+ * The same without what reaches the host from the XML-only annotation (a loop-mounted host file,
+ * a security label): from-native refuses those, so this is the domain that survives the trip.
+ */
+export const HAND_WRITTEN_PORTABLE = HAND_WRITTEN.replace(/ *<filesystem type='file'.*\n/, '').replace(/ *<seclabel .*\n/, '');

@@ -598,7 +598,8 @@ test('deterministic MACs for interfaces restored from the org.ocivirt.domain-xml
   for (const m of macs) assert.match(m ?? '', /^52:54:00:[0-9a-f]{2}:[0-9a-f]{2}:[0-9a-f]{2}$/);
   assert.is.not(macs[0], macs[1]);
   assert.is.not(convert(withFrag, { id: 'c2' }).domain.devices.interfaces[0]?.mac, macs[0]);
-  assert.equal(a.warnings, [], 'XML carried by ocivirt\'s own annotation is mapped, not lost');
+  assert.equal(a.warnings, ['annotations["org.ocivirt.domain-xml"]: lays domain XML no OCI field has onto the domain (interface)'], 'mapped, and said');
+  refused(withFrag, 'annotations["org.ocivirt.domain-xml"]', { strict: true });
   refused((c) => (c.annotations = { 'org.ocivirt.domain-xml': 'bm90IHhtbA==' }), 'annotations["org.ocivirt.domain-xml"]');
   for (const net of [undefined, '/var/run/netns/red'])
     refused((c) => {

@@ -14,7 +14,7 @@ import { parseDomainXml } from '../../src/xml/parse.js';
 import { projectDomain } from '../../src/xml/compare.js';
 import { assertRuntimeSchemaValid } from '../helpers/schema.js';
 import { HOST_DEVICES, testOptions } from './fixtures.js';
-import { HAND_WRITTEN } from './hand-written.js';
+import { HAND_WRITTEN, HAND_WRITTEN_PORTABLE } from './hand-written.js';
 
 
 function handBack() {
@@ -70,10 +70,18 @@ test('XML with no OCI counterpart is kept in org.ocivirt.* annotations, never or
 
 // (No virt-xml-validate here: libvirt's own schema has no <cmdline> for LXC, which its parser
 // takes, so the hand-written domain itself is outside the schema.)
-test('from-native of that config restores the hand-written domain', () => {
+test('from-native of that config refuses what reaches the host from the annotation', () => {
   const { config } = handBack();
+  assert.throws(
+    () => fromNative(config, testOptions({ name: 'hand', hostDevice: (p) => HOST_DEVICES[p] })),
+    (e: Error) => e instanceof InputError && /annotations\["org\.ocivirt\.domain-xml"\]: refused: <filesystem type='file'> with source \{"file":"\/srv\/img\.raw"\} reaches the host/.test(e.message),
+  );
+});
+
+test('from-native of the config of a domain without them restores the hand-written domain', () => {
+  const { config } = toNative(parseDomainXml(HAND_WRITTEN_PORTABLE), { hostDevice: (p) => HOST_DEVICES[p], cgroupVersion: 1, hostArch: 'x86_64' });
   const r = fromNative(config, testOptions({ name: 'hand', hostDevice: (p) => HOST_DEVICES[p] }));
-  const want = projectDomain(parseDomainXml(HAND_WRITTEN));
+  const want = projectDomain(parseDomainXml(HAND_WRITTEN_PORTABLE));
   const got = projectDomain(r.domain);
   const same = (prefix: RegExp) => {
     for (const [k, v] of want) if (prefix.test(k)) assert.is(got.get(k), v, k);

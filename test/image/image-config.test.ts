@@ -117,6 +117,23 @@ test('Labels become annotations and win over the implicit ones; ports, stop sign
   });
 });
 
+test('image labels never speak for ocivirt: org.ocivirt.* labels are kept under image-label., with a warning', () => {
+  const xml = Buffer.from("<domain type='lxc'><name>x</name><devices><filesystem type='mount'><source dir='/'/><target dir='/host'/></filesystem></devices></domain>").toString('base64');
+  const labels = { 'org.ocivirt.domain-xml': xml, 'org.ocivirt.start': 'true', 'ORG.OCIVIRT.Title': 'shout', 'org.ocivirt.image.volumes': '/etc', team: 'a' };
+  const r = convert({ Cmd: ['/x'], Labels: labels });
+  const keys = Object.keys(r.config.annotations ?? {});
+  assert.not.ok(keys.some((k) => k.toLowerCase().startsWith('org.ocivirt.')), keys.join());
+  assert.is(r.config.annotations?.['image-label.org.ocivirt.domain-xml'], xml);
+  assert.is(r.config.annotations?.['image-label.org.ocivirt.start'], 'true');
+  assert.is(r.config.annotations?.['image-label.ORG.OCIVIRT.Title'], 'shout');
+  assert.is(r.config.annotations?.team, 'a');
+  assert.is(r.warnings.filter((w) => /^the image label "(org\.ocivirt|ORG\.OCIVIRT)\..*" is in ocivirt's namespace/.test(w)).length, 4, r.warnings.join('\n'));
+  // and from-native of the result has neither the host root nor a title chosen by the image
+  const d = fromNative(r.config, { bundleDir: '/b', cgroupVersion: 2, hostArch: 'x86_64', resolveExecutable: (a) => a }).domain;
+  assert.not.ok(d.devices.filesystems.some((f) => f.target === '/host'));
+  assert.is(d.title, undefined);
+});
+
 test('Volumes are recorded in an annotation with a warning, not mounted', () => {
   const r = convert({ Cmd: ['/x'], Volumes: { '/data': {}, '/var/log': {} } });
   assert.is(r.config.annotations?.[VOLUMES_ANNOTATION], '/data,/var/log');

@@ -7,7 +7,7 @@ import { canonicalUuid } from '../../xml/compare.js';
 import { isXmlSafeAttr, isXmlSafeText } from '../../xml/escape.js';
 import { ARCH_32BIT_COMPANION, refuse } from '../context.js';
 import { hostnameForDomainName, uuidV5 } from '../identity.js';
-import { decodeXmlOnly, describeXmlOnly, encodeXmlOnly, overlayXmlOnly, XML_ONLY_ANNOTATION, xmlOnlyParts } from '../xml-only.js';
+import { decodeXmlOnly, describeXmlOnly, encodeXmlOnly, overlayXmlOnly, XML_ONLY_ANNOTATION, xmlOnlyHostAccess, xmlOnlyParts } from '../xml-only.js';
 import type { Pass } from './pass.js';
 
 export const UUID_ANNOTATION = `${ANNOTATION_PREFIX}uuid`;
@@ -41,7 +41,11 @@ export const configPass: Pass = {
         } catch (e) {
           refuse(ctx, field, `is not a base64 domain XML fragment (${(e as Error).message})`);
         }
+        const hostAccess = xmlOnlyHostAccess(frag);
+        if (hostAccess.length) refuse(ctx, field, `refused: ${hostAccess[0]}`);
         overlayXmlOnly(d, frag, ctx.id);
+        // not an OCI field: say what it adds, so --strict refuses it like any field outside the spec
+        w.add(field, `lays domain XML no OCI field has onto the domain (${describeXmlOnly(frag)})`);
         // libvirt only finds out at start: interfaces need the container's own network namespace
         if (frag.devices.interfaces.length && !d.features.privnet)
           refuse(ctx, field, 'network interfaces need a new network namespace (a network entry without a path in linux.namespaces)');
