@@ -1,9 +1,6 @@
 /** `ocivirt to-native`: libvirt-lxc domain XML -> an OCI runtime config.json on stdout. */
 import { readFile } from 'node:fs/promises';
-import { toNative } from '../convert/to-native.js';
-import { idLookup, statHostDevice } from '../convert/host.js';
-import { readFileInRoot } from '../fsroot/index.js';
-import type { Domain } from '../xml/domain.js';
+import { domainToConfig } from '../convert/host.js';
 import { InputError, UsageError } from '../errors.js';
 import { withLibvirt } from '../libvirt/adapter.js';
 import { parseDomainXml } from '../xml/parse.js';
@@ -49,19 +46,6 @@ async function readFromLibvirt(name: string, uri: string): Promise<string> {
   });
 }
 
-/** Names in <inituser>/<initgroup> are resolved against the root filesystem's /etc/passwd and /etc/group. */
-async function rootfsIdLookup(domain: Domain, file: string) {
-  const named = [domain.os.inituser, domain.os.initgroup].some((v) => v !== undefined && !/^\+?\d+$/.test(v));
-  const rootfs = domain.devices.filesystems.find((fs) => fs.target === '/' && fs.type === 'mount')?.source.dir;
-  if (!named || rootfs === undefined) return undefined;
-  try {
-    const read = async (p: string) => (await readFileInRoot(rootfs, p, 4 * 1024 * 1024))?.toString('utf8');
-    return idLookup(await read('/etc/passwd'), await read('/etc/group'));
-  } catch (e) {
-    throw new InputError(`cannot read the rootfs user database: ${(e as Error).message}`, { file, field: 'os.inituser' });
-  }
-}
-
 export const toNativeCommand: Command = {
   name: 'to-native',
   summary: 'print the OCI runtime config.json for a libvirt-lxc domain',
@@ -93,14 +77,7 @@ export const toNativeCommand: Command = {
     }
     const domain = parseDomainXml(xml, file);
     if (domain.type !== 'lxc') throw new InputError(`is a '${domain.type}' domain, not an lxc one`, { file, field: 'domain.type' });
-    const lookupId = await rootfsIdLookup(domain, file);
-    let result;
-    try {
-      result = toNative(domain, { hostDevice: statHostDevice, lookupId });
-    } catch (e) {
-      throw e instanceof InputError ? e.inFile(file) : e;
-    }
-    const { config, warnings } = result;
+    const { config, warnings } = await domainToConfig(domain, file);
     for (const w of warnings) io.stderr.write(`warning: ${w.replace(/\s*\n\s*/g, ' ')}\n`);
     io.stdout.write(JSON.stringify(config, null, 2) + '\n');
     return 0;

@@ -1,8 +1,12 @@
 /** The few host facts the CLI and daemon hand to the (I/O-free) converter. */
 import { statfsSync, statSync } from 'node:fs';
 import { posix } from 'node:path';
-import { resolveInRootSync } from '../fsroot/index.js';
+import { InputError } from '../errors.js';
+import { readFileInRoot, resolveInRootSync } from '../fsroot/index.js';
+import type { RuntimeConfig } from '../oci/runtime-spec.js';
+import type { Domain } from '../xml/domain.js';
 import type { ExecutableResolver, HostDeviceNode } from './context.js';
+import { toNative } from './to-native.js';
 
 const CGROUP2_SUPER_MAGIC = 0x63677270;
 
@@ -67,4 +71,30 @@ export function idLookup(passwd: string | undefined, group: string | undefined):
   const users = table(passwd);
   const groups = table(group);
   return (kind, name) => (kind === 'user' ? users : groups).get(name);
+}
+
+/** Names in <inituser>/<initgroup> are resolved against the root filesystem's /etc/passwd and /etc/group. */
+async function rootfsIdLookup(domain: Domain, file: string): Promise<ReturnType<typeof idLookup> | undefined> {
+  const named = [domain.os.inituser, domain.os.initgroup].some((v) => v !== undefined && !/^\+?\d+$/.test(v));
+  const rootfs = domain.devices.filesystems.find((fs) => fs.target === '/' && fs.type === 'mount')?.source.dir;
+  if (!named || rootfs === undefined) return undefined;
+  try {
+    const read = async (p: string) => (await readFileInRoot(rootfs, p, 4 * 1024 * 1024))?.toString('utf8');
+    return idLookup(await read('/etc/passwd'), await read('/etc/group'));
+  } catch (e) {
+    throw new InputError(`cannot read the rootfs user database: ${(e as Error).message}`, { file, field: 'os.inituser' });
+  }
+}
+
+/**
+ * A domain -> its OCI config with this host's facts (user and group names from the rootfs, device
+ * numbers): the one function `ocivirt to-native` and the exporter both run. Errors name `file`.
+ */
+export async function domainToConfig(domain: Domain, file: string): Promise<{ config: RuntimeConfig; warnings: string[] }> {
+  const lookupId = await rootfsIdLookup(domain, file);
+  try {
+    return toNative(domain, { hostDevice: statHostDevice, lookupId });
+  } catch (e) {
+    throw e instanceof InputError ? e.inFile(file) : e;
+  }
 }

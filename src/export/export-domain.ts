@@ -1,12 +1,11 @@
 /**
  * One domain -> one OCI bundle config: read the persistent definition through the libvirt port,
- * to-native it (root.path stays the absolute rootfs directory the domain mounts at '/'), and
- * write it unless the config already there means the same.
+ * convert it with the function `ocivirt to-native` runs (root.path stays the absolute rootfs
+ * directory the domain mounts at '/'), and write it unless the config already there means the same.
  */
 import { canonicalJson } from '../convert/json.js';
 import { readOwnership } from '../convert/ownership.js';
-import { statHostDevice } from '../convert/host.js';
-import { toNative } from '../convert/to-native.js';
+import { domainToConfig } from '../convert/host.js';
 import type { LibvirtPort } from '../libvirt/port.js';
 import type { RuntimeConfig } from '../oci/runtime-spec.js';
 import { parseDomainXml } from '../xml/parse.js';
@@ -47,7 +46,7 @@ export async function exportDomain(
   const domain = parseDomainXml(xml, `domain ${name}`);
   const managed = readOwnership(domain) !== undefined;
   if (!managed && !opts.includeUnmanaged) return { status: 'skipped' };
-  const { config, warnings } = toNative(domain, { hostDevice: statHostDevice });
+  const { config, warnings } = await domainToConfig(domain, `domain ${name}`);
   const canonical = canonicalJson(config);
   const previous = opts.lastCanonical ?? (await readExportedCanonical(bundleDir));
   if (previous === canonical) return { status: 'unchanged', managed, canonical };
