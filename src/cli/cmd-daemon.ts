@@ -25,8 +25,9 @@ Options:
   -h, --help      this text
 
 Signals: SIGHUP reloads the configuration file (an invalid one is logged and ignored);
-SIGTERM/SIGINT finish in-flight work within shutdownTimeoutSec, then exit 0. Running
-containers are never stopped by the daemon stopping.
+SIGTERM/SIGINT finish in-flight work within shutdownTimeoutSec, then abort what is left and
+exit 0 (137 when a call stuck inside libvirt or the kernel cannot be cut). Running containers
+are never stopped by the daemon stopping.
 
 Exit codes: 0 stopped by a signal, 2 invalid configuration or an untrusted directory (group
 or other writable), 1 any other failure (libvirtd unreachable at start).
@@ -52,8 +53,8 @@ export const daemonCommand: Command = {
     // Signals are taken from the start: a SIGTERM while starting stops the daemon once it runs.
     let daemon: Daemon | undefined;
     let stopRequested = false;
-    let markStopped: () => void = () => undefined;
-    const stopped = new Promise<void>((resolve) => (markStopped = resolve));
+    let markStopped: (r: { stuck: boolean }) => void = () => undefined;
+    const stopped = new Promise<{ stuck: boolean }>((resolve) => (markStopped = resolve));
     const stop = () => {
       stopRequested = true;
       if (daemon) void daemon.stop().then(markStopped);
@@ -69,7 +70,13 @@ export const daemonCommand: Command = {
       },
     });
     if (stopRequested) void daemon.stop().then(markStopped);
-    await stopped;
+    const { stuck } = await stopped;
+    if (stuck) {
+      // A thread stuck inside libvirt or a blocking read keeps Node from exiting at all (even
+      // process.exit waits for it), so the process ends itself; the log is already written.
+      process.stderr.write('ocivirt: in-flight work could not be cut after the shutdown timeout; ending with SIGKILL (exit 137)\n');
+      process.kill(process.pid, 'SIGKILL');
+    }
     // Whatever an abandoned call still holds must not keep the process alive past its exit.
     setTimeout(() => process.exit(0), 200).unref();
     return 0;

@@ -51,6 +51,7 @@ export interface Config {
   unpackLimits: UnpackLimits;
   allowDevices: boolean;
   stopTimeoutSec: number;
+  stepTimeoutSec: number;
   shutdownTimeoutSec: number;
   logLevel: LogLevel;
 }
@@ -121,8 +122,10 @@ export const SETTINGS: readonly Setting[] = [
     doc: 'Create device nodes found in image layers (skipped with a warning otherwise).' },
   { key: 'stopTimeoutSec', kind: { type: 'int', min: 1, max: 3600 }, default: 30, env: 'OCIVIRT_STOP_TIMEOUT_SEC',
     doc: 'Graceful shutdown of a domain (restart and undefine policies) before it is destroyed.' },
+  { key: 'stepTimeoutSec', kind: { type: 'int', min: 1, max: 86_400 }, default: 3600, env: 'OCIVIRT_STEP_TIMEOUT_SEC',
+    doc: "Deadline of one entry's step (reading and unpacking it, or applying its change): past it the step is aborted (an unpack's worker terminated) and the entry fails. The daemon stops waiting for a step after a few seconds anyway and serves the other entries meanwhile." },
   { key: 'shutdownTimeoutSec', kind: { type: 'int', min: 1, max: 3600 }, default: 20, env: 'OCIVIRT_SHUTDOWN_TIMEOUT_SEC',
-    doc: 'On SIGTERM, how long in-flight work may finish before it is abandoned and the daemon exits 0. Containers keep running either way.' },
+    doc: 'On SIGTERM, how long in-flight work may finish before it is aborted and the daemon exits 0 (137 when a call stuck inside libvirt or the kernel could not be cut: the process ends itself with SIGKILL). Containers keep running either way.' },
   { key: 'logLevel', kind: { type: 'enum', values: LOG_LEVELS }, default: 'info', env: 'OCIVIRT_LOG_LEVEL',
     doc: 'pino level of the JSON log on stdout.' },
 ] as const;

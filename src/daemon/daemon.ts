@@ -25,7 +25,17 @@ export interface DaemonOptions {
   load: LoadOptions;
   /** Where the JSON log goes (stdout by default). */
   logDestination?: NodeJS.WritableStream;
+  /** Opens a libvirt port (the adapter by default; an in-memory one in tests). */
+  connect?: (uri: string, log: EventLogger) => Promise<LibvirtPort>;
 }
+
+/**
+ * How long a pass waits for one entry's step before it goes on without it (the step keeps its
+ * own deadline, stepTimeoutSec): a big unpack or a slow libvirt call never holds up the others.
+ */
+export const STEP_PATIENCE_MS = 3_000;
+/** After the shutdown timeout: how long aborted work has to end before the process ends itself. */
+const ABORT_GRACE_MS = 1_000;
 
 /** Settings a reload cannot change: they name what is watched, written or connected to. */
 const FIXED: (keyof Config)[] = ['spoolDir', 'stateDir', 'exportDir', 'uri', 'definitionsDir'];
@@ -35,6 +45,10 @@ export class Daemon {
   private readonly locks = new DomainLocks();
   private readonly known = new Map<string, string>();
   private readonly queue: PassQueue;
+  /** Entries whose step goes on after its pass stopped waiting: left alone until it has ended. */
+  private readonly inFlight = new Map<string, Promise<unknown>>();
+  /** Aborts every step (SIGTERM, once the shutdown timeout is over). */
+  private readonly abort = new AbortController();
   private stopping = false;
   private watcher: SpoolWatcher | undefined;
   /** This instance's id (reconcile/instance.ts), read or made once at start. */
@@ -72,10 +86,11 @@ export class Daemon {
       for (const w of warnings) log.warn('daemon.insecure', { path: config[key], setting: key, err: w }, w);
     }
     const instance = await ensureInstanceId(config.stateDir);
-    const port = await connectLibvirt(config.uri, { logger: log });
+    const connect = opts.connect ?? ((uri, logger) => connectLibvirt(uri, { logger }));
+    const port = await connect(config.uri, log);
     // The exporter has its own connection: a burst of exports never queues behind the
     // reconciler's defines on one connection (libvirtd serves each client's calls in turn).
-    const exportPort = await connectLibvirt(config.uri, { logger: silentLogger() });
+    const exportPort = await connect(config.uri, silentLogger());
     const exporter = new Exporter({
       port: exportPort,
       exportDir: config.exportDir,
@@ -132,25 +147,29 @@ export class Daemon {
   }
 
   /**
-   * SIGTERM: no new work; the pass in flight may finish within shutdownTimeoutSec, else it is
-   * abandoned (every step is safe to cut: the next start converges). Containers are not touched.
+   * SIGTERM: no new work; what is in flight may finish within shutdownTimeoutSec, else it is
+   * aborted (every step is safe to cut: the next start converges). Containers are not touched.
+   * `stuck`: something did not end even when aborted (a call inside libvirt or the kernel), so
+   * the process cannot exit normally (see cmd-daemon.ts).
    */
-  async stop(): Promise<{ abandoned: boolean }> {
-    if (this.stopping) return { abandoned: false };
+  async stop(): Promise<{ abandoned: boolean; stuck: boolean }> {
+    if (this.stopping) return { abandoned: false, stuck: false };
     this.stopping = true;
     const t0 = Date.now();
-    this.log.info('daemon.stopping', { inFlight: this.queue.inFlight !== undefined, timeoutMs: this.config.shutdownTimeoutSec * 1000 });
+    this.log.info('daemon.stopping', { inFlight: this.queue.inFlight !== undefined || this.inFlight.size > 0, timeoutMs: this.config.shutdownTimeoutSec * 1000 });
     this.queue.stop();
-    await this.watcher?.close();
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), this.config.shutdownTimeoutSec * 1000)));
-    const outcome = await Promise.race([Promise.all([this.queue.inFlight, this.exporter.stop()]).then(() => 'done' as const), timeout]);
-    clearTimeout(timer);
-    const abandoned = outcome === 'timeout';
-    if (abandoned) this.log.warn('daemon.stopping', { abandoned: true }, 'in-flight work abandoned after the shutdown timeout; the next start converges');
-    await Promise.race([Promise.all([this.port.close(), this.exportPort.close()]), new Promise((r) => setTimeout(r, 2_000))]);
+    const everything = () => Promise.all([this.queue.inFlight, this.exporter.stop(), ...this.inFlight.values()]).then(() => true);
+    await within(this.watcher?.close() ?? Promise.resolve(), 1_000);
+    const abandoned = !(await within(everything(), this.config.shutdownTimeoutSec * 1000));
+    let stuck = false;
+    if (abandoned) {
+      this.abort.abort(); // unpack workers terminated, retries and waits cut
+      stuck = !(await within(everything(), ABORT_GRACE_MS));
+      this.log.warn('daemon.stopping', { abandoned: true, stuck }, 'in-flight work aborted after the shutdown timeout; the next start converges');
+    }
+    if (!(await within(Promise.all([this.port.close(), this.exportPort.close()]), ABORT_GRACE_MS))) stuck = true;
     this.log.info('daemon.stopped', { durationMs: Date.now() - t0, abandoned });
-    return { abandoned };
+    return { abandoned, stuck };
   }
 
   private async entryReported(name: string): Promise<void> {
@@ -171,10 +190,16 @@ export class Daemon {
   private async pass(scope: PassScope): Promise<void> {
     const t0 = Date.now();
     const unsettled = this.watcher?.unsettled() ?? new Set<string>();
+    const steps = {
+      deadlineMs: this.config.stepTimeoutSec * 1000,
+      patienceMs: STEP_PATIENCE_MS,
+      signal: this.abort.signal,
+      onDetach: (entry: string, ended: Promise<unknown>) => this.detached(entry, ended),
+    };
     const { results, settling } = await syncPass(
       this.port,
-      { ...syncOptionsFromConfig(this.config, this.log), instance: this.instance, locks: this.locks },
-      { scope, settled: (entry) => this.ready.has(entry) && !unsettled.has(entry), known: this.known, unpackEvents: true },
+      { ...syncOptionsFromConfig(this.config, this.log), instance: this.instance, locks: this.locks, steps },
+      { scope, settled: (entry) => this.ready.has(entry) && !unsettled.has(entry) && !this.inFlight.has(entry), known: this.known, unpackEvents: true },
     );
     if (scope === 'all') this.status.clear();
     else for (const entry of scope) this.status.delete(entry);
@@ -183,19 +208,18 @@ export class Daemon {
         this.log.warn('convert.warning', { entry: r.item.entry, domain: r.item.domain, digest: r.item.digest, warnings: r.item.warnings });
       if (r.item.action === 'delete' && r.ok) continue;
       // the status keeps what it shows, not the domain XML the plan carried
-      this.status.set(r.item.entry, { ...r, item: { domain: r.item.domain, entry: r.item.entry, action: r.item.action, reason: r.item.reason } });
+      const reason = r.busy ? BUSY_REASON : r.item.reason;
+      this.status.set(r.item.entry, { ...r, item: { domain: r.item.domain, entry: r.item.entry, action: r.item.action, reason } });
       if (r.ok && (r.item.action === 'create' || r.item.action === 'update')) this.exporter.hint(r.item.domain);
     }
-    // skipped while a burst of events was being checked: hear about it again once it is complete
-    for (const s of settling) if (this.ready.has(s.entry)) this.watcher?.recheck(s.entry);
-    for (const s of settling)
-      this.status.set(s.entry, {
-        item: { entry: s.entry, domain: s.domain, action: 'nothing', reason: 'still being copied in: taken once complete (quietMs without changes)' },
-        ok: true,
-        attempts: 0,
-        pending: true,
-      });
-    await writeStatus(this.config.stateDir, [...this.status.values()].sort((a, b) => (a.item.entry < b.item.entry ? -1 : 1)));
+    for (const s of settling) {
+      const busy = s.busy === true || this.inFlight.has(s.entry);
+      // skipped while a burst of events was being checked: hear about it again once it is complete
+      if (!busy && this.ready.has(s.entry)) this.watcher?.recheck(s.entry);
+      const reason = busy ? BUSY_REASON : 'still being copied in: taken once complete (quietMs without changes)';
+      this.status.set(s.entry, { item: { entry: s.entry, domain: s.domain, action: 'nothing', reason }, ok: true, attempts: 0, pending: true });
+    }
+    await this.writeStatus();
     const failed = results.filter((r) => !r.ok).length;
     const mem = process.memoryUsage();
     this.log.info('sync.completed', {
@@ -209,5 +233,45 @@ export class Daemon {
       failed,
       settling: settling.length,
     });
+  }
+
+  /** A step its pass stopped waiting for: the entry is left alone until it ends, then taken again. */
+  private detached(entry: string, ended: Promise<unknown>): void {
+    const done = ended.then((err) => {
+      this.inFlight.delete(entry);
+      if (this.stopping) return;
+      if (err === undefined) {
+        this.queue.addEntry(entry); // the pass that reads its outcome
+        return;
+      }
+      // failed or aborted at its deadline: reported now, tried again when the entry changes or at the next resync
+      const msg = errorMessage(err);
+      this.log.error('entry.failed', { entry, err: msg }, msg);
+      const was = this.status.get(entry)?.item;
+      this.status.set(entry, { item: { entry, domain: was?.domain ?? '', action: was?.action ?? 'nothing', reason: msg }, ok: false, error: msg, attempts: 1 });
+      void this.writeStatus().catch((e) => this.log.warn('entry.failed', { err: errorMessage(e) }, 'status file not written'));
+    });
+    this.inFlight.set(entry, done);
+  }
+
+  private writeStatus(): Promise<void> {
+    return writeStatus(this.config.stateDir, [...this.status.values()].sort((a, b) => (a.item.entry < b.item.entry ? -1 : 1)));
+  }
+}
+
+const BUSY_REASON = 'a step on it is still running (an unpack, or a slow libvirt call): taken again once it ends';
+
+/** Waits for `p` at most `ms`: true when it settled in time. */
+async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((r) => (timer = setTimeout(() => r(false), ms)));
+  const settled = p.then(
+    () => true,
+    () => true,
+  );
+  try {
+    return await Promise.race([settled, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -67,6 +67,8 @@ export interface UnpackOptions {
   limits?: ApplyLayerOptions['limits'] & { maxRatio?: number };
   maxJsonBytes?: number;
   log?: EventLogger;
+  /** Stops the unpack: the layer worker is terminated and the staging directory discarded. */
+  signal?: AbortSignal | undefined;
   onProgress?: (p: LayerProgress) => void;
   onWarning?: (message: string) => void;
 }
@@ -200,7 +202,10 @@ async function unpackLocked(
       await mkdir(rootfs);
       await chmod(rootfs, 0o755); // whatever the umask: non-root users in the container must reach /
       const layers: UnpackedLayer[] = [];
-      for (const layer of image.layers) layers.push(await unpackLayer(source, image, layer, rootfs, opts, warn));
+      for (const layer of image.layers) {
+        opts.signal?.throwIfAborted();
+        layers.push(await unpackLayer(source, image, layer, rootfs, opts, warn));
+      }
       const tLayers = performance.now();
       opts.log?.info('image.verified', {
         entry: sourcePath,
@@ -279,6 +284,7 @@ async function unpackLayer(
     limits,
     allowDevices: opts.allowDevices === true,
     onWarning: warn,
+    signal: opts.signal,
   }).then(
     (stats: LayerStats) => {
       stream.output.resume(); // whatever follows the end of the archive still has to be hashed
@@ -289,7 +295,12 @@ async function unpackLayer(
       throw e;
     },
   );
-  const [verified, appliedResult] = await Promise.allSettled([stream.verified, applied]);
+  const both = Promise.allSettled([stream.verified, applied]);
+  // aborted: the applier stops at once; the blob may be what hangs (a read that never returns), so
+  // nothing waits on its stream or reads it again
+  await applied.catch(() => undefined);
+  opts.signal?.throwIfAborted();
+  const [verified, appliedResult] = await both;
   if (appliedResult.status === 'rejected') {
     // the applier stopped early, before the digest could be checked; a tampered blob is the
     // root cause of whatever it tripped over, so check the blob alone (no decompression: a bomb

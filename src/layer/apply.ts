@@ -43,6 +43,8 @@ export interface ApplyLayerOptions {
   onWarning?: (msg: string) => void;
   /** Total uncompressed bytes read so far. */
   onProgress?: (bytesRead: number) => void;
+  /** Stops the layer: the worker is terminated and the promise rejects with the signal's reason. */
+  signal?: AbortSignal | undefined;
 }
 
 /** Bytes sent to the worker and not yet applied: bounds memory whatever the layer size. */
@@ -108,6 +110,10 @@ export async function applyLayer(rootfs: string, tar: NodeJS.ReadableStream, opt
       }
     });
     worker.on('error', (err) => settle(() => reject(err)));
+    const onAbort = () => settle(() => reject(opts.signal!.reason as Error));
+    if (opts.signal?.aborted) onAbort();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    worker.once('exit', () => opts.signal?.removeEventListener('abort', onAbort));
     worker.on('exit', (code) => settle(() => reject(new Error(`${opts.layer}: layer worker exited (${code}) before finishing`))));
   });
   result.catch(() => {}); // observed below; avoid an unhandled rejection while the sender runs

@@ -13,6 +13,7 @@ import type { EventLogger } from '../log.js';
 import type { HandEdits } from './hand-edits.js';
 import type { PendingStarts } from './pending.js';
 import type { PlanItem } from './plan.js';
+import { DETACHED, runStep, type StepBudget } from './steps.js';
 
 export interface ApplyOptions {
   log: EventLogger;
@@ -29,6 +30,8 @@ export interface ApplyOptions {
   handEdits?: HandEdits;
   /** Retry delays run on it (a fake one in tests). */
   clock?: Clock;
+  /** Each item's deadline and patience (steps.ts); without it an item takes as long as it takes. */
+  steps?: StepBudget;
 }
 
 export interface ItemResult {
@@ -38,6 +41,8 @@ export interface ItemResult {
   attempts: number;
   /** update of a running domain under `next-start`: the change waits for the next start. */
   pending?: boolean;
+  /** Still being applied when the pass stopped waiting for it (its outcome is the next pass's). */
+  busy?: boolean;
 }
 
 /** Serializes work per domain name, across concurrent passes. */
@@ -63,15 +68,36 @@ export async function applyPlan(port: LibvirtPort, plan: readonly PlanItem[], op
     Array.from({ length: Math.min(opts.concurrency ?? 4, plan.length) }, async () => {
       while (next < plan.length) {
         const i = next++;
-        const item = plan[i]!;
-        results[i] = item.domain === '' ? await applyItem(port, item, opts) : await locks.run(item.domain, () => applyItem(port, item, opts));
+        results[i] = await boundedItem(port, plan[i]!, opts, locks);
       }
     }),
   );
   return results;
 }
 
-async function applyItem(port: LibvirtPort, item: PlanItem, opts: ApplyOptions): Promise<ItemResult> {
+/**
+ * One item within its budget. The domain's lock is held by the work itself, so an item the pass
+ * stopped waiting for still keeps the next work on that domain out until it has really ended.
+ */
+async function boundedItem(port: LibvirtPort, item: PlanItem, opts: ApplyOptions, locks: DomainLocks): Promise<ItemResult> {
+  const work = (signal: AbortSignal | undefined) => {
+    if (item.domain === '') return applyItem(port, item, opts, signal);
+    return locks.run(item.domain, () => {
+      signal?.throwIfAborted(); // waited for the lock past its deadline: too late to act
+      return applyItem(port, item, opts, signal);
+    });
+  };
+  try {
+    const r = await runStep(opts.steps, item.entry, `${item.action} ${item.domain}`, work);
+    return r === DETACHED ? { item, ok: true, attempts: 0, pending: true, busy: true } : r;
+  } catch (e) {
+    const err = errorMessage(e);
+    opts.log.error('entry.failed', { entry: item.entry, domain: item.domain, action: item.action, err }, err);
+    return { item, ok: false, error: err, attempts: 0 };
+  }
+}
+
+async function applyItem(port: LibvirtPort, item: PlanItem, opts: ApplyOptions, signal?: AbortSignal): Promise<ItemResult> {
   const log = opts.log;
   const fields = { entry: item.entry, domain: item.domain, ...(item.digest !== undefined ? { digest: item.digest } : {}) };
   if (item.action === 'fail') {
@@ -94,17 +120,22 @@ async function applyItem(port: LibvirtPort, item: PlanItem, opts: ApplyOptions):
     attempt += 1;
     const t0 = Date.now();
     try {
-      const pending = await act(port, item, opts, steps, fields);
+      const pending = await act(port, item, opts, steps, fields, signal);
       // redefined from the spool, or gone (a kept hand edit whose pending start ran is still there)
       if (item.handEdit?.policy !== 'keep') await opts.handEdits?.forget(item.domain);
       return { item, ok: true, attempts: attempt, ...(pending ? { pending } : {}) };
     } catch (e) {
       const err = errorMessage(e);
+      if (signal?.aborted) return { item, ok: false, error: errorMessage(signal.reason), attempts: attempt }; // reported by boundedItem
       if (attempt >= maxAttempts || isInputError(e)) {
         log.error('entry.failed', { ...fields, action: item.action, attempts: attempt, durationMs: Date.now() - t0, err }, err);
         return { item, ok: false, error: err, attempts: attempt };
       }
-      await sleep(opts.clock ?? systemClock, (opts.retryDelayMs ?? 250) * 2 ** (attempt - 1));
+      try {
+        await sleep(opts.clock ?? systemClock, (opts.retryDelayMs ?? 250) * 2 ** (attempt - 1), signal);
+      } catch {
+        return { item, ok: false, error: errorMessage(signal!.reason), attempts: attempt };
+      }
     }
   }
 }
@@ -116,11 +147,13 @@ async function act(
   opts: ApplyOptions,
   steps: Set<string>,
   fields: Record<string, unknown>,
+  signal: AbortSignal | undefined,
 ): Promise<boolean> {
   const log = opts.log;
   const stopTimeoutMs = opts.stopTimeoutMs ?? 30_000;
   const once = async (step: string, fn: () => Promise<void>): Promise<void> => {
     if (steps.has(step)) return;
+    signal?.throwIfAborted(); // aborted: no further step begins
     await fn();
     steps.add(step);
   };

@@ -14,6 +14,7 @@ import { unpackImage } from '../image/unpack.js';
 import type { Domain } from '../xml/domain.js';
 import type { StartPolicy } from '../config/index.js';
 import type { EventLogger } from '../log.js';
+import { DETACHED, runStep, type StepBudget } from './steps.js';
 
 /** `"true"` / `"false"`: start (or not) a new domain, whatever the start policy says. */
 export const START_ANNOTATION = `${ANNOTATION_PREFIX}start`;
@@ -52,11 +53,17 @@ export interface DesiredOptions {
   unpackLimits?: { maxBytes: number; maxEntries: number };
   /** Receives the unpacker's events (image.verified, image.unpacked, layer.applied). */
   log?: EventLogger;
+  /** Each entry's deadline and patience (steps.ts); without it reading an entry takes as long as it takes. */
+  steps?: StepBudget;
+  /** Aborts the work on this entry (its deadline, or the daemon stopping). */
+  signal?: AbortSignal;
 }
 
 export interface DesiredState {
   desired: DesiredDomain[];
   failed: EntryFailure[];
+  /** Entries still being read or unpacked when the pass stopped waiting for them. */
+  busy?: { entry: string; domainName: string }[];
 }
 
 /** Image bundles live here: one directory per domain, in it one per image version. */
@@ -79,6 +86,7 @@ export async function desiredOf(entries: readonly SpoolEntry[], refused: readonl
     error: `${r.path}: ${r.reason}`,
   }));
   const desired: DesiredDomain[] = [];
+  const busy: { entry: string; domainName: string }[] = [];
   const cgroupVersion = detectCgroupVersion();
   let next = 0;
   await Promise.all(
@@ -86,7 +94,11 @@ export async function desiredOf(entries: readonly SpoolEntry[], refused: readonl
       while (next < entries.length) {
         const entry = entries[next++]!;
         try {
-          desired.push(await desiredDomain(entry, opts, cgroupVersion));
+          const d = await runStep(opts.steps, entry.name, `${entry.path}: reading${entry.kind === 'bundle' ? '' : ' and unpacking'}`, (signal) =>
+            desiredDomain(entry, { ...opts, signal }, cgroupVersion),
+          );
+          if (d === DETACHED) busy.push({ entry: entry.name, domainName: entry.domainName });
+          else desired.push(d);
         } catch (e) {
           failed.push({ entry: entry.name, domainName: entry.domainName, error: errorMessage(e) });
         }
@@ -94,7 +106,7 @@ export async function desiredOf(entries: readonly SpoolEntry[], refused: readonl
     }),
   );
   const byName = (a: { entry: string }, b: { entry: string }) => (a.entry < b.entry ? -1 : a.entry > b.entry ? 1 : 0);
-  return { desired: desired.sort(byName), failed: failed.sort(byName) };
+  return { desired: desired.sort(byName), failed: failed.sort(byName), busy: busy.sort(byName) };
 }
 
 export async function desiredDomain(entry: SpoolEntry, opts: DesiredOptions, cgroupVersion: 1 | 2): Promise<DesiredDomain> {
@@ -110,6 +122,7 @@ export async function desiredDomain(entry: SpoolEntry, opts: DesiredOptions, cgr
       allowDevices: opts.allowDevices,
       limits: opts.unpackLimits,
       log: opts.log,
+      signal: opts.signal,
     });
     bundleDir = unpacked.bundleDir;
     imageDigest = unpacked.manifestDigest;

@@ -28,6 +28,7 @@ import { PendingStarts } from './pending.js';
 import { computePlan, type PlanItem } from './plan.js';
 import { collectImageBundles } from './collect.js';
 import { domainsOfScope, inspectSome } from './scope.js';
+import type { StepBudget } from './steps.js';
 
 export { collectImageBundles };
 
@@ -58,6 +59,8 @@ export interface SyncOptions {
   locks?: DomainLocks;
   /** Retry delays run on it (a fake one in tests). */
   clock?: Clock;
+  /** Each entry's steps: deadline, patience, cancellation (steps.ts). */
+  steps?: StepBudget;
 }
 
 export interface SyncResult {
@@ -84,8 +87,11 @@ export interface PassSpec {
   unpackEvents: boolean;
 }
 
-/** Entries in scope left alone because they are still settling. */
-export type Settling = { entry: string; domain: string }[];
+/**
+ * Entries in scope left alone because they are still settling, or (`busy`) because a step on
+ * them was still running when the pass stopped waiting for it.
+ */
+export type Settling = { entry: string; domain: string; busy?: true }[];
 
 interface PlannedPass {
   plan: PlanItem[];
@@ -121,6 +127,7 @@ function desiredOptionsOf(opts: SyncOptions, spec: PassSpec, self: Instance): De
     allowDevices: opts.allowDevices,
     unpackLimits: opts.unpackLimits,
     log: spec.unpackEvents ? opts.log : undefined,
+    steps: opts.steps,
   };
 }
 
@@ -136,6 +143,7 @@ function applyOptionsOf(opts: SyncOptions, pendingStarts: PendingStarts | undefi
     attempts: opts.attempts,
     retryDelayMs: opts.retryDelayMs,
     clock: opts.clock,
+    steps: opts.steps,
   };
 }
 
@@ -161,6 +169,7 @@ async function readSpool(opts: SyncOptions, spec: PassSpec, self: Instance) {
   const settled = (x: { name: string }) => spec.settled(x.name);
   const settling: Settling = [...entries, ...refused].filter((x) => !settled(x)).map((x) => ({ entry: x.name, domain: x.domainName ?? '' }));
   const want = await desiredOf(entries.filter(settled), refused.filter(settled), desiredOptionsOf(opts, spec, self));
+  for (const b of want.busy ?? []) settling.push({ entry: b.entry, domain: b.domainName, busy: true });
   return { want, domainOf, settling };
 }
 
@@ -218,7 +227,7 @@ function reportForeign(have: ActualState, want: DesiredState, full: boolean, log
 async function applyPass(port: LibvirtPort, opts: SyncOptions, planned: PlannedPass): Promise<{ results: ItemResult[]; collected: string[] }> {
   const pendingStarts = pendingStartsOf(opts);
   const results = await applyPlan(port, planned.plan, applyOptionsOf(opts, pendingStarts));
-  if (!planned.complete) return { results, collected: [] };
+  if (!planned.complete || results.some((r) => r.busy)) return { results, collected: [] };
   const collected = opts.stateDir !== undefined ? await collectImageBundles(port, opts.stateDir, results, opts.log) : [];
   if (pendingStarts !== undefined) {
     // markers of domains this pass no longer knows (entry and domain gone) are stale

@@ -60,6 +60,29 @@ export class FakeClock implements Clock {
     await settle();
   }
 
+  /**
+   * Moves time forward in `stepMs` steps until `p` settles (work between timers may wait on
+   * real I/O); fails once `maxMs` of fake time has gone by without it.
+   */
+  async runUntil<T>(p: Promise<T>, stepMs = 10, maxMs = 600_000): Promise<T> {
+    let over = false;
+    const watched = p.finally(() => (over = true));
+    for (let spent = 0; !over; spent += stepMs) {
+      if (spent > maxMs) throw new Error(`runUntil: not settled after ${maxMs} ms of fake time`);
+      await this.advance(stepMs);
+    }
+    return watched;
+  }
+
+  /** Moves time forward by `ms` and fires what falls due right now, synchronously (from inside a callback). */
+  tick(ms: number): void {
+    this.t += ms;
+    for (let next = this.earliest(); next !== undefined && next.at <= this.t; next = this.earliest()) {
+      this.timers.delete(next.id);
+      next.fn();
+    }
+  }
+
   private earliest(): FakeTimer | undefined {
     let best: FakeTimer | undefined;
     for (const t of this.timers.values()) if (best === undefined || t.at < best.at || (t.at === best.at && t.id < best.id)) best = t;

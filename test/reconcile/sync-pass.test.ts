@@ -11,9 +11,12 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readOwnership } from '../../src/convert/ownership.js';
 import { LibvirtUnavailableError } from '../../src/libvirt/port.js';
+import { DomainLocks } from '../../src/reconcile/apply.js';
+import type { StepBudget } from '../../src/reconcile/steps.js';
 import { syncOnce, syncPass, type PassSpec, type SyncOptions } from '../../src/reconcile/sync.js';
 import { parseDomainXml } from '../../src/xml/parse.js';
 import { writeMinimalBundle } from '../helpers/bundle.js';
+import { FakeClock, settle } from '../helpers/fake-clock.js';
 import { FakeLibvirt } from '../helpers/fake-libvirt.js';
 import { captureLog } from '../helpers/log.js';
 
@@ -118,6 +121,51 @@ test('libvirt unavailable: the pass fails as a whole (nothing half-applied), and
   port.heal();
   await syncPass(port, opts, spec('all'));
   assert.ok(port.domains.has('a'));
+});
+
+test("a hung define for entry A: B is defined in the same pass, C in the next, and A's domain is never worked on twice at once", async () => {
+  const clock = new FakeClock();
+  const detached: string[] = [];
+  const ends: Promise<unknown>[] = [];
+  const steps: StepBudget = { deadlineMs: 60_000, patienceMs: 1_000, clock, onDetach: (entry, ended) => (detached.push(entry), ends.push(ended)) };
+  const { opts, port, bundle } = setup({ steps, locks: new DomainLocks(), clock });
+  bundle('a');
+  bundle('b');
+  port.inject('define', 'hang', { name: 'a' });
+  const first = syncPass(port, opts, spec(new Set(['a', 'b'])));
+  const r1 = await clock.runUntil(first);
+  assert.equal(r1.results.map((r) => [r.item.entry, r.ok, r.busy ?? false]), [['a', true, true], ['b', true, false]]);
+  assert.equal(detached, ['a']);
+
+  bundle('c');
+  const r2 = await syncPass(port, opts, spec(new Set(['c'])));
+  assert.equal(r2.results.map((r) => [r.item.entry, r.item.action, r.ok]), [['c', 'create', true]]);
+  assert.ok(port.domains.has('c'), 'C was held up by A');
+
+  // A again while its define still hangs: it waits for A's lock, never a second define at once
+  const third = await clock.runUntil(syncPass(port, opts, spec(new Set(['a']))));
+  assert.equal(third.results.map((r) => r.busy), [true]);
+  assert.is(port.count('define', 'a'), 1);
+
+  // the adapter's call timeout ends the hung call: the queued work on A then runs (a retry defines it)
+  port.heal();
+  port.releaseHung();
+  await clock.runUntil(Promise.all(ends));
+  assert.ok(port.domains.has('a'));
+});
+
+test('a step past its deadline is aborted and reported as that entry\'s failure; the others are defined', async () => {
+  const clock = new FakeClock();
+  const steps: StepBudget = { deadlineMs: 5_000, clock };
+  const { opts, port, bundle, events } = setup({ steps, clock });
+  bundle('a');
+  bundle('b');
+  port.inject('define', 'hang', { name: 'a' });
+  const { results } = await clock.runUntil(syncPass(port, opts, spec('all')));
+  assert.equal(results.map((r) => [r.item.entry, r.ok]), [['a', false], ['b', true]]);
+  assert.match(results[0]!.error!, /create a: not done within 5000 ms; aborted/);
+  assert.equal(events.filter((e) => e.event === 'entry.failed').map((e) => e.entry), ['a']);
+  port.releaseHung();
 });
 
 test.run();
