@@ -128,12 +128,16 @@ test("a hung define for entry A: B is defined in the same pass, C in the next, a
   const detached: string[] = [];
   const ends: Promise<unknown>[] = [];
   const steps: StepBudget = { deadlineMs: 60_000, patienceMs: 1_000, clock, onDetach: (entry, ended) => (detached.push(entry), ends.push(ended)) };
-  const { opts, port, bundle } = setup({ steps, locks: new DomainLocks(), clock });
+  // no state dir: once a define has answered, the rest of its item is in memory (no disk I/O racing fake time)
+  const { opts, port, bundle } = setup({ steps, locks: new DomainLocks(), clock, stateDir: undefined });
   bundle('a');
   bundle('b');
   port.inject('define', 'hang', { name: 'a' });
   const first = syncPass(port, opts, spec(new Set(['a', 'b'])));
-  const r1 = await clock.runUntil(first);
+  // fake time moves only once the reads are done (a slow disk must not use up the patience)
+  await port.waitFor(() => port.domains.has('b') && port.hanging.length === 1);
+  await clock.advance(1_000);
+  const r1 = await first;
   assert.equal(r1.results.map((r) => [r.item.entry, r.ok, r.busy ?? false]), [['a', true, true], ['b', true, false]]);
   assert.equal(detached, ['a']);
 
@@ -143,7 +147,10 @@ test("a hung define for entry A: B is defined in the same pass, C in the next, a
   assert.ok(port.domains.has('c'), 'C was held up by A');
 
   // A again while its define still hangs: it waits for A's lock, never a second define at once
-  const third = await clock.runUntil(syncPass(port, opts, spec(new Set(['a']))));
+  const lookups = port.count('lookup', 'a');
+  const pass3 = syncPass(port, opts, spec(new Set(['a'])));
+  await port.waitFor(() => port.count('lookup', 'a') > lookups); // entry A read: only its apply is left
+  const third = await clock.runUntil(pass3);
   assert.equal(third.results.map((r) => r.busy), [true]);
   assert.is(port.count('define', 'a'), 1);
 
@@ -157,11 +164,14 @@ test("a hung define for entry A: B is defined in the same pass, C in the next, a
 test('a step past its deadline is aborted and reported as that entry\'s failure; the others are defined', async () => {
   const clock = new FakeClock();
   const steps: StepBudget = { deadlineMs: 5_000, clock };
-  const { opts, port, bundle, events } = setup({ steps, clock });
+  const { opts, port, bundle, events } = setup({ steps, clock, stateDir: undefined });
   bundle('a');
   bundle('b');
   port.inject('define', 'hang', { name: 'a' });
-  const { results } = await clock.runUntil(syncPass(port, opts, spec('all')));
+  const pass = syncPass(port, opts, spec('all'));
+  await port.waitFor(() => port.domains.has('b') && port.hanging.length === 1);
+  await clock.advance(5_000);
+  const { results } = await pass;
   assert.equal(results.map((r) => [r.item.entry, r.ok]), [['a', false], ['b', true]]);
   assert.match(results[0]!.error!, /create a: not done within 5000 ms; aborted/);
   assert.equal(events.filter((e) => e.event === 'entry.failed').map((e) => e.entry), ['a']);
