@@ -3,7 +3,7 @@
 # a runtime bundle and an OCI image, and runs the ocivirt daemon on it against the local libvirtd
 # in the foreground (JSON events on stdout; Ctrl-C stops the daemon, the containers keep running).
 #   scripts/demo.sh           run it
-#   scripts/demo.sh --clean   remove the demo domains and the demo directory
+#   scripts/demo.sh --clean   remove every domain of the demo instance and the demo directory
 # In another shell meanwhile: `bin/ocivirt status --state /var/lib/ocivirt-demo/state`,
 # `virsh -c lxc:/// list --all`, `virsh -c lxc:/// memtune demo-hello --hard-limit 200000 --config`
 # (then look at /var/lib/ocivirt-demo/export/demo-hello/config.json), or drop more entries in.
@@ -12,13 +12,23 @@ cd "$(dirname "$0")/.."
 DEMO=${OCIVIRT_DEMO_DIR:-/var/lib/ocivirt-demo}
 URI=${OCIVIRT_URI:-lxc:///}
 
+# The demo instance: its domains carry the prefix demo- and ocivirt's ownership metadata.
+demo_ocivirt() { env OCIVIRT_NAME_PREFIX=demo- bin/ocivirt "$@"; }
+
 if [ "${1:-}" = --clean ]; then
-  for d in demo-hello demo-web; do
-    virsh -q -c "$URI" destroy "$d" >/dev/null 2>&1 || true
-    virsh -q -c "$URI" undefine "$d" >/dev/null 2>&1 || true
-  done
+  # One pass of the demo instance over an empty spool removes every domain it owns (the two it
+  # made and any made from entries added since); other domains, ocivirt's or not, are not its own.
+  if [ -d "$DEMO/state" ]; then
+    [ -f dist/src/cli/main.js ] || npm run build
+    rm -rf "$DEMO/empty"; mkdir -m 700 "$DEMO/empty"
+    if ! OCIVIRT_REMOVE_POLICY=undefine OCIVIRT_STOP_TIMEOUT_SEC=2 demo_ocivirt sync --once \
+        --spool "$DEMO/empty" --state "$DEMO/state" --uri "$URI"; then
+      echo "demo: could not remove the demo's domains (above); $DEMO is kept, run --clean again" >&2
+      exit 1
+    fi
+  fi
   rm -rf "$DEMO"
-  echo "demo: removed the demo domains and $DEMO"
+  echo "demo: removed the demo's domains and $DEMO"
   exit 0
 fi
 
@@ -36,7 +46,7 @@ busybox_rootfs() { # $1 = rootfs dir
   echo 'root:x:0:' > "$1/etc/group"
 }
 
-# 1. a runtime bundle, as `runc spec` writes it, started because of its annotation
+# 1. a runtime bundle, as `runc spec` writes it (started: startPolicy "always" is the default)
 if [ ! -e "$DEMO/spool/hello" ]; then
   B="$DEMO/build/hello"; rm -rf "$B"; mkdir -p "$B"
   busybox_rootfs "$B/rootfs"
@@ -45,12 +55,11 @@ if [ ! -e "$DEMO/spool/hello" ]; then
     const fs = require("fs"); const f = process.argv[1]; const c = JSON.parse(fs.readFileSync(f));
     c.process.terminal = false;
     c.process.args = ["sh", "-c", "echo hello from ocivirt; exec sleep 86400"];
-    c.annotations = { "org.ocivirt.start": "true" };
     fs.writeFileSync(f, JSON.stringify(c, null, 2));' "$B/config.json"
   mv "$B" "$DEMO/spool/hello"          # renamed in whole: taken at once
 fi
 
-# 2. an OCI image (image layout made with umoci), its label asks for a start
+# 2. an OCI image (image layout made with umoci)
 if [ ! -e "$DEMO/spool/web" ]; then
   I="$DEMO/build/web"; rm -rf "$I" "$DEMO/build/web-bundle"
   umoci init --layout "$I"
@@ -59,7 +68,7 @@ if [ ! -e "$DEMO/spool/web" ]; then
   busybox_rootfs "$DEMO/build/web-bundle/rootfs"
   umoci repack --image "$I:latest" "$DEMO/build/web-bundle"
   umoci config --image "$I:latest" --config.entrypoint sh --config.cmd -c \
-    --config.cmd 'echo web up; exec sleep 86400' --config.label org.ocivirt.start=true
+    --config.cmd 'echo web up; exec sleep 86400'
   rm -rf "$DEMO/build/web-bundle"
   mv "$I" "$DEMO/spool/web"
 fi

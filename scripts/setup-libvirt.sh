@@ -9,7 +9,20 @@
 #
 # Also installs what ocivirt's build and tests need from Debian (libvirt-dev,
 # g++, python3 for the libvirt-binding addon (generated from libvirt-dev's libvirt-api.xml); xmllint for virt-xml-validate;
-# busybox-static, runc, umoci, skopeo for test fixtures and comparisons).
+# busybox-static, runc, umoci, skopeo for test fixtures and comparisons;
+# iproute2: libvirt-lxc needs `ip` for private network namespaces, "System
+# lacks NETNS support" without it). On a systemd-booted host it also installs
+# libvirt-daemon-system (which ships libvirtd.service) and lets systemd run
+# libvirtd; elsewhere it does not: that package would pull in a systemd
+# init, a default network and a sysv script starting libvirtd without the
+# cgroup workaround below.
+#
+# The only libvirtd this script ever stops or restarts is one it started
+# itself: the process named by $PIDFILE whose comm is libvirtd, whose
+# executable is this machine's libvirtd, and whose command line carries
+# `--pid-file $PIDFILE` (libvirtd started by systemd or an init script has no
+# such argument). Any other libvirtd is left alone; if it does not answer,
+# the script says so and fails.
 #
 # Why a private mount namespace: on hosts with a hybrid cgroup layout (v1
 # controllers under /sys/fs/cgroup plus a cgroup2 mount whose
@@ -23,10 +36,12 @@ set -u
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 URI=lxc:///
-PKGS="libvirt-daemon libvirt-daemon-driver-lxc libvirt-clients libvirt-dev libxml2-utils
+PKGS="libvirt-daemon libvirt-daemon-driver-lxc libvirt-clients libvirt-dev libxml2-utils iproute2
       g++ make python3 pkg-config busybox-static runc umoci skopeo systemd debootstrap zstd ${OCIVIRT_EXTRA_PKGS:-}"
+# systemd as PID 1 (not merely installed): systemd runs libvirtd, from libvirt-daemon-system's unit
+if [ -d /run/systemd/system ]; then SYSTEMD=1; PKGS="$PKGS libvirt-daemon-system"; else SYSTEMD=0; fi
 LOG=${OCIVIRT_SETUP_LOG:-/var/log/libvirt/ocivirt-setup.log}
-PIDFILE=/var/run/libvirtd.pid
+PIDFILE=${OCIVIRT_LIBVIRTD_PIDFILE:-/var/run/libvirtd.pid}  # the pid file of the libvirtd this script starts
 T0=$(date +%s)
 
 mkdir -p "$(dirname "$LOG")" 2>/dev/null
@@ -45,23 +60,37 @@ esac
 log "=== setup-libvirt.sh $MODE"
 
 answers() { timeout 15 virsh -q -c "$URI" version >>"$LOG" 2>&1; }
-daemon_pid() {
-    p=$(cat "$PIDFILE" 2>/dev/null)
-    if [ -n "$p" ] && [ "$(cat /proc/"$p"/comm 2>/dev/null)" = libvirtd ]; then echo "$p"; return; fi
-    pgrep -x libvirtd | head -n1
+# The libvirtd this script started (see the header), or nothing: never a guess by name.
+own_daemon_pid() {
+    p=$(cat "$PIDFILE" 2>/dev/null) || return 0
+    case "$p" in ''|*[!0-9]*) return 0 ;; esac
+    [ "$(cat /proc/"$p"/comm 2>/dev/null)" = libvirtd ] || return 0
+    exe=$(readlink /proc/"$p"/exe 2>/dev/null) || return 0
+    [ "${exe% (deleted)}" = "$(readlink -f "$(command -v libvirtd)")" ] || return 0
+    tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null | grep -q -- "--pid-file $PIDFILE " || return 0
+    echo "$p"
 }
+# Any libvirtd this script can see, for messages only.
+some_daemon_pid() { pgrep -x libvirtd | head -n1; }
 hybrid() { grep -q ' cgroup ' "$1" && grep -q ' cgroup2 ' "$1"; }
 stop_daemon() {
-    p=$(daemon_pid)
+    p=$(own_daemon_pid)
     [ -n "$p" ] || return 0
-    log "stopping libvirtd pid $p"
+    log "stopping libvirtd pid $p (started by this script)"
     kill -TERM "$p" 2>/dev/null
     i=0
     while kill -0 "$p" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
     if kill -0 "$p" 2>/dev/null; then log "pid $p ignored SIGTERM, SIGKILL"; kill -KILL "$p" 2>/dev/null; sleep 0.5; fi
 }
+systemd_owns() { [ "$SYSTEMD" = 1 ] && ! hybrid /proc/self/mounts; }
 
-if [ "$MODE" = stop ]; then stop_daemon; result 0 "OK: libvirtd stopped"; fi
+if [ "$MODE" = stop ]; then
+    if systemd_owns; then run systemctl stop libvirtd.service || result 1 "FAILED: systemctl stop libvirtd"
+    else stop_daemon; fi
+    other=$(some_daemon_pid)
+    [ -z "$other" ] || systemd_owns || result 0 "OK: the libvirtd this script started is stopped (libvirtd pid $other is not ours, left running)"
+    result 0 "OK: libvirtd stopped"
+fi
 
 # 1. Debian packages, only when something is missing
 missing=""
@@ -85,8 +114,15 @@ getent passwd libvirt-qemu >/dev/null ||
     run useradd -r -g libvirt-qemu -G kvm -d /var/lib/libvirt -s /usr/sbin/nologin -c 'Libvirt Qemu' libvirt-qemu
 mkdir -p /var/log/libvirt/lxc /var/log/libvirt/qemu /var/run/libvirt /var/lib/libvirt/lxc /var/cache/libvirt
 
-# 3. a usable libvirtd already there? (a systemd-managed one on a real host counts)
-pid=$(daemon_pid)
+# 3. a usable libvirtd already there? (one systemd or an admin runs counts)
+if systemd_owns; then
+    # a real systemd host: let systemd own libvirtd
+    if [ "$MODE" = restart ]; then action=restart; else action=start; fi
+    run systemctl $action libvirtd.service || result 1 "FAILED: systemctl $action libvirtd"
+    i=0; until answers; do i=$((i + 1)); [ $i -ge 30 ] && result 1 "FAILED: $URI does not answer"; sleep 1; done
+    result 0 "OK: libvirtd (re)started by systemd, $URI answers"
+fi
+pid=$(own_daemon_pid)
 if [ "$MODE" = up ] && [ -n "$pid" ]; then
     i=0
     until answers; do i=$((i + 1)); [ $i -ge 10 ] && break; sleep 1; done
@@ -99,14 +135,16 @@ if [ "$MODE" = up ] && [ -n "$pid" ]; then
     else
         log "libvirtd pid $pid does not answer: restarting it"
     fi
+elif [ -z "$pid" ] && other=$(some_daemon_pid) && [ -n "$other" ]; then
+    # not ours: never signalled; usable if it answers and can start containers
+    answers || result 1 "FAILED: libvirtd pid $other (not started by this script) does not answer on $URI; stop it and run this again"
+    if hybrid /proc/"$other"/mounts; then
+        result 1 "FAILED: libvirtd pid $other (not started by this script) sees the hybrid cgroup layout and cannot start LXC containers; stop it and run this again"
+    fi
+    [ "$MODE" = up ] || result 1 "FAILED: libvirtd pid $other was not started by this script: not restarting it"
+    result 0 "OK: libvirtd pid $other (not started by this script) answers on $URI"
 elif [ "$MODE" = up ] && answers; then
     result 0 "OK: $URI answers (daemon not visible here)"
-fi
-if [ -d /run/systemd/system ] && ! hybrid /proc/self/mounts; then
-    # a real systemd host: let systemd own libvirtd
-    run systemctl start libvirtd.service || result 1 "FAILED: systemctl start libvirtd"
-    i=0; until answers; do i=$((i + 1)); [ $i -ge 30 ] && result 1 "FAILED: $URI does not answer"; sleep 1; done
-    result 0 "OK: libvirtd started by systemd, $URI answers"
 fi
 stop_daemon
 
@@ -127,11 +165,11 @@ env -i PATH="$PATH" LANG=C.UTF-8 HOME=/root HIDE=$HIDE \
 i=0
 until answers; do
     i=$((i + 1)); [ $i -ge 30 ] && result 1 "FAILED: libvirtd started but $URI does not answer"
-    [ $i -ge 3 ] && [ -z "$(daemon_pid)" ] &&
+    [ $i -ge 3 ] && [ -z "$(own_daemon_pid)" ] &&
         result 1 "FAILED: libvirtd exited during start-up (see /var/log/libvirt/libvirtd.log)"
     sleep 1
 done
-pid=$(daemon_pid)
+pid=$(own_daemon_pid)
 if [ -n "$pid" ] && hybrid /proc/"$pid"/mounts; then
     result 1 "FAILED: libvirtd pid $pid still sees cgroup2, containers would not start"
 fi

@@ -32,6 +32,7 @@ export const EVENTS = [
   // export
   'export.written',
   'export.failed',
+  'export.watching',
   // libvirt connection
   'libvirt.connected',
   'libvirt.disconnected',

@@ -9,8 +9,10 @@
  * its XML is always read through the libvirt port (the files are libvirt's private state, not an
  * interface). A slow full pass over every domain is the safety net for hints that never come
  * (events missed while libvirtd restarted: the port says so and a pass follows; remote URIs
- * without the directory). Nothing is rewritten when the config it would write means the same as
- * the one there.
+ * without the directory). libvirt creates the directory with its first definition, so on a fresh
+ * machine it is not there yet: a watch that cannot start (or fails later) is tried again with
+ * backoff, and a full pass follows once it works. Nothing is rewritten when the config it would
+ * write means the same as the one there.
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
@@ -35,9 +37,12 @@ export interface ExporterOptions {
   debounceMs?: number;
   /** Debounce and pass timers run on it (a fake one in tests). */
   clock?: Clock;
+  /** First and longest wait before watching the definitions directory again after a failure. */
+  watchRetryMs?: { first: number; max: number };
 }
 
 const DEFAULT_DEBOUNCE_MS = 100;
+const DEFAULT_WATCH_RETRY_MS = { first: 1000, max: 30_000 };
 /** Domains exported at once in a full pass: libvirt answers one connection's calls in order anyway. */
 const PASS_CONCURRENCY = 8;
 
@@ -50,6 +55,9 @@ export class Exporter {
   private readonly again = new Set<string>();
   private fsWatcher: FSWatcher | undefined;
   private unwatchEvents: (() => void) | undefined;
+  private watchRetryTimer: Timer | undefined;
+  /** Wait before the next watch attempt; undefined while the watch works (or was never tried). */
+  private watchRetryMs: number | undefined;
   private passTimer: Timer | undefined;
   private passRunning: Promise<void> | undefined;
   private stopped = false;
@@ -115,6 +123,7 @@ export class Exporter {
     this.stopped = true;
     this.unwatchEvents?.();
     this.fsWatcher?.close();
+    this.clock.clearTimeout(this.watchRetryTimer);
     this.clock.clearTimeout(this.passTimer);
     for (const t of this.timers.values()) this.clock.clearTimeout(t);
     this.timers.clear();
@@ -177,20 +186,42 @@ export class Exporter {
 
   private watchDefinitions(): void {
     const dir = this.opts.definitionsDir;
-    if (dir === undefined) return;
+    if (dir === undefined || this.stopped) return;
     try {
-      this.fsWatcher = watch(dir, { persistent: true }, (_event, file) => {
+      const watcher = watch(dir, { persistent: true }, (_event, file) => {
         const name = definitionName(file?.toString());
         if (name !== undefined) this.hint(name);
       });
-      this.fsWatcher.on('error', (e) => {
-        this.opts.log.warn('export.failed', { err: errorMessage(e), path: dir }, 'definitions watcher failed; only full passes find changes now');
-        this.fsWatcher?.close();
-        this.fsWatcher = undefined;
+      watcher.on('error', (e) => {
+        watcher.close();
+        if (this.fsWatcher === watcher) this.fsWatcher = undefined;
+        this.watchFailed(dir, e);
       });
+      this.fsWatcher = watcher;
     } catch (e) {
-      this.opts.log.warn('export.failed', { err: errorMessage(e), path: dir }, 'cannot watch the definitions directory; only full passes find changes');
+      this.watchFailed(dir, e);
+      return;
     }
+    if (this.watchRetryMs !== undefined) {
+      // Changes made while nothing watched raised no hint: look at every domain once.
+      this.watchRetryMs = undefined;
+      this.opts.log.info('export.watching', { path: dir }, 'watching the definitions directory');
+      void this.fullPass();
+    }
+  }
+
+  /** Logged once per outage; the watch is tried again with a doubling wait. */
+  private watchFailed(dir: string, e: unknown): void {
+    if (this.stopped) return;
+    const retry = this.opts.watchRetryMs ?? DEFAULT_WATCH_RETRY_MS;
+    if (this.watchRetryMs === undefined) {
+      this.opts.log.warn('export.failed', { err: errorMessage(e), path: dir }, 'cannot watch the definitions directory; retrying, only full passes find changes meanwhile');
+    }
+    const wait = this.watchRetryMs ?? retry.first;
+    this.watchRetryMs = Math.min(wait * 2, retry.max);
+    this.clock.clearTimeout(this.watchRetryTimer);
+    this.watchRetryTimer = this.clock.setTimeout(() => this.watchDefinitions(), wait);
+    this.watchRetryTimer.unref?.();
   }
 
   private schedulePass(): void {

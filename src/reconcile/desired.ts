@@ -25,6 +25,8 @@ export interface DesiredDomain {
   domain: Domain;
   /** Start it when it is created. */
   start: boolean;
+  /** When `start` is false: why, for the plan and `ocivirt status` ("startPolicy 'never'"). */
+  notStarted?: string;
   /** Set when the bundle was unpacked from an image. */
   imageDigest?: string;
   warnings: string[];
@@ -151,7 +153,7 @@ export async function desiredDomain(entry: SpoolEntry, opts: DesiredOptions, cgr
     entry: entry.name,
     domainName: entry.domainName,
     domain: result.domain,
-    start: wantsStart(config.annotations?.[START_ANNOTATION], opts.startPolicy ?? 'annotation'),
+    ...startDecision(config.annotations?.[START_ANNOTATION], opts.startPolicy ?? 'annotation'),
     ...(imageDigest !== undefined ? { imageDigest } : {}),
     warnings,
   };
@@ -172,8 +174,10 @@ function withCheckedPaths(config: RuntimeConfig, paths: BundlePaths): RuntimeCon
   return checked;
 }
 
-function wantsStart(annotation: string | undefined, policy: StartPolicy): boolean {
-  if (annotation === 'true') return policy !== 'never';
-  if (annotation === 'false') return false;
-  return policy === 'always';
+/** Whether a new domain is started, and when not, why (said in the plan and in `status`). */
+export function startDecision(annotation: string | undefined, policy: StartPolicy): { start: boolean; notStarted?: string } {
+  if (policy === 'never') return { start: false, notStarted: "startPolicy 'never'" };
+  if (annotation === 'false') return { start: false, notStarted: `annotation ${START_ANNOTATION} is "false"` };
+  if (annotation === 'true' || policy === 'always') return { start: true };
+  return { start: false, notStarted: `startPolicy 'annotation' and no annotation ${START_ANNOTATION}: "true"` };
 }

@@ -101,14 +101,21 @@ function planEntry(d: DesiredDomain, have: ActualState, driftPolicy: DriftPolicy
       reason: `domain '${d.domainName}' already exists and is not managed by ocivirt (no ocivirt metadata, or metadata removed or damaged by a hand edit); it is left alone: rename the entry or remove that domain`,
     };
   const actual = have.managed.get(d.domainName);
-  if (!actual) return { ...base, action: 'create', reason: 'new entry', xml: buildDomainXml(d.domain), start: d.start };
+  // a domain ocivirt leaves stopped says why, at its define and in every later status
+  const why = d.notStarted;
+  if (!actual) {
+    const reason = why === undefined ? 'new entry' : `new entry; defined, not started: ${why}`;
+    return { ...base, action: 'create', reason, xml: buildDomainXml(d.domain), start: d.start };
+  }
   const desired = keepIdentity(d, actual);
   // a domain made before instance ids, adopted (actual.ts): the id alone is no change; the next
   // redefine writes it
   const adopted = actual.owner.instance === undefined;
   const differences = domainDifferences(adopted ? withoutInstance(desired) : desired, actual.domain);
-  if (differences.length === 0)
-    return { ...base, action: 'nothing', reason: adopted ? 'unchanged (made before instance ids; adopted: its bundle is this instance\'s)' : 'unchanged' };
+  if (differences.length === 0) {
+    const unchanged = adopted ? 'unchanged (made before instance ids; adopted: its bundle is this instance\'s)' : 'unchanged';
+    return { ...base, action: 'nothing', reason: why === undefined ? unchanged : `${unchanged}; not started by ocivirt: ${why}` };
+  }
   if (definedFromSameEntry(d, actual)) {
     // The spool did not change since the define, so libvirt did: operator intent (it is
     // exported back to OCI), not drift, unless the policy says revert.

@@ -145,7 +145,8 @@ export function daemonDirs(base: string): DaemonDirs {
 }
 
 export function writeConfig(file: string, dirs: DaemonDirs, extra: Record<string, unknown>): void {
-  writeFileSync(file, JSON.stringify({ spoolDir: dirs.spool, stateDir: dirs.state, exportDir: dirs.export, ...extra }, null, 2));
+  // the tests start what they annotate (org.ocivirt.start), not every domain as the default does
+  writeFileSync(file, JSON.stringify({ spoolDir: dirs.spool, stateDir: dirs.state, exportDir: dirs.export, startPolicy: 'annotation', ...extra }, null, 2));
 }
 
 /** A runtime config for the bundle tests: busybox as init. */

@@ -28,16 +28,16 @@ export function repoRoot(): string {
   }
 }
 
-/** `shared/schemas` sits beside the repository (here /work/main -> /work/shared, in CI the same). */
-export function sharedSchemasDir(): string {
-  return join(repoRoot(), '..', 'shared', 'schemas');
+/** The runtime-spec schemas and examples, kept in the repository (test/oci-schemas/SOURCE says from where). */
+export function schemasDir(): string {
+  return join(repoRoot(), 'test', 'oci-schemas');
 }
 
 let compiled: ValidateFunction | undefined;
 
 function configValidator(): ValidateFunction {
   if (compiled) return compiled;
-  const dir = join(sharedSchemasDir(), 'runtime-spec');
+  const dir = join(schemasDir(), 'runtime-spec');
   // A CommonJS module: under NodeNext its default import is the module, the class is `.default`.
   const ajv = new AjvDraft04.default({ allErrors: true, strict: false });
   for (const name of readdirSync(dir).filter((n) => n.endsWith('.json')).sort())

@@ -99,7 +99,7 @@ test(`SIGKILL at random points of a ${ENTRIES}-entry sync, ${ROUNDS} times: each
   const spool = join(tmp, 'spool');
   const state = join(tmp, 'state');
   const config = join(tmp, 'ocivirt.json');
-  writeFileSync(config, JSON.stringify({ stopTimeoutSec: 1, concurrency: 4 }));
+  writeFileSync(config, JSON.stringify({ stopTimeoutSec: 1, concurrency: 4, startPolicy: 'annotation' }));
   const env = { ...process.env, OCIVIRT_NAME_PREFIX: PREFIX, OCIVIRT_CONFIG: config };
   const syncArgs = ['sync', '--once', '--spool', spool, '--state', state, '--uri', TEST_URI];
 

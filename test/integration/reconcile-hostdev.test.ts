@@ -45,7 +45,7 @@ async function optionsFrom(label: string, allow: unknown) {
   const file = join(tmp, `${label}.json`);
   writeFileSync(
     file,
-    JSON.stringify({ spoolDir: join(tmp, label, 'spool'), stateDir: join(tmp, label, 'state'), exportDir: join(tmp, label, 'export'), namePrefix: `${PREFIX}${label}-`, ...(allow ? { hostDeviceAllowList: allow } : {}) }),
+    JSON.stringify({ spoolDir: join(tmp, label, 'spool'), stateDir: join(tmp, label, 'state'), exportDir: join(tmp, label, 'export'), namePrefix: `${PREFIX}${label}-`, startPolicy: 'annotation', ...(allow ? { hostDeviceAllowList: allow } : {}) }),
   );
   const { config } = await loadConfig({ file, env: {} });
   return { ...syncOptionsFromConfig(config, silentLogger()), retryDelayMs: 50 };

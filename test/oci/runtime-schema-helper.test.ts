@@ -6,9 +6,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { assertRuntimeSchemaValid, runtimeSchemaErrors, sharedSchemasDir } from '../helpers/schema.js';
+import { assertRuntimeSchemaValid, runtimeSchemaErrors, schemasDir } from '../helpers/schema.js';
 
-const examplesDir = join(sharedSchemasDir(), 'runtime-spec-examples');
+const examplesDir = join(schemasDir(), 'runtime-spec-examples');
 const examples = readdirSync(examplesDir).filter((n) => n.endsWith('.json')).sort();
 
 test('the examples are there (good and bad)', () => {

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InputError } from '../../src/errors.js';
 import { validateRuntimeConfig } from '../../src/oci/validate.js';
-import { runtimeSchemaErrors, sharedSchemasDir } from '../helpers/schema.js';
+import { runtimeSchemaErrors, schemasDir } from '../helpers/schema.js';
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
@@ -287,7 +287,7 @@ function runcSpec(): Json {
 
 /** Valid Linux configs touching every section the validator knows. */
 function seeds(): Json[] {
-  const examples = join(sharedSchemasDir(), 'runtime-spec-examples');
+  const examples = join(schemasDir(), 'runtime-spec-examples');
   const example = (n: string) => JSON.parse(readFileSync(join(examples, n), 'utf8')) as { [k: string]: Json };
   const rich: Json = {
     ...base(),

@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InputError } from '../../src/errors.js';
 import { MAX_NESTING, validateRuntimeConfig } from '../../src/oci/validate.js';
-import { repoRoot, runtimeSchemaErrors, sharedSchemasDir } from '../helpers/schema.js';
+import { repoRoot, runtimeSchemaErrors, schemasDir } from '../helpers/schema.js';
 
-const examplesDir = join(sharedSchemasDir(), 'runtime-spec-examples');
+const examplesDir = join(schemasDir(), 'runtime-spec-examples');
 /** Good examples of platforms ocivirt refuses: refused for the platform section, nothing else. */
 const OTHER_PLATFORM_EXAMPLES: Record<string, string> = {
   'good-freebsd-example.json': 'freebsd',

@@ -5,7 +5,7 @@ import { fromNative } from '../../src/convert/from-native.js';
 import { readOwnership } from '../../src/convert/ownership.js';
 import type { RuntimeConfig } from '../../src/oci/runtime-spec.js';
 import type { ActualState, ManagedDomain } from '../../src/reconcile/actual.js';
-import type { DesiredDomain, DesiredState } from '../../src/reconcile/desired.js';
+import { startDecision, type DesiredDomain, type DesiredState } from '../../src/reconcile/desired.js';
 import { computePlan } from '../../src/reconcile/plan.js';
 import { buildDomainXml } from '../../src/xml/build.js';
 import { parseDomainXml } from '../../src/xml/parse.js';
@@ -47,6 +47,25 @@ test('a new entry is created, started only when asked', () => {
   assert.is(plan[1]!.start, false);
   assert.match(plan[0]!.xml ?? '', '<name>a</name>');
   assert.match(plan[0]!.digest ?? '', /^sha256:/);
+});
+
+test('a domain left stopped says why, when created and in every later pass', () => {
+  const d = { ...desired('a'), notStarted: "startPolicy 'never'" };
+  const [created] = computePlan(state([d]), actual([]));
+  assert.is(created!.reason, "new entry; defined, not started: startPolicy 'never'");
+  const [later] = computePlan(state([d]), actual([defined(d)]));
+  assert.is(later!.reason, "unchanged; not started by ocivirt: startPolicy 'never'");
+  const started = desired('b', undefined, true);
+  assert.is(computePlan(state([started]), actual([]))[0]!.reason, 'new entry');
+  assert.is(computePlan(state([started]), actual([defined(started)]))[0]!.reason, 'unchanged');
+});
+
+test('the start decision: policy, then the org.ocivirt.start annotation, says why not', () => {
+  assert.equal(startDecision(undefined, 'always'), { start: true });
+  assert.equal(startDecision('true', 'annotation'), { start: true });
+  assert.equal(startDecision('true', 'never'), { start: false, notStarted: "startPolicy 'never'" });
+  assert.equal(startDecision('false', 'always'), { start: false, notStarted: 'annotation org.ocivirt.start is "false"' });
+  assert.equal(startDecision(undefined, 'annotation'), { start: false, notStarted: "startPolicy 'annotation' and no annotation org.ocivirt.start: \"true\"" });
 });
 
 test('an entry whose domain says the same thing is left alone, however libvirt wrote it', () => {

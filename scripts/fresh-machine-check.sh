@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# fresh-machine-check.sh: the README's quick start on a fresh Debian 12 root, repeatable.
+#
+#   scripts/fresh-machine-check.sh [--ref REF] [--repo DIR] [--keep] [--new-base] [--base-only]
+#
+# 1. debootstrap bookworm (minbase, from Debian's archive) once into $WORK/base.tar (--new-base
+#    makes it again); every run unpacks a new root from it.
+# 2. node and npm are copied in from this machine (the files of the package that owns `which node`,
+#    or the binary plus npm's folder), nothing else is installed by hand.
+# 3. `git clone` of REF (default HEAD) of the repository into /root/ocivirt in that root; nothing
+#    beside the clone (no ../shared).
+# 4. In its own PID and mount namespace (so setup-libvirt.sh can neither see nor signal this
+#    machine's libvirtd), chrooted, with /sys, /dev, a fresh /proc and an empty /run (the chroot's
+#    libvirtd has its own socket): `scripts/demo.sh` in the background until both demo domains run,
+#    the README's memtune -> export check, then SIGTERM to the daemon and `scripts/demo.sh --clean`; then
+#    `scripts/test.sh`. On exit every domain of the chroot's libvirtd is destroyed and libvirtd is
+#    stopped; the PID namespace ends with it.
+# The chroot's libvirtd and this machine's one share the kernel's cgroups, so step 4 holds the
+# integration lock ($OCIVIRT_INTEGRATION_LOCK, default /tmp/ocivirt-integration.lock) throughout.
+# Prints one line per step with its time; the full output is in $WORK/run-<stamp>.log.
+set -euo pipefail
+PATH=/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/bin
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+REF=HEAD
+KEEP=0
+NEW_BASE=0
+BASE_ONLY=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --ref) REF=$2; shift 2 ;;
+    --repo) REPO=$2; shift 2 ;;
+    --keep) KEEP=1; shift ;;
+    --new-base) NEW_BASE=1; shift ;;
+    --base-only) BASE_ONLY=1; shift ;;
+    *) echo "usage: $0 [--ref REF] [--repo DIR] [--keep] [--new-base] [--base-only]" >&2; exit 2 ;;
+  esac
+done
+[ "$(id -u)" = 0 ] || { echo "fresh-machine-check: must run as root" >&2; exit 1; }
+WORK=${OCIVIRT_FRESH_DIR:-/var/tmp/ocivirt-fresh}
+MIRROR=${OCIVIRT_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+LOCK=${OCIVIRT_INTEGRATION_LOCK:-/tmp/ocivirt-integration.lock}
+STAMP=$(date +%Y%m%d-%H%M%S)
+ROOT=$WORK/root-$STAMP
+LOG=$WORK/run-$STAMP.log
+mkdir -p "$WORK"
+T0=$(date +%s)
+step() { echo "fresh-machine-check: [$(( $(date +%s) - T0 ))s] $*" | tee -a "$LOG"; }
+
+# 1. the base system
+if [ "$NEW_BASE" = 1 ] || [ ! -f "$WORK/base.tar" ]; then
+  step "debootstrap bookworm from $MIRROR"
+  rm -rf "$WORK/base"
+  debootstrap --variant=minbase bookworm "$WORK/base" "$MIRROR" >>"$LOG" 2>&1
+  tar -C "$WORK/base" -cf "$WORK/base.tar.part" . && mv "$WORK/base.tar.part" "$WORK/base.tar"
+  rm -rf "$WORK/base"
+fi
+[ "$BASE_ONLY" = 0 ] || { step "base ready: $WORK/base.tar"; exit 0; }
+step "new root $ROOT"
+mkdir -p "$ROOT"
+tar -C "$ROOT" -xf "$WORK/base.tar"
+cleanup_root() { if [ "$KEEP" = 0 ]; then rm -rf --one-file-system "$ROOT"; else step "kept $ROOT"; fi; }
+trap cleanup_root EXIT
+
+# 2. node and npm, as this machine has them
+NODE=$(readlink -f "$(command -v node)")
+if PKG=$(dpkg -S "$NODE" 2>/dev/null | cut -d: -f1) && [ -n "$PKG" ]; then
+  step "copying node: the files of package $PKG ($("$NODE" --version))"
+  dpkg -L "$PKG" | while read -r f; do
+    if [ -f "$f" ] || [ -L "$f" ]; then mkdir -p "$ROOT$(dirname "$f")"; cp -a "$f" "$ROOT$f"; fi
+  done
+else
+  step "copying node: $NODE and npm ($("$NODE" --version))"
+  install -D -m 755 "$NODE" "$ROOT/usr/local/bin/node"
+  NPM_DIR=$(dirname "$(dirname "$NODE")")/lib/node_modules/npm
+  mkdir -p "$ROOT/usr/local/lib/node_modules"
+  cp -a "$NPM_DIR" "$ROOT/usr/local/lib/node_modules/npm"
+  ln -sf ../lib/node_modules/npm/bin/npm-cli.js "$ROOT/usr/local/bin/npm"
+  ln -sf ../lib/node_modules/npm/bin/npx-cli.js "$ROOT/usr/local/bin/npx"
+fi
+cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+
+# 3. the clone
+COMMIT=$(git -C "$REPO" rev-parse --verify "$REF^{commit}")
+step "git clone $REPO at $COMMIT"
+git clone -q --no-hardlinks "$REPO" "$ROOT/root/ocivirt" >>"$LOG" 2>&1
+git -C "$ROOT/root/ocivirt" checkout -q --detach "$COMMIT"
+[ ! -e "$ROOT/root/shared" ] || { step "FAILED: $ROOT/root/shared exists"; exit 1; }
+
+# 4. the run, inside the chroot (this part is the README's two commands and the demo checks)
+cat >"$ROOT/root/fresh-run.sh" <<'EOF'
+#!/bin/bash
+set -u
+cd /root/ocivirt
+export HOME=/root LANG=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+T0=$(date +%s)
+step() { echo "fresh-machine-check: (inside) [$(( $(date +%s) - T0 ))s] $*"; }
+running() { virsh -q -c lxc:/// list --state-running --name 2>/dev/null | grep -qx "$1"; }
+finish() {
+  rc=$?
+  [ -n "${DEMO_PID:-}" ] && kill -TERM "$DEMO_PID" 2>/dev/null
+  for d in $(virsh -q -c lxc:/// list --all --name 2>/dev/null); do
+    virsh -q -c lxc:/// destroy "$d" >/dev/null 2>&1; virsh -q -c lxc:/// undefine "$d" >/dev/null 2>&1
+  done
+  [ -x scripts/setup-libvirt.sh ] && scripts/setup-libvirt.sh --stop
+  exit $rc
+}
+trap finish EXIT
+
+step "scripts/demo.sh (background)"
+scripts/demo.sh >/root/demo.log 2>&1 &
+DEMO_PID=$!
+ok=0
+for i in $(seq 1 900); do
+  if running demo-hello && running demo-web; then ok=1; break; fi
+  kill -0 "$DEMO_PID" 2>/dev/null || break
+  sleep 1
+done
+if [ $ok = 0 ]; then step "FAILED: demo domains not running"; tail -n 40 /root/demo.log; exit 1; fi
+step "demo: demo-hello and demo-web run"
+bin/ocivirt status --state /var/lib/ocivirt-demo/state || { step "FAILED: status"; exit 1; }
+virsh -q -c lxc:/// memtune demo-hello --hard-limit 200000 --config
+for i in $(seq 1 60); do
+  grep -q '"limit": *204800000' /var/lib/ocivirt-demo/export/demo-hello/config.json 2>/dev/null && break
+  sleep 1
+done
+if grep -q '"limit": *204800000' /var/lib/ocivirt-demo/export/demo-hello/config.json 2>/dev/null; then
+  step "demo: memtune -> export/demo-hello/config.json has memory.limit 204800000"
+else
+  step "FAILED: the memtune change was not exported"; tail -n 40 /root/demo.log; exit 1
+fi
+# an entry the user adds to the demo spool: --clean must remove its domain too
+cp -a /var/lib/ocivirt-demo/spool/hello /var/lib/ocivirt-demo/build/extra
+mv /var/lib/ocivirt-demo/build/extra /var/lib/ocivirt-demo/spool/extra
+for i in $(seq 1 120); do running demo-extra && break; sleep 1; done
+running demo-extra || { step "FAILED: demo-extra (added to the spool) does not run"; exit 1; }
+step "demo: an entry added to the spool runs as demo-extra"
+kill -TERM "$DEMO_PID"; wait "$DEMO_PID"; DEMO_PID=
+step "demo: daemon stopped; scripts/demo.sh --clean"
+scripts/demo.sh --clean || { step "FAILED: demo.sh --clean"; exit 1; }
+left=$(virsh -q -c lxc:/// list --all --name | grep '^demo-' || true)
+[ -z "$left" ] || { step "FAILED: demo domains left: $left"; exit 1; }
+[ ! -e /var/lib/ocivirt-demo ] || { step "FAILED: /var/lib/ocivirt-demo left"; exit 1; }
+step "demo: clean"
+
+step "scripts/test.sh"
+scripts/test.sh >/root/test.log 2>&1
+rc=$?
+grep -E '^(FAIL|ok  )' /root/test.log | grep -v '^ok' || true
+tail -n 3 /root/test.log
+[ $rc = 0 ] || { step "FAILED: scripts/test.sh exit $rc"; exit 1; }
+step "scripts/test.sh passed"
+EOF
+chmod 755 "$ROOT/root/fresh-run.sh"
+
+step "waiting for the integration lock $LOCK"
+exec 9>"$LOCK"
+flock 9
+step "lock held; running the README's commands inside the chroot"
+set +e
+# shellcheck disable=SC2016
+unshare --pid --fork --mount --propagation private -- /bin/bash -c '
+  R=$1
+  mount -t proc proc "$R/proc" && mount --rbind /sys "$R/sys" && mount --rbind /dev "$R/dev" &&
+    mount -t tmpfs -o mode=755 tmpfs "$R/run" || exit 1
+  mkdir -p "$R/run/lock" && chmod 1777 "$R/run/lock"
+  exec chroot "$R" /root/fresh-run.sh
+' fresh "$ROOT" 2>&1 | tee -a "$LOG"
+rc=${PIPESTATUS[0]}
+set -e
+flock -u 9
+for f in demo.log test.log; do [ -f "$ROOT/root/$f" ] && cp "$ROOT/root/$f" "$WORK/$STAMP-$f"; done
+if [ "$rc" = 0 ]; then step "PASSED at $COMMIT (logs: $LOG, $WORK/$STAMP-*.log)"
+else step "FAILED (exit $rc) at $COMMIT (logs: $LOG, $WORK/$STAMP-*.log)"; fi
+exit "$rc"
