@@ -8,6 +8,7 @@ import { checkDirectoryTrust } from '../spool/index.js';
 import { UsageError } from '../errors.js';
 import { parseCommandArgs } from './args.js';
 import type { Command, CommandIO } from './command.js';
+import { printable } from './printable.js';
 
 export const RECONCILE_FLAGS = {
   spool: { type: 'string' },
@@ -57,13 +58,15 @@ export async function reconcileSetup(
   return { config, opts: syncOptionsFromConfig(config, log) };
 }
 
+/** One line per item; names and reasons come from the spool, so they are printed escaped. */
 export function formatPlan(plan: readonly PlanItem[]): string {
-  const width = Math.max(6, ...plan.map((i) => i.domain.length));
+  const domains = plan.map((i) => printable(i.domain || '-'));
+  const width = Math.max(6, ...domains.map((d) => d.length));
   return plan
-    .map((i) => {
-      const entry = i.entry !== i.domain ? ` (entry ${i.entry})` : '';
+    .map((i, n) => {
+      const entry = i.entry !== i.domain ? ` (entry ${printable(i.entry)})` : '';
       const start = i.action === 'create' && i.start ? ' and start' : '';
-      return `${i.action.padEnd(7)} ${(i.domain || '-').padEnd(width)}  ${i.reason}${start}${entry}`;
+      return `${i.action.padEnd(7)} ${domains[n]!.padEnd(width)}  ${printable(i.reason)}${start}${entry}`;
     })
     .join('\n');
 }

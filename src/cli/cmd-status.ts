@@ -6,6 +6,7 @@ import { InputError } from '../errors.js';
 import { STATUS_FILE, type EntryStatus } from '../reconcile/sync.js';
 import { parseCommandArgs } from './args.js';
 import type { Command, CommandIO } from './command.js';
+import { printable } from './printable.js';
 
 const usage = `Usage: ocivirt status [--config FILE] [--state DIR] [--json]
 
@@ -57,7 +58,8 @@ export const statusCommand: Command = {
       return 0;
     }
     const age = Math.round((Date.now() - (await stat(file)).mtimeMs) / 1000);
-    const rows = status.entries.map((e) => [e.entry, e.domain || '-', e.action, e.result, oneLine(e.error ?? e.reason)]);
+    // names and reasons come from the spool: escaped, so one entry is always one line
+    const rows = status.entries.map((e) => [e.entry, e.domain || '-', e.action, e.result, oneLine(e.error ?? e.reason)].map(printable));
     const head = ['ENTRY', 'DOMAIN', 'ACTION', 'RESULT', 'ERROR / REASON'];
     const widths = head.slice(0, 4).map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
     const line = (r: string[]) => r.slice(0, 4).map((c, i) => c.padEnd(widths[i]!)).join('  ') + '  ' + r[4] + '\n';

@@ -5,6 +5,7 @@ import { syncOnce } from '../reconcile/sync.js';
 import { parseCommandArgs } from './args.js';
 import type { Command, CommandIO } from './command.js';
 import { formatPlan, RECONCILE_FLAGS, RECONCILE_FLAGS_USAGE, reconcileSetup } from './cmd-plan.js';
+import { printable } from './printable.js';
 
 const usage = `Usage: ocivirt sync --once --spool DIR [--state DIR] [--uri URI] [--config FILE]
 
@@ -35,11 +36,11 @@ export const syncCommand: Command = {
       const r = await syncOnce(port, opts);
       const acted = r.results.filter((x) => x.item.action !== 'nothing');
       if (acted.length) io.stdout.write(formatPlan(acted.map((x) => x.item)) + '\n');
-      for (const f of r.failed) io.stderr.write(`failed: ${f.item.domain || '-'} (entry ${f.item.entry}): ${f.error}\n`);
+      for (const f of r.failed) io.stderr.write(`failed: ${printable(f.item.domain || '-')} (entry ${printable(f.item.entry)}): ${printable(String(f.error))}\n`);
       for (const k of r.results.filter((x) => x.ok && x.item.action === 'nothing' && x.item.handEdit))
-        io.stdout.write(`kept: ${k.item.domain} was changed in libvirt by hand (driftPolicy keep)\n`);
+        io.stdout.write(`kept: ${printable(k.item.domain)} was changed in libvirt by hand (driftPolicy keep)\n`);
       for (const p of r.results.filter((x) => x.pending))
-        io.stdout.write(`pending: ${p.item.domain} is running; the new definition applies at its next start\n`);
+        io.stdout.write(`pending: ${printable(p.item.domain)} is running; the new definition applies at its next start\n`);
       const count = (a: string) => r.results.filter((x) => x.ok && x.item.action === a).length;
       io.stdout.write(
         `sync: ${count('create')} created, ${count('update')} updated, ${count('start')} started, ${count('delete')} deleted, ${count('nothing')} unchanged, ${r.failed.length} failed (${r.durationMs} ms)\n`,

@@ -3,9 +3,11 @@
  * variables, then command-line flags; each layer checked by hand, with errors naming where the
  * value came from (the file, `environment`, `command line`) and the key (InputError: exit 2).
  */
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, realpath } from 'node:fs/promises';
 import { isAbsolute, normalize, relative, sep } from 'node:path';
 import { InputError } from '../errors.js';
+import { writerProblems } from '../spool/trust.js';
 import { DEFAULT_UNPACK_LIMITS, defaultConfig, SETTINGS, type Config, type Kind, type Setting, type UnpackLimits } from './settings.js';
 
 /** Where a packaged install keeps the file; used when no --config / OCIVIRT_CONFIG names one. */
@@ -54,16 +56,39 @@ export async function loadConfig(opts: LoadOptions = {}): Promise<LoadedConfig> 
   return { config, file: text !== undefined ? file : undefined };
 }
 
+/**
+ * The file's text, read once through one fd. The file is root-equivalent (bindAllowList,
+ * allowDevices, allowInsecureDirs), so it gets the spool's rule: owned by root or this user, not
+ * writable by group or others, nor replaceable through a directory above it. No setting relaxes
+ * this: a setting would come from the very file in question.
+ */
 async function readConfigText(file: string, required: boolean): Promise<string | undefined> {
+  let real: string;
   try {
-    const data = await readFile(file);
-    if (data.length > MAX_CONFIG_BYTES) throw new InputError(`larger than ${MAX_CONFIG_BYTES} bytes`, { file });
-    return data.toString('utf8');
+    real = await realpath(file);
   } catch (e) {
-    if (e instanceof InputError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' && !required) return undefined;
     throw new InputError(`cannot be read (${code ?? (e as Error).message})`, { file });
+  }
+  let fh;
+  try {
+    fh = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (e) {
+    throw new InputError(`cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file });
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw new InputError('is not a regular file', { file });
+    const problems = await writerProblems(real, st, process.getuid?.() ?? 0);
+    if (problems.length)
+      throw new InputError(`refused: ${problems[0]} (its settings decide what containers may reach on the host; fix the mode or owner)`, { file });
+    if (st.size > MAX_CONFIG_BYTES) throw new InputError(`larger than ${MAX_CONFIG_BYTES} bytes`, { file });
+    const data = await fh.readFile();
+    if (data.length > MAX_CONFIG_BYTES) throw new InputError(`larger than ${MAX_CONFIG_BYTES} bytes`, { file });
+    return data.toString('utf8');
+  } finally {
+    await fh.close();
   }
 }
 

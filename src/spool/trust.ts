@@ -39,6 +39,20 @@ export async function checkDirectoryTrust(path: string, opts: DirectoryTrustOpti
   const st = await stat(real);
   if (!st.isDirectory()) throw new InputError('is not a directory', { file: path });
 
+  const problems = await writerProblems(real, st, uid);
+  if (problems.length === 0) return { warnings: [] };
+  if (opts.allowInsecure) return { warnings: problems.map((p) => `insecure (allowed by setting): ${p}`) };
+  throw new InputError(
+    `refused: ${problems[0]} (another user could plant or swap what ocivirt reads or writes there, and spool entries run as root; fix the mode or owner, or set allowInsecureDirs)`,
+    { file: path },
+  );
+}
+
+/**
+ * Who besides root and `uid` could change what `real` (a resolved path, `st` its stat) holds:
+ * its owner and mode, and every directory above it (which could swap it unless sticky).
+ */
+export async function writerProblems(real: string, st: Stats, uid: number): Promise<string[]> {
   const problems: string[] = [];
   const trustedOwner = (s: Stats) => s.uid === 0 || s.uid === uid;
   if (!trustedOwner(st)) problems.push(`${real} is owned by uid ${st.uid}, not by root or uid ${uid}`);
@@ -49,12 +63,7 @@ export async function checkDirectoryTrust(path: string, opts: DirectoryTrustOpti
     if (parent.mode & 0o022 && !(parent.mode & 0o1000))
       problems.push(`parent ${dir} is writable by group or others without the sticky bit (mode ${mode(parent)}), so ${child} can be swapped`);
   }
-  if (problems.length === 0) return { warnings: [] };
-  if (opts.allowInsecure) return { warnings: problems.map((p) => `insecure (allowed by setting): ${p}`) };
-  throw new InputError(
-    `refused: ${problems[0]} (another user could plant or swap what ocivirt reads or writes there, and spool entries run as root; fix the mode or owner, or set allowInsecureDirs)`,
-    { file: path },
-  );
+  return problems;
 }
 
 /** Filesystems whose `source` is a label, never a host path. */

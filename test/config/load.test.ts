@@ -1,4 +1,5 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { chmod, chown, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -125,6 +126,55 @@ test('the export directory may not be inside the spool', async () => {
   assert.is(e.field, 'exportDir');
   const same = await refusal(loadConfig({ env: {}, flags: { spoolDir: '/srv/x', stateDir: '/srv/x' } }));
   assert.match(same.message, /separate directories/);
+});
+
+test('a config file others could write is refused, whatever it says (it is root-equivalent)', async () => {
+  const body = JSON.stringify({ bindAllowList: ['/'], allowDevices: true, allowInsecureDirs: true });
+  const open = await file('world.json', body);
+  await chmod(open, 0o666);
+  let e = await refusal(loadConfig({ file: open, env: {} }));
+  assert.is(e.file, open);
+  assert.match(e.reason, /writable by group or others \(mode 0666\)/);
+  await chmod(open, 0o620);
+  e = await refusal(loadConfig({ file: open, env: {} }));
+  assert.match(e.reason, /mode 0620/);
+  // the default file and OCIVIRT_CONFIG get the same rule
+  e = await refusal(loadConfig({ env: {}, defaultFile: open }));
+  assert.match(e.reason, /writable by group or others/);
+  e = await refusal(loadConfig({ env: { OCIVIRT_CONFIG: open } }));
+  assert.match(e.reason, /writable by group or others/);
+  await chmod(open, 0o644);
+  assert.is((await loadConfig({ file: open, env: {} })).config.allowDevices, true);
+});
+
+test('a config file owned by another user, or in a directory others can write, is refused', async () => {
+  const owned = await file('owned.json', '{}');
+  await chown(owned, 12345, 0);
+  let e = await refusal(loadConfig({ file: owned, env: {} }));
+  assert.match(e.reason, /owned by uid 12345/);
+
+  const shared = join(dir, 'shared');
+  await mkdir(shared);
+  await chmod(shared, 0o777); // not sticky: anyone can swap the file
+  const inShared = join(shared, 'ocivirt.json');
+  await writeFile(inShared, '{}');
+  e = await refusal(loadConfig({ file: inShared, env: {} }));
+  assert.match(e.reason, /parent .*shared is writable by group or others without the sticky bit/);
+
+  // through a symlink the file it resolves to is checked
+  const link = join(dir, 'link.json');
+  await symlink(inShared, link);
+  e = await refusal(loadConfig({ file: link, env: {} }));
+  assert.match(e.reason, /shared is writable/);
+  await chmod(shared, 0o755);
+  assert.is((await loadConfig({ file: link, env: {} })).file, link);
+});
+
+test('a config path that is a FIFO is refused at once, not read', async () => {
+  const fifo = join(dir, 'fifo.json');
+  assert.is(spawnSync('mkfifo', [fifo]).status, 0);
+  const e = await refusal(loadConfig({ file: fifo, env: {} }));
+  assert.match(e.reason, /not a regular file/);
 });
 
 test.run();
