@@ -11,12 +11,14 @@
 #    beside the clone (no ../shared).
 # 4. In its own PID and mount namespace (so setup-libvirt.sh can neither see nor signal this
 #    machine's libvirtd), chrooted, with /sys, /dev, a fresh /proc and an empty /run (the chroot's
-#    libvirtd has its own socket): `scripts/demo.sh` in the background until both demo domains run,
+#    libvirtd has its own socket): first `scripts/setup-libvirt.sh --packages` (apt only, no
+#    libvirtd: without the lock), then `scripts/demo.sh` in the background until both demo domains run,
 #    the README's memtune -> export check, then SIGTERM to the daemon and `scripts/demo.sh --clean`; then
 #    `scripts/test.sh`. On exit every domain of the chroot's libvirtd is destroyed and libvirtd is
 #    stopped; the PID namespace ends with it.
 # The chroot's libvirtd and this machine's one share the kernel's cgroups, so step 4 holds the
-# integration lock ($OCIVIRT_INTEGRATION_LOCK, default /tmp/ocivirt-integration.lock) throughout.
+# integration lock ($OCIVIRT_INTEGRATION_LOCK, default /tmp/ocivirt-integration.lock) from the
+# demo to the end of the tests.
 # Prints one line per step with its time; the full output is in $WORK/run-<stamp>.log.
 set -euo pipefail
 PATH=/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/bin
@@ -91,7 +93,6 @@ cat >"$ROOT/root/fresh-run.sh" <<'EOF'
 #!/bin/bash
 set -u
 cd /root/ocivirt
-export HOME=/root LANG=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 T0=$(date +%s)
 step() { echo "fresh-machine-check: (inside) [$(( $(date +%s) - T0 ))s] $*"; }
 running() { virsh -q -c lxc:/// list --state-running --name 2>/dev/null | grep -qx "$1"; }
@@ -152,23 +153,38 @@ step "scripts/test.sh passed"
 EOF
 chmod 755 "$ROOT/root/fresh-run.sh"
 
+# In a new PID and mount namespace, chrooted: /proc of that namespace, the host's /sys and /dev,
+# an empty /run (so the chroot's libvirtd has its own socket and pid file).
+in_root() {
+  # shellcheck disable=SC2016
+  unshare --pid --fork --mount --propagation private -- /bin/bash -c '
+    R=$1; shift
+    mount -t proc proc "$R/proc" && mount --rbind /sys "$R/sys" && mount --rbind /dev "$R/dev" &&
+      mount -t tmpfs -o mode=755 tmpfs "$R/run" || exit 1
+    mkdir -p "$R/run/lock" && chmod 1777 "$R/run/lock"
+    exec chroot "$R" /usr/bin/env -i HOME=/root LANG=C.UTF-8 PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@"
+  ' in_root "$ROOT" "$@"
+}
+
+# The Debian packages first, through the setup script's own --packages step: they touch no
+# libvirtd, so this long part runs without the lock.
+step "scripts/setup-libvirt.sh --packages (inside, no lock needed)"
+set +e
+in_root /bin/sh -c 'cd /root/ocivirt && OCIVIRT_SETUP_LOG=/root/setup.log scripts/setup-libvirt.sh --packages' 2>&1 | tee -a "$LOG"
+rc=${PIPESTATUS[0]}
+set -e
+[ "$rc" = 0 ] || { cp "$ROOT/root/setup.log" "$WORK/$STAMP-setup.log" 2>/dev/null; step "FAILED: setup-libvirt.sh --packages (log: $WORK/$STAMP-setup.log)"; exit 1; }
+
 step "waiting for the integration lock $LOCK"
 exec 9>"$LOCK"
 flock 9
 step "lock held; running the README's commands inside the chroot"
 set +e
-# shellcheck disable=SC2016
-unshare --pid --fork --mount --propagation private -- /bin/bash -c '
-  R=$1
-  mount -t proc proc "$R/proc" && mount --rbind /sys "$R/sys" && mount --rbind /dev "$R/dev" &&
-    mount -t tmpfs -o mode=755 tmpfs "$R/run" || exit 1
-  mkdir -p "$R/run/lock" && chmod 1777 "$R/run/lock"
-  exec chroot "$R" /root/fresh-run.sh
-' fresh "$ROOT" 2>&1 | tee -a "$LOG"
+in_root /root/fresh-run.sh 2>&1 | tee -a "$LOG"
 rc=${PIPESTATUS[0]}
 set -e
 flock -u 9
-for f in demo.log test.log; do [ -f "$ROOT/root/$f" ] && cp "$ROOT/root/$f" "$WORK/$STAMP-$f"; done
+for f in demo.log test.log setup.log; do [ -f "$ROOT/root/$f" ] && cp "$ROOT/root/$f" "$WORK/$STAMP-$f"; done
 if [ "$rc" = 0 ]; then step "PASSED at $COMMIT (logs: $LOG, $WORK/$STAMP-*.log)"
 else step "FAILED (exit $rc) at $COMMIT (logs: $LOG, $WORK/$STAMP-*.log)"; fi
 exit "$rc"

@@ -6,6 +6,7 @@
 #   scripts/setup-libvirt.sh            install what is missing, start libvirtd if none answers
 #   scripts/setup-libvirt.sh --restart  always (re)start libvirtd (running containers survive)
 #   scripts/setup-libvirt.sh --stop     stop libvirtd (running containers survive)
+#   scripts/setup-libvirt.sh --packages only install what is missing; libvirtd is not touched
 #
 # Also installs what ocivirt's build and tests need from Debian (libvirt-dev,
 # g++, python3 for the libvirt-binding addon (generated from libvirt-dev's libvirt-api.xml); xmllint for virt-xml-validate;
@@ -55,7 +56,8 @@ case "${1:-}" in
     "") ;;
     --restart) MODE=restart ;;
     --stop) MODE=stop ;;
-    *) result 2 "FAILED: unknown argument ${1} (use --restart or --stop)" ;;
+    --packages) MODE=packages ;;
+    *) result 2 "FAILED: unknown argument ${1} (use --restart, --stop or --packages)" ;;
 esac
 log "=== setup-libvirt.sh $MODE"
 
@@ -71,7 +73,7 @@ own_daemon_pid() {
     echo "$p"
 }
 # Any libvirtd this script can see, for messages only.
-some_daemon_pid() { pgrep -x libvirtd | head -n1; }
+some_daemon_pid() { pgrep -x libvirtd 2>/dev/null | head -n1; }
 hybrid() { grep -q ' cgroup ' "$1" && grep -q ' cgroup2 ' "$1"; }
 stop_daemon() {
     p=$(own_daemon_pid)
@@ -113,6 +115,7 @@ getent group libvirt-qemu >/dev/null || run groupadd -r libvirt-qemu
 getent passwd libvirt-qemu >/dev/null ||
     run useradd -r -g libvirt-qemu -G kvm -d /var/lib/libvirt -s /usr/sbin/nologin -c 'Libvirt Qemu' libvirt-qemu
 mkdir -p /var/log/libvirt/lxc /var/log/libvirt/qemu /var/run/libvirt /var/lib/libvirt/lxc /var/cache/libvirt
+[ "$MODE" != packages ] || result 0 "OK: packages installed"
 
 # 3. a usable libvirtd already there? (one systemd or an admin runs counts)
 if systemd_owns; then
