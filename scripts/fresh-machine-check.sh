@@ -67,9 +67,8 @@ trap cleanup_root EXIT
 NODE=$(readlink -f "$(command -v node)")
 if PKG=$(dpkg -S "$NODE" 2>/dev/null | cut -d: -f1) && [ -n "$PKG" ]; then
   step "copying node: the files of package $PKG ($("$NODE" --version))"
-  dpkg -L "$PKG" | while read -r f; do
-    if [ -f "$f" ] || [ -L "$f" ]; then mkdir -p "$ROOT$(dirname "$f")"; cp -a "$f" "$ROOT$f"; fi
-  done
+  dpkg -L "$PKG" | while read -r f; do [ -d "$f" ] && [ ! -L "$f" ] || echo "$f"; done |
+    tar -cf - --no-recursion -T - 2>>"$LOG" | tar -C "$ROOT" -xf -
 else
   step "copying node: $NODE and npm ($("$NODE" --version))"
   install -D -m 755 "$NODE" "$ROOT/usr/local/bin/node"
@@ -180,7 +179,7 @@ exec 9>"$LOCK"
 flock 9
 step "lock held; running the README's commands inside the chroot"
 set +e
-in_root /root/fresh-run.sh 2>&1 | tee -a "$LOG"
+in_root /root/fresh-run.sh 9>&- 2>&1 | tee -a "$LOG"   # the lock's fd stays out: a daemon would keep it
 rc=${PIPESTATUS[0]}
 set -e
 flock -u 9

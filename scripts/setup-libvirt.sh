@@ -156,12 +156,15 @@ if hybrid /proc/self/mounts; then HIDE=1; else HIDE=0; fi
 log "starting libvirtd (hide cgroup2: $HIDE)"
 # shellcheck disable=SC2016
 env -i PATH="$PATH" LANG=C.UTF-8 HOME=/root HIDE=$HIDE \
-    unshare --mount --propagation private -- /bin/sh -c '
+    unshare --mount --propagation private -- /bin/bash -c '
         if [ "$HIDE" = 1 ]; then
             for m in $(awk "\$3 == \"cgroup2\" { print \$2 }" /proc/self/mounts); do
                 umount "$m" 2>/dev/null || umount -l "$m" || exit 1
             done
         fi
+        # libvirtd keeps every fd it inherits for its whole life: a caller under
+        # `flock LOCK cmd` would leave LOCK held until libvirtd exits
+        for f in /proc/$$/fd/*; do n=${f##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done 2>/dev/null
         exec libvirtd --daemon --pid-file '"$PIDFILE"'
     ' >>"$LOG" 2>&1 || result 1 "FAILED: libvirtd did not start (see $LOG, /var/log/libvirt/libvirtd.log)"
 
