@@ -5,8 +5,8 @@
 #
 # 1. debootstrap bookworm (minbase, from Debian's archive) once into $WORK/base.tar (--new-base
 #    makes it again); every run unpacks a new root from it.
-# 2. node and npm are copied in from this machine (the files of the package that owns `which node`,
-#    or the binary plus npm's folder), nothing else is installed by hand.
+# 2. node and npm are copied in from this machine (the binary `which node` names, its prefix's
+#    lib/node_modules (npm), include/node and the npm/npx links), nothing else is installed by hand.
 # 3. `git clone` of REF (default HEAD) of the repository into /root/ocivirt in that root; nothing
 #    beside the clone (no ../shared).
 # 4. In its own PID and mount namespace (so setup-libvirt.sh can neither see nor signal this
@@ -65,19 +65,11 @@ trap cleanup_root EXIT
 
 # 2. node and npm, as this machine has them
 NODE=$(readlink -f "$(command -v node)")
-if PKG=$(dpkg -S "$NODE" 2>/dev/null | cut -d: -f1) && [ -n "$PKG" ]; then
-  step "copying node: the files of package $PKG ($("$NODE" --version))"
-  dpkg -L "$PKG" | while read -r f; do [ -d "$f" ] && [ ! -L "$f" ] || echo "$f"; done |
-    tar -cf - --no-recursion -T - 2>>"$LOG" | tar -C "$ROOT" -xf -
-else
-  step "copying node: $NODE and npm ($("$NODE" --version))"
-  install -D -m 755 "$NODE" "$ROOT/usr/local/bin/node"
-  NPM_DIR=$(dirname "$(dirname "$NODE")")/lib/node_modules/npm
-  mkdir -p "$ROOT/usr/local/lib/node_modules"
-  cp -a "$NPM_DIR" "$ROOT/usr/local/lib/node_modules/npm"
-  ln -sf ../lib/node_modules/npm/bin/npm-cli.js "$ROOT/usr/local/bin/npm"
-  ln -sf ../lib/node_modules/npm/bin/npx-cli.js "$ROOT/usr/local/bin/npx"
-fi
+PREFIX=$(dirname "$(dirname "$NODE")")     # /usr or /usr/local: bin/node, lib/node_modules/npm
+step "copying node $("$NODE" --version) and npm from $PREFIX"
+( cd / && for p in "$NODE" "$PREFIX/lib/node_modules" "$PREFIX/include/node" "$PREFIX/bin/npm" "$PREFIX/bin/npx" "$PREFIX/bin/corepack"; do
+    if [ -e "$p" ] || [ -L "$p" ]; then echo "${p#/}"; fi
+  done ) | tar -C / -cf - -T - | tar -C "$ROOT" -xf -
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 
 # 3. the clone
