@@ -28,6 +28,7 @@ function recordingPort(asked: (name: string) => void): LibvirtPort {
     stop: none,
     destroy: none,
     state: none,
+    watch: () => () => {}, // no lifecycle events: only the directory watch can name the domain
     close: () => Promise.resolve(),
   } as unknown as LibvirtPort;
 }
