@@ -41,8 +41,8 @@ const ms = (x: number) => `${x.toFixed(1)} ms`;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)]!;
 
-function xml(name: string, arg = '300'): string {
-  return `<domain type='lxc'><name>${name}</name><memory unit='MiB'>64</memory>
+function xml(name: string, arg = '300', uuid?: string): string {
+  return `<domain type='lxc'><name>${name}</name>${uuid ? `<uuid>${uuid}</uuid>` : ''}<memory unit='MiB'>64</memory>
   <os><type>exe</type><init>/bin/sleep</init><initarg>${arg}</initarg></os><devices><console type='pty'/></devices></domain>`;
 }
 
@@ -126,9 +126,13 @@ async function main(): Promise<void> {
     const latencies: number[] = [];
     for (let i = 0; i < EVENTS; i++) {
       const n = names[i % N]!;
+      const d = await lv.virDomainLookupByName(conn, n);
+      const uuid = await lv.virDomainGetUUIDString(d);
+      lv.virDomainFree(d);
       const seen = new Promise<number>((resolve) => waiting.set(n, resolve));
       const t0 = performance.now();
-      lv.virDomainFree(await lv.virDomainDefineXML(conn, xml(n, String(1000 + i))));
+      // a redefine must name the uuid on libvirt-lxc
+      lv.virDomainFree(await lv.virDomainDefineXML(conn, xml(n, String(1000 + i), uuid)));
       latencies.push((await seen) - t0);
       waiting.delete(n);
     }
