@@ -55,9 +55,10 @@ test('SIGTERM during a long unpack: cut after the timeout, exit 0; the next star
   const dirs = daemonDirs(join(tmp(), 'abandon'));
   const config = join(dirs.base, 'ocivirt.json');
   writeConfig(config, dirs, { namePrefix: PREFIX, shutdownTimeoutSec: 1, quietMs: 200 });
-  // many small files: unpacking takes seconds, far longer than the shutdown timeout
+  // many small files (80,000): applying them takes seconds even on a quiet machine, far longer
+  // than the shutdown timeout (with 40,000 the apply sometimes ended within it: nothing to cut)
   const entries = [tarDir('bin/'), tarFile('bin/sh', '#!fake\n', { mode: 0o755 })];
-  for (let d = 0; d < 200; d++) {
+  for (let d = 0; d < 400; d++) {
     entries.push(tarDir(`d${d}/`));
     for (let f = 0; f < 200; f++) entries.push(tarFile(`d${d}/f${f}`, randomBytes(64)));
   }
