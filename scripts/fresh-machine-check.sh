@@ -63,7 +63,7 @@ tar -C "$ROOT" -xf "$WORK/base.tar"
 cleanup_root() { if [ "$KEEP" = 0 ]; then rm -rf --one-file-system "$ROOT"; else step "kept $ROOT"; fi; }
 trap cleanup_root EXIT
 
-# 2. node and npm, as this machine has them
+# 2. node and npm, as this machine has them (with the workplace's CA and npm config)
 NODE=$(readlink -f "$(command -v node)")
 PREFIX=$(dirname "$(dirname "$NODE")")     # /usr or /usr/local: bin/node, lib/node_modules/npm
 step "copying node $("$NODE" --version) and npm from $PREFIX"
@@ -71,6 +71,11 @@ step "copying node $("$NODE" --version) and npm from $PREFIX"
     if [ -e "$p" ] || [ -L "$p" ]; then echo "${p#/}"; fi
   done ) | tar -C / -cf - -T - | tar -C "$ROOT" -xf -
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+# this workplace's network setup, which every machine here has: its CA bundle (the registries are
+# reached through a TLS-inspecting egress) and npm's config files that point at it
+( cd / && for p in etc/ssl/certs/ca-certificates.crt usr/local/share/ca-certificates etc/npmrc usr/etc/npmrc root/.npmrc; do
+    if [ -e "/$p" ]; then echo "$p"; fi
+  done ) | tar -C / -cf - -T - | tar -C "$ROOT" -xf -
 
 # 3. the clone
 COMMIT=$(git -C "$REPO" rev-parse --verify "$REF^{commit}")
@@ -150,7 +155,8 @@ in_root() {
   # shellcheck disable=SC2016
   unshare --pid --fork --mount --propagation private -- /bin/bash -c '
     R=$1; shift
-    mount -t proc proc "$R/proc" && mount --rbind /sys "$R/sys" && mount --rbind /dev "$R/dev" &&
+    # / is a mount point on a real machine (unshare --propagation needs one): bind the root onto itself
+    mount --bind "$R" "$R" && mount -t proc proc "$R/proc" && mount --rbind /sys "$R/sys" && mount --rbind /dev "$R/dev" &&
       mount -t tmpfs -o mode=755 tmpfs "$R/run" || exit 1
     mkdir -p "$R/run/lock" && chmod 1777 "$R/run/lock"
     exec chroot "$R" /usr/bin/env -i HOME=/root LANG=C.UTF-8 PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@"

@@ -67,8 +67,11 @@ own_daemon_pid() {
     p=$(cat "$PIDFILE" 2>/dev/null) || return 0
     case "$p" in ''|*[!0-9]*) return 0 ;; esac
     [ "$(cat /proc/"$p"/comm 2>/dev/null)" = libvirtd ] || return 0
+    # the same file (by inode: the path it shows depends on the reader's mount namespace), or its
+    # path when the package was upgraded under it (deleted)
+    bin=$(readlink -f "$(command -v libvirtd)")
     exe=$(readlink /proc/"$p"/exe 2>/dev/null) || return 0
-    [ "${exe% (deleted)}" = "$(readlink -f "$(command -v libvirtd)")" ] || return 0
+    [ /proc/"$p"/exe -ef "$bin" ] || [ "${exe% (deleted)}" = "$bin" ] || return 0
     tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null | grep -q -- "--pid-file $PIDFILE " || return 0
     echo "$p"
 }
