@@ -37,7 +37,7 @@ set -u
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 URI=lxc:///
-PKGS="libvirt-daemon libvirt-daemon-driver-lxc libvirt-clients libvirt-dev libxml2-utils iproute2
+PKGS="libvirt-daemon libvirt-daemon-driver-lxc libvirt-clients libvirt-dev libxml2-utils iproute2 procps
       g++ make python3 pkg-config busybox-static runc umoci skopeo systemd debootstrap zstd ${OCIVIRT_EXTRA_PKGS:-}"
 # systemd as PID 1 (not merely installed): systemd runs libvirtd, from libvirt-daemon-system's unit
 if [ -d /run/systemd/system ]; then SYSTEMD=1; PKGS="$PKGS libvirt-daemon-system"; else SYSTEMD=0; fi
