@@ -17,6 +17,7 @@ export const EVENTS = [
   'image.warning',
   'layer.progress',
   'layer.applied',
+  'layer.trailing',
   // reconciler
   'plan.computed',
   'domain.defined',

@@ -4,11 +4,12 @@
  * anywhere destroys the output with an error naming the layer, so the consumer (the layer
  * applier) fails instead of finishing on bad bytes.
  */
-import { createGunzip } from 'node:zlib';
 import { pipeline } from 'node:stream/promises';
-import type { Readable, Transform } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { InputError } from '../errors.js';
+import { CorruptStreamError } from './codec-error.js';
 import { VerifyingStream } from './digest.js';
+import { gunzip } from './gzip.js';
 import { scavengeEvery } from './memory.js';
 import { detectCompression, type Compression } from './media-types.js';
 import type { ResolvedLayer } from './resolve.js';
@@ -33,7 +34,11 @@ export interface LayerStreamStats {
 export interface LayerStreamOptions {
   /** Told the size of every compressed chunk read (progress). */
   onCompressedBytes?: (n: number) => void;
-  onWarning?: (msg: string) => void;
+  /**
+   * Told how many bytes followed the end of the compressed stream (ignored: the blob digest
+   * covers them, the diffID the tar); called once the blob has been read to its end.
+   */
+  onTrailing?: (bytes: number, compression: Compression) => void;
   /**
    * Refuse a layer that inflates more than this many times its compressed size (0: no limit),
    * checked once RATIO_AFTER_BYTES have come out: a bomb is stopped long before it fills the
@@ -48,10 +53,9 @@ export const DEFAULT_MAX_RATIO = 1000;
 /** Uncompressed bytes before the ratio guard looks: small layers may be all zeros. */
 export const RATIO_AFTER_BYTES = 64 * 1024 * 1024;
 
-/** A decompression stage; gzip (node's zlib) and the zstd generator both wait for their reader. */
-export function decompressStage(c: Compression, onTrailing: (bytes: number) => void): Transform | ((s: AsyncIterable<Buffer>) => AsyncGenerator<Buffer>) | undefined {
-  // 64 KiB output chunks: larger ones bought no speed and cost memory (measured)
-  if (c === 'gzip') return createGunzip({ chunkSize: 1 << 16 });
+/** A decompression stage; both wait for their reader, and both report bytes after their stream. */
+export function decompressStage(c: Compression, onTrailing: (bytes: number) => void): ((s: AsyncIterable<Buffer>) => AsyncGenerator<Buffer>) | undefined {
+  if (c === 'gzip') return gunzip(onTrailing);
   if (c === 'zstd') return zstdDecompress(onTrailing);
   return undefined;
 }
@@ -99,8 +103,7 @@ export async function openLayerStream(source: ImageSource, layer: ResolvedLayer,
     file,
     onBytes: scavengeEvery(4 << 20),
   });
-  const onTrailing = (n: number) => opts.onWarning?.(`${layer.label}: ${n} bytes after the end of the ${compression} stream ignored (the blob digest covers them)`);
-  const inflate = decompressStage(compression, onTrailing);
+  const inflate = decompressStage(compression, (n) => opts.onTrailing?.(n, compression));
   const maxRatio = opts.maxRatio ?? 0;
   const stages: unknown[] = [raw, blobCheck];
   if (inflate) {
@@ -127,7 +130,7 @@ function explain(e: unknown, layer: ResolvedLayer, compression: Compression, fil
   if (e instanceof InputError) return e;
   const err = e as NodeJS.ErrnoException;
   if (err.code === 'ERR_STREAM_PREMATURE_CLOSE') return err;
-  if (err.code?.startsWith('Z_') || compression === 'zstd' && !err.code)
+  if (e instanceof CorruptStreamError || err.code?.startsWith('Z_') || (compression === 'zstd' && !err.code))
     return new InputError(`${layer.label}: corrupt ${compression} stream: ${err.message}`, { file });
   return err;
 }

@@ -276,7 +276,11 @@ async function unpackLayer(
       bytes += k;
       report(false);
     },
-    onWarning: warn,
+    onTrailing: (trailing, compression) => {
+      const m = `${layer.label}: ${trailing} bytes after the end of the ${compression} stream ignored (the blob digest covers them)`;
+      warn(m);
+      opts.log?.warn('layer.trailing', { entry: source.path, digest: layer.digest?.text, diffId: layer.diffId.text, layer: layer.index + 1, layers: n, compression, bytes: trailing }, m);
+    },
     maxRatio,
   });
   const applied = applyLayer(rootfs, stream.output, {

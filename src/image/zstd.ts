@@ -9,6 +9,7 @@
  * size once the input ends, never decompressed. The blob's digest still covers those bytes.
  */
 import { createRequire } from 'node:module';
+import { CorruptStreamError } from './codec-error.js';
 
 // the native binding is CommonJS with no named exports an ES module can see
 const { DCtx, DParameter, dStreamOutSize } = createRequire(import.meta.url)('zstd-napi/binding.js') as typeof import('zstd-napi/binding.js');
@@ -58,7 +59,7 @@ export function zstdDecompress(onTrailing: (bytes: number) => void): (source: As
         if (src.length === 0 && produced < out.length) break;
       }
     }
-    if (inFrame) throw new Error('the stream ends in the middle of a frame');
+    if (inFrame) throw new CorruptStreamError('the stream ends in the middle of a frame');
     trailing += carry?.length ?? 0;
     if (trailing > 0) onTrailing(trailing);
   };

@@ -1,8 +1,8 @@
 /**
  * Resource bombs through the whole unpack, under the default settings: a tiny blob that inflates
- * to gigabytes is refused by the ratio guard long before it fills the disk, and the zstd stage
- * keeps memory bounded whatever the ratio (measured in a child process: a coarse bound that a
- * decompressor ignoring backpressure breaks by far). Trailing bytes after a compressed stream are
+ * to gigabytes is refused by the ratio guard long before it fills the disk, and the zstd and gzip
+ * stages keep memory bounded whatever the ratio (measured in a child process: a coarse bound that
+ * a decompressor ignoring backpressure breaks by far). Trailing bytes after a compressed stream are
  * a warning, not an error.
  */
 import { test } from 'uvu';
@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { InputError } from '../../src/errors.js';
 import { unpackImage } from '../../src/image/unpack.js';
 import { BLOCK } from '../../src/layer/tar-reader.js';
+import { captureLog } from '../helpers/log.js';
 import { file, header, tar } from '../helpers/tar.js';
 import { baseLayerEntries, ImageBuilder, scratchDirs, writeFiles, type LayerInput } from './fixtures.js';
 import { frameDiffId, zstdFrame, type FramePart } from './zstd-frames.js';
@@ -61,18 +62,36 @@ test('the ratio guard is a setting: with maxRatio 0 the same kind of layer (80 M
   assert.is(r.layers[1]?.uncompressedBytes, 80 * MiB + 3 * BLOCK);
 });
 
-test('a zstd blob with trailing garbage after its frame unpacks, with a warning that counts the bytes', async () => {
-  const parts: FramePart[] = [tar([file('x', 'y')])];
-  const r = await unpackImage(layoutWith(zstdLayer(parts, Buffer.from('garbage after the frame'))), join(scratch(), 'bundle'));
-  assert.ok(r.warnings.some((w) => /layer 2\/2 .*: 23 bytes after the end of the zstd stream ignored/.test(w)), r.warnings.join('\n'));
+test('a gzip or zstd blob with trailing bytes after its stream unpacks, with a warning and a layer.trailing event that count them', async () => {
+  const entries = [file('x', 'y')];
+  const after = Buffer.from('garbage after the stream');
+  const layers: [string, LayerInput][] = [
+    ['zstd', zstdLayer([tar(entries)], after)],
+    ['gzip', { entries, compression: 'gzip', mangle: (b) => Buffer.concat([b, after]) }],
+  ];
+  for (const [c, layer] of layers) {
+    const { log, events } = captureLog();
+    const path = layoutWith(layer);
+    const r = await unpackImage(path, join(scratch(), 'bundle'), { log });
+    assert.ok(r.warnings.some((w) => new RegExp(`layer 2/2 .*: 24 bytes after the end of the ${c} stream ignored`).test(w)), r.warnings.join('\n'));
+    const trailing = events.filter((e) => e.event === 'layer.trailing');
+    assert.is(trailing.length, 1, c);
+    assert.is(trailing[0]!.level, 'warn');
+    assert.is(trailing[0]!.entry, path);
+    assert.is(trailing[0]!.digest, r.layers[1]!.digest);
+    assert.is(trailing[0]!.bytes, after.length);
+    assert.is(trailing[0]!.compression, c);
+    assert.is(trailing[0]!.layer, 2);
+  }
 });
 
-test('zstd keeps memory bounded: 2 GiB of zeros from a 64 KB blob, read 16 MiB at most, peak RSS stays under 300 MiB', () => {
-  const child = join(dirname(fileURLToPath(import.meta.url)), 'zstd-memory-child.js');
-  const r = spawnSync(process.execPath, [child, '2048'], { encoding: 'utf8' });
-  assert.is(r.status, 0, r.stderr);
-  const peak = Number(r.stdout.trim());
-  assert.ok(peak > 0 && peak < 300, `peak RSS ${peak} MiB`);
-});
+for (const codec of ['zstd', 'gzip'] as const)
+  test(`${codec} keeps memory bounded: 2 GiB of zeros from a small blob, read 16 MiB at most, peak RSS stays under 300 MiB`, () => {
+    const child = join(dirname(fileURLToPath(import.meta.url)), 'decompress-memory-child.js');
+    const r = spawnSync(process.execPath, [child, codec, '2048'], { encoding: 'utf8' });
+    assert.is(r.status, 0, r.stderr);
+    const peak = Number(r.stdout.trim());
+    assert.ok(peak > 0 && peak < 300, `peak RSS ${peak} MiB`);
+  });
 
 test.run();

@@ -32,14 +32,17 @@ async function resolve(path: string, maxJsonBytes?: number) {
   }
 }
 
-/** Resolves then streams every layer to the end, as the unpacker would (minus the applier). */
-async function streamAll(path: string): Promise<Buffer[]> {
+/**
+ * Resolves then streams every layer to the end, as the unpacker would (minus the applier);
+ * `trailing` gets, per layer, the bytes reported after its compressed stream.
+ */
+async function streamAll(path: string, trailing: number[] = []): Promise<Buffer[]> {
   const source = await openImageSource(path);
   try {
     const image = await resolveImage(source, { platform, explicitVariant: false });
     const out: Buffer[] = [];
     for (const layer of image.layers) {
-      const s = await openLayerStream(source, layer);
+      const s = await openLayerStream(source, layer, { onTrailing: (n) => (trailing[layer.index] = n) });
       const chunks: Buffer[] = [];
       const consumed = (async () => {
         for await (const c of s.output) chunks.push(c as Buffer);
@@ -260,9 +263,58 @@ for (const c of ['gzip', 'zstd'] as const) {
 
 }
 
-test('gzip layer with trailing garbage (digest recomputed to match) fails', async () => {
-  const { dir: d } = layoutWith([{ tar: payload(), compression: 'gzip', mangle: garbage }]);
-  await expectInputError(streamAll(d), /layer 1\/1 .*: corrupt gzip stream/);
+test('bytes after the last gzip member or zstd frame are ignored and counted, whatever they are (digest recomputed to match)', async () => {
+  const raw = payload();
+  const after: [string, Buffer][] = [
+    ['text', Buffer.from('this is trailing garbage')],
+    ['zeros', Buffer.alloc(4096)],
+    ['one byte of a gzip magic', Buffer.from([0x1f])],
+    ['a zip header', Buffer.from('PK\x03\x04rest of a zip')],
+  ];
+  for (const c of ['gzip', 'zstd'] as const)
+    for (const [what, bytes] of after) {
+      const { dir: d } = layoutWith([{ tar: raw, compression: c, mangle: (b) => Buffer.concat([b, bytes]) }]);
+      const trailing: number[] = [];
+      const [out] = await streamAll(d, trailing);
+      assert.ok(out?.equals(raw), `${c}, ${what}: the whole stream is decompressed`);
+      assert.equal(trailing, [bytes.length], `${c}, ${what}`);
+    }
+});
+
+test('several gzip members, then trailing bytes: every member is decompressed, only the rest is trailing', async () => {
+  const raw = payload();
+  const cuts = [0, 1, Math.floor(raw.length / 3), raw.length - 1];
+  const members = cuts.map((at, i) => gzipSync(raw.subarray(at, cuts[i + 1] ?? raw.length), { level: i % 2 ? 1 : 9 }));
+  const { dir: d } = layoutWith([{ tar: raw, compression: 'gzip', mangle: () => Buffer.concat([...members, Buffer.from('tail')]) }]);
+  const trailing: number[] = [];
+  assert.ok((await streamAll(d, trailing))[0]?.equals(raw));
+  assert.equal(trailing, [4]);
+});
+
+test('a gzip stream that is cut short or corrupted in any member is still refused, trailing bytes or not', async () => {
+  const raw = payload();
+  const one = gzipSync(raw.subarray(0, 3000));
+  const two = gzipSync(raw.subarray(3000));
+  const flip = (b: Buffer, from: number) => {
+    const x = Buffer.from(b);
+    x[x.length - from] = (x[x.length - from] as number) ^ 0x01;
+    return x;
+  };
+  const bad: [string, Buffer, RegExp][] = [
+    ['second member truncated in its data', Buffer.concat([one, two.subarray(0, 40)]), /unexpected end of file/],
+    ['second member truncated in its trailer', Buffer.concat([one, two.subarray(0, two.length - 3)]), /unexpected end of file/],
+    ['second member truncated in its header', Buffer.concat([one, two.subarray(0, 5)]), /unexpected end of file/],
+    ['CRC-32 of the first member wrong', Buffer.concat([flip(one, 6), two]), /CRC-32 of a member does not match/],
+    ['length of the last member wrong', Buffer.concat([one, flip(two, 2), Buffer.from('tail')]), /length of a member does not match/],
+    ['a member header with an unknown method', Buffer.concat([one, Buffer.from([0x1f, 0x8b, 7]), two.subarray(3)]), /unknown compression method 7/],
+    ['a corrupt second member', Buffer.concat([one, two.subarray(0, 10), Buffer.alloc(40, 0xff), two.subarray(50)]), /invalid|incorrect|distance/],
+  ];
+  for (const [what, blob, reason] of bad) {
+    const { dir: d } = layoutWith([{ tar: raw, compression: 'gzip', mangle: () => blob }]);
+    await expectInputError(streamAll(d), new RegExp(`layer 1/1 .*: corrupt gzip stream: .*(?:${reason.source})`)).catch((e: Error) => {
+      throw new Error(`${what}: ${e.message}`);
+    });
+  }
 });
 
 test('gzip and zstd concatenated members are one stream (as gzip(1) and zstd(1) read them)', async () => {
