@@ -10,7 +10,7 @@
 # 3. `git clone` of REF (default HEAD) of the repository into /root/ocivirt in that root; nothing
 #    beside the clone (no ../shared).
 # 4. In its own PID and mount namespace (so setup-libvirt.sh can neither see nor signal this
-#    machine's libvirtd), chrooted, with /sys, /dev, a fresh /proc and an empty /run (the chroot's
+#    machine's libvirtd), with the new root pivoted in, with /sys, /dev, a fresh /proc and an empty /run (the chroot's
 #    libvirtd has its own socket): first `scripts/setup-libvirt.sh --packages` (apt only, no
 #    libvirtd: without the lock), then `scripts/demo.sh` in the background until both demo domains run,
 #    the README's memtune -> export check, then SIGTERM to the daemon and `scripts/demo.sh --clean`; then
@@ -149,17 +149,21 @@ step "scripts/test.sh passed"
 EOF
 chmod 755 "$ROOT/root/fresh-run.sh"
 
-# In a new PID and mount namespace, chrooted: /proc of that namespace, the host's /sys and /dev,
-# an empty /run (so the chroot's libvirtd has its own socket and pid file).
+# In a new PID and mount namespace whose root is the new root (pivot_root, not a bare chroot: a
+# container's mount namespace, entered with `virsh lxc-enter-namespace`, must have the container's
+# root as its own, as on a booted machine), with /proc of that namespace, the host's /sys and
+# /dev, an empty /run (so the root's libvirtd has its own socket and pid file); the host's root
+# is detached.
 in_root() {
   # shellcheck disable=SC2016
   unshare --pid --fork --mount --propagation private -- /bin/bash -c '
     R=$1; shift
-    # / is a mount point on a real machine (unshare --propagation needs one): bind the root onto itself
-    mount --bind "$R" "$R" && mount -t proc proc "$R/proc" && mount --rbind /sys "$R/sys" && mount --rbind /dev "$R/dev" &&
-      mount -t tmpfs -o mode=755 tmpfs "$R/run" || exit 1
-    mkdir -p "$R/run/lock" && chmod 1777 "$R/run/lock"
-    exec chroot "$R" /usr/bin/env -i HOME=/root LANG=C.UTF-8 PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@"
+    mount --bind "$R" "$R" && mount -t proc proc "$R/proc" && mount --rbind /sys "$R/sys" &&
+      mount --rbind /dev "$R/dev" && mount -t tmpfs -o mode=755 tmpfs "$R/run" || exit 1
+    mkdir -p "$R/run/lock" "$R/.oldroot" && chmod 1777 "$R/run/lock"
+    cd "$R" && pivot_root . .oldroot || exit 1
+    exec /usr/sbin/chroot . /bin/sh -c "umount -l /.oldroot && rmdir /.oldroot &&
+      exec /usr/bin/env -i HOME=/root LANG=C.UTF-8 PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \"\$@\"" sh "$@"
   ' in_root "$ROOT" "$@"
 }
 
