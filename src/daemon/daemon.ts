@@ -53,6 +53,8 @@ export class Daemon {
   private readonly status = new Map<string, ItemResult>();
   private readonly locks = new DomainLocks();
   private readonly known = new Map<string, string>();
+  /** Settings entry -> the image entry it names (sync.ts PassSpec.uses). */
+  private readonly uses = new Map<string, string>();
   private readonly queue: PassQueue;
   /** Entries whose step goes on after its pass stopped waiting: left alone until it has ended. */
   private readonly inFlight = new Map<string, Promise<unknown>>();
@@ -209,13 +211,13 @@ export class Daemon {
       signal: this.abort.signal,
       onDetach: (entry: string, ended: Promise<unknown>) => this.detached(entry, ended),
     };
-    const { results, settling } = await syncPass(
+    const { results, settling, scope: looked } = await syncPass(
       this.port,
       { ...syncOptionsFromConfig(this.config, this.log), instance: this.instance, locks: this.locks, steps },
-      { scope, settled: (entry) => this.ready.has(entry) && !unsettled.has(entry) && !this.inFlight.has(entry), known: this.known, unpackEvents: true },
+      { scope, settled: (entry) => this.ready.has(entry) && !unsettled.has(entry) && !this.inFlight.has(entry), known: this.known, unpackEvents: true, uses: this.uses },
     );
-    if (scope === 'all') this.status.clear();
-    else for (const entry of scope) this.status.delete(entry);
+    if (looked === 'all') this.status.clear();
+    else for (const entry of looked) this.status.delete(entry);
     for (const r of results) {
       if (r.ok && (r.item.action === 'create' || r.item.action === 'update') && r.item.warnings?.length)
         this.log.warn('convert.warning', { entry: r.item.entry, domain: r.item.domain, digest: r.item.digest, warnings: r.item.warnings });

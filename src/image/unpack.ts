@@ -27,7 +27,7 @@ import {
   type BundlePaths,
   type UnpackRecord,
 } from './bundle-dir.js';
-import type { Platform } from './documents.js';
+import type { ExecConfig, Platform } from './documents.js';
 import { sha256Hex, VerifyingStream, type Digest } from './digest.js';
 import { DEFAULT_MAX_RATIO, openLayerStream } from './layer-stream.js';
 import type { Compression } from './media-types.js';
@@ -92,6 +92,8 @@ export interface UnpackResult {
   configDigest: string;
   platform: string;
   refs: string[];
+  /** The image config's process part (Entrypoint, Cmd, Env …): settings apply over it. */
+  exec: ExecConfig;
   layers: UnpackedLayer[];
   /** The bundle already held this manifest, so nothing was written. */
   skipped: boolean;
@@ -182,6 +184,7 @@ async function unpackLocked(
       configDigest: image.configDigest.text,
       platform: formatPlatform(image.platform),
       refs: image.refs,
+      exec: image.config.config,
     };
 
     const record = await readRecord(paths.target);
