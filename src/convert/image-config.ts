@@ -37,6 +37,8 @@ export const DEFAULT_CAPABILITIES = [
 ];
 
 export const VOLUMES_ANNOTATION = `${ANNOTATION_PREFIX}image.volumes`;
+/** Docker's HEALTHCHECK of the image, as JSON: kept (libvirt-lxc runs no health checks), never dropped silently. */
+export const HEALTHCHECK_ANNOTATION = `${ANNOTATION_PREFIX}image.healthcheck`;
 
 /**
  * Where image labels in ocivirt's own namespace go: an image from a registry must not choose its
@@ -231,6 +233,12 @@ function annotations(image: ImageConfig, warnings: string[]): Record<string, str
   if (volumes.length > 0) {
     a[VOLUMES_ANNOTATION] = volumes.join(',');
     warnings.push(`the image declares volumes (${volumes.join(', ')}): recorded in ${VOLUMES_ANNOTATION}, not mounted; their data stays in the rootfs`);
+  }
+  if (exec.Healthcheck !== undefined) {
+    a[HEALTHCHECK_ANNOTATION] = JSON.stringify(exec.Healthcheck);
+    const test = exec.Healthcheck.Test;
+    if (!(Array.isArray(test) && test[0] === 'NONE'))
+      warnings.push(`the image declares a HEALTHCHECK (${JSON.stringify(test ?? null)}): recorded in ${HEALTHCHECK_ANNOTATION}, not run (libvirt-lxc has no health checks)`);
   }
   // labels win over every implicit annotation (conversion.md), but none may speak for ocivirt
   for (const [key, value] of Object.entries(exec.Labels ?? {})) {
