@@ -12,6 +12,7 @@ import { parseIndex, parseJson, type Descriptor, type ImageIndex } from './docum
 import { DirStore, TarStore, type FileStore } from './store.js';
 import { openSpoolFile, UnreadableFile } from '../spool/read.js';
 import { normaliseMemberName } from './tar-index.js';
+import { inflateArchive, type Inflated, type InflateOptions } from './inflate.js';
 
 /** JSON documents above this are refused (containerd uses 20 MiB for the same reason). */
 export const DEFAULT_MAX_JSON_BYTES = 16 << 20;
@@ -37,35 +38,50 @@ export function blobPath(d: Digest): string {
   return `blobs/${d.algorithm}/${d.encoded}`;
 }
 
-async function detectStore(path: string): Promise<FileStore> {
+/** How a source is opened: limits for JSON documents, and where a gzip-compressed archive is inflated. */
+export interface OpenSourceOptions {
+  maxJsonBytes?: number;
+  inflate?: InflateOptions;
+}
+
+async function detectStore(path: string, opts: OpenSourceOptions): Promise<{ store: FileStore; release?: () => Promise<void> }> {
   let st;
   try {
     st = await lstat(path);
   } catch (e) {
     throw new InputError(`cannot read image: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { file: path });
   }
-  if (st.isDirectory()) return new DirStore(path);
+  if (st.isDirectory()) return { store: new DirStore(path) };
   if (st.isSymbolicLink()) throw new InputError('is a symlink: give the image directory or archive itself', { file: path });
   if (!st.isFile()) throw new InputError('is neither a directory nor a regular file', { file: path });
   const head = Buffer.alloc(512);
-  let fh;
+  let opened;
   try {
-    fh = (await openSpoolFile(path)).handle;
+    opened = await openSpoolFile(path);
   } catch (e) {
     throw e instanceof UnreadableFile ? new InputError(e.message, { file: path }) : e;
   }
+  let inflated: Inflated | undefined;
   try {
-    await fh.read(head, 0, 512, 0);
+    await opened.handle.read(head, 0, 512, 0);
+    // docker save | gzip: inflated once (by content, whatever the name), then read as any archive
+    if (head[0] === 0x1f && head[1] === 0x8b) inflated = await inflateArchive(opened.handle, opened.stat, path, opts.inflate);
   } finally {
-    await fh.close();
+    await opened.handle.close();
   }
-  if (head[0] === 0x1f && head[1] === 0x8b)
-    throw new InputError('is a gzip-compressed file: decompress it first (images are read in place, which needs an uncompressed tar)', { file: path });
+  if (inflated !== undefined) {
+    try {
+      return { store: await TarStore.open(inflated.path, path), release: inflated.release };
+    } catch (e) {
+      await inflated.release();
+      throw e;
+    }
+  }
   if (head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd)
     throw new InputError('is a zstd-compressed file: decompress it first (images are read in place, which needs an uncompressed tar)', { file: path });
   if (head.toString('latin1', 257, 262) !== 'ustar' && !looksLikeV7Tar(head))
-    throw new InputError('is not an image: neither an OCI layout directory, an oci-archive nor a docker-save tarball', { file: path });
-  return TarStore.open(path);
+    throw new InputError('is not an image: neither an OCI layout directory, an oci-archive nor a docker-save tarball (plain or gzip-compressed)', { file: path });
+  return { store: await TarStore.open(path) };
 }
 
 /** A pre-POSIX tar header still has a valid checksum. */
@@ -120,9 +136,14 @@ function refsOf(d: Descriptor): string[] {
   return refs;
 }
 
-export async function openImageSource(path: string, opts: { maxJsonBytes?: number } = {}): Promise<ImageSource> {
+export async function openImageSource(path: string, opts: OpenSourceOptions = {}): Promise<ImageSource> {
   const maxJsonBytes = opts.maxJsonBytes ?? DEFAULT_MAX_JSON_BYTES;
-  const store = await detectStore(path);
+  const detected = await detectStore(path, opts);
+  const { store } = detected;
+  const close = async () => {
+    await store.close();
+    await detected.release?.();
+  };
   try {
     const layout = await readJsonFile(store, 'oci-layout', 64 << 10);
     const dockerManifest = await readJsonFile(store, 'manifest.json', maxJsonBytes);
@@ -139,7 +160,7 @@ export async function openImageSource(path: string, opts: { maxJsonBytes?: numbe
       if (dockerManifest !== undefined) addRepoTags(entries, parseDockerManifest(dockerManifest, `${path}:manifest.json`));
       const format: SourceFormat =
         store.kind === 'directory' ? 'oci-layout' : dockerManifest !== undefined ? 'docker-oci-archive' : 'oci-archive';
-      return { path, format, store, entries, maxJsonBytes, close: () => store.close() };
+      return { path, format, store, entries, maxJsonBytes, close };
     }
     if (dockerManifest !== undefined) {
       const file = `${path}:manifest.json`;
@@ -156,7 +177,7 @@ export async function openImageSource(path: string, opts: { maxJsonBytes?: numbe
         store,
         entries,
         maxJsonBytes,
-        close: () => store.close(),
+        close,
       };
     }
     throw new InputError(
@@ -166,7 +187,7 @@ export async function openImageSource(path: string, opts: { maxJsonBytes?: numbe
       { file: path },
     );
   } catch (e) {
-    await store.close();
+    await close();
     throw e;
   }
 }

@@ -103,16 +103,17 @@ export class TarStore implements FileStore {
     readonly members: Map<string, TarMember>,
   ) {}
 
-  static async open(path: string): Promise<TarStore> {
+  /** `label`: the name messages give it (the spool's archive, when `path` is its inflated copy). */
+  static async open(path: string, label = path): Promise<TarStore> {
     let fh: FileHandle;
     try {
       fh = (await openSpoolFile(path)).handle;
     } catch (e) {
-      throw e instanceof UnreadableFile ? new InputError(e.message, { file: path }) : e;
+      throw e instanceof UnreadableFile ? new InputError(e.message, { file: label }) : e;
     }
     try {
       const st = await fh.stat();
-      return new TarStore(path, fh, await indexTar(fh, st.size, path));
+      return new TarStore(label, fh, await indexTar(fh, st.size, label));
     } catch (e) {
       await fh.close();
       throw e;

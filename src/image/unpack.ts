@@ -66,6 +66,8 @@ export interface UnpackOptions {
   /** Limits per layer: the applier's, and the inflation ratio (their defaults otherwise). */
   limits?: ApplyLayerOptions['limits'] & { maxRatio?: number };
   maxJsonBytes?: number;
+  /** Where gzip-compressed archives are inflated (and kept while unchanged); a temporary directory otherwise. */
+  inflateCacheDir?: string | undefined;
   log?: EventLogger;
   /** Stops the unpack: the layer worker is terminated and the staging directory discarded. */
   signal?: AbortSignal | undefined;
@@ -169,7 +171,10 @@ async function unpackLocked(
   if (opts.versioned) await checkVersionsParent(given.target);
   else await prepareTarget(given, sourcePath, opts);
 
-  const source = await openImageSource(sourcePath, opts.maxJsonBytes !== undefined ? { maxJsonBytes: opts.maxJsonBytes } : {});
+  const source = await openImageSource(sourcePath, {
+    ...(opts.maxJsonBytes !== undefined ? { maxJsonBytes: opts.maxJsonBytes } : {}),
+    inflate: { cacheDir: opts.inflateCacheDir, maxRatio: opts.limits?.maxRatio, minFreeBytes: opts.limits?.minFreeBytes, signal: opts.signal },
+  });
   try {
     const image = await resolveImage(source, { ...(opts.ref !== undefined ? { ref: opts.ref } : {}), platform: wanted, explicitVariant });
     // the lock taken on the parent covers its versions

@@ -12,8 +12,10 @@ import { ANNOTATION_PREFIX, type RuntimeConfig } from '../oci/runtime-spec.js';
 import {
   checkBundlePaths,
   checkHostDevices,
+  entryStem,
   inspectEntry,
   scanSpool,
+  SETTINGS_SUFFIX,
   startProblems,
   type BundlePaths,
   type HostDeviceAllowList,
@@ -101,6 +103,11 @@ class ImageSettling extends Error {}
 /** Image bundles live here: one directory per domain, in it one per image version. */
 export function imageBundlesDir(stateDir: string): string {
   return join(stateDir, 'bundles');
+}
+
+/** gzip-compressed image archives, inflated (image/inflate.ts): kept while the archive is unchanged. */
+export function inflatedArchivesDir(stateDir: string): string {
+  return join(stateDir, 'archives');
 }
 
 const CONCURRENCY = 8;
@@ -251,18 +258,19 @@ async function entryBundle(entry: SpoolEntry, read: ReadSettings | undefined, op
     platform: s?.platform,
     allowDevices: opts.allowDevices,
     limits: opts.unpackLimits,
+    inflateCacheDir: inflatedArchivesDir(opts.stateDir),
     log: opts.log,
     signal: opts.signal,
   };
   const bundles = join(imageBundlesDir(opts.stateDir), entry.domainName);
   if (entry.kind !== 'settings') {
     // one directory per image version: a running domain keeps its tree while a new one is unpacked
-    const unpacked = await unpackImage(entry.path, bundles, { ...unpackOpts, versioned: true }).catch(selectionIn(read));
+    const unpacked = await unpackImage(entry.path, bundles, { ...unpackOpts, versioned: true }).catch(selectionIn(read, entry));
     return { bundleDir: unpacked.bundleDir, imageDigest: unpacked.manifestDigest, image: unpacked, warnings: unpacked.warnings };
   }
   const image = await imageEntryNamed(read!, opts);
   if (opts.settled !== undefined && !opts.settled(image.name)) throw new ImageSettling();
-  const shared = await unpackShared(image, opts.stateDir, unpackOpts).catch(selectionIn(read));
+  const shared = await unpackShared(image, opts.stateDir, unpackOpts).catch(selectionIn(read, entry));
   const bundleDir = await containerTree(shared, bundles, { signal: opts.signal, log: opts.log });
   return { bundleDir, imageDigest: shared.manifestDigest, image: shared, imageTree: shared.bundleDir, warnings: shared.warnings };
 }
@@ -289,7 +297,7 @@ async function imageEntryNamed(read: ReadSettings, opts: DesiredOptions): Promis
  * does not offer names the settings file and the key; an input holding several images says
  * to choose with "ref" (a spool entry has no --ref).
  */
-function selectionIn(read: ReadSettings | undefined) {
+function selectionIn(read: ReadSettings | undefined, entry: SpoolEntry) {
   return (e: unknown): never => {
     if (!(e instanceof InputError)) throw e;
     const file = read?.file;
@@ -298,7 +306,7 @@ function selectionIn(read: ReadSettings | undefined) {
     if (file !== undefined && read?.settings.platform !== undefined && e.reason.startsWith('no manifest for platform'))
       throw new InputError(`${e.reason.replace(/ \(choose one with --platform\)$/, '')} (${e.file ?? 'the image'})`, { file, field: 'platform' });
     if (/choose one with --ref|choose it with --platform|choose one with --platform/.test(e.reason)) {
-      const settingsName = file !== undefined ? basename(file) : 'NAME.ocivirt.json';
+      const settingsName = file !== undefined ? basename(file) : `${entryStem(entry.name)}${SETTINGS_SUFFIX}`;
       const reason = e.reason.replace(/choose one with --ref/, `choose one with "ref" in ${settingsName}`).replace(/choose (one|it) with --platform( \S+)?/, (_m, _w, p: string | undefined) => `set "platform"${p ? ` to "${p.trim()}"` : ''} in ${settingsName}`);
       throw new InputError(reason, { ...(e.file !== undefined ? { file: e.file } : {}), ...(e.field !== undefined ? { field: e.field } : {}) });
     }

@@ -21,7 +21,8 @@ import { scanSpool, type HostDeviceAllowList } from '../spool/index.js';
 import type { EventLogger } from '../log.js';
 import { actualState, foreignReason, type ActualState, type Instance } from './actual.js';
 import { applyPlan, type ApplyOptions, type DomainLocks, type ItemResult } from './apply.js';
-import { desiredOf, type DesiredOptions, type DesiredState } from './desired.js';
+import { desiredOf, inflatedArchivesDir, type DesiredOptions, type DesiredState } from './desired.js';
+import { collectInflated } from '../image/inflate.js';
 import { ensureInstanceId, readInstanceId } from './instance.js';
 import { HandEdits } from './hand-edits.js';
 import { PendingStarts } from './pending.js';
@@ -108,6 +109,8 @@ interface PlannedPass {
   imageTrees: Set<string>;
   /** The names the pass looked at: its scope, widened to paired and dependent items (scope.ts). */
   scope: PassScope;
+  /** When it started reading: inflated archives not used since are unused (image/inflate.ts). */
+  startedAt: number;
 }
 
 export const STATUS_FILE = 'status.json';
@@ -206,6 +209,7 @@ export async function instanceOf(opts: SyncOptions, mayWrite: boolean): Promise<
 async function planPass(port: LibvirtPort, opts: SyncOptions, spec: PassSpec, mayWrite: boolean): Promise<PlannedPass> {
   const { scope } = spec;
   const prefix = opts.prefix ?? '';
+  const startedAt = Date.now() - 1000; // a file's mtime may round down below the clock
   const self = await instanceOf(opts, mayWrite);
   let read: Awaited<ReturnType<typeof readSpool>>;
   let have: ActualState;
@@ -224,7 +228,7 @@ async function planPass(port: LibvirtPort, opts: SyncOptions, spec: PassSpec, ma
   const pendingStarts = await pendingStartsOf(opts)?.list();
   const plan = computePlan(want, have, { removePolicy: opts.removePolicy, driftPolicy: opts.driftPolicy, pendingStarts });
   const imageTrees = new Set(want.desired.flatMap((d) => (d.imageTree !== undefined ? [d.imageTree] : [])));
-  return { plan, settling, complete: scope === 'all' && settling.length === 0, imageTrees, scope: read.scope };
+  return { plan, settling, complete: scope === 'all' && settling.length === 0, imageTrees, scope: read.scope, startedAt };
 }
 
 /**
@@ -249,7 +253,11 @@ async function applyPass(port: LibvirtPort, opts: SyncOptions, planned: PlannedP
   if (!planned.complete || results.some((r) => r.busy)) return { results, collected: [] };
   const collected =
     opts.stateDir !== undefined
-      ? [...(await collectImageBundles(port, opts.stateDir, results, opts.log)), ...(await collectSharedImages(opts.stateDir, planned.imageTrees, opts.log))]
+      ? [
+          ...(await collectImageBundles(port, opts.stateDir, results, opts.log)),
+          ...(await collectSharedImages(opts.stateDir, planned.imageTrees, opts.log)),
+          ...(await collectInflated(inflatedArchivesDir(opts.stateDir), planned.startedAt)),
+        ]
       : [];
   if (pendingStarts !== undefined) {
     // markers of domains this pass no longer knows (entry and domain gone) are stale

@@ -13,7 +13,9 @@ import { parseDomainXml } from '../../src/xml/parse.js';
 import { FakeLibvirt } from '../helpers/fake-libvirt.js';
 import { captureLog } from '../helpers/log.js';
 import { writeMinimalBundle } from '../helpers/bundle.js';
-import { baseLayerEntries, ImageBuilder, tmp, writeFiles } from '../image/fixtures.js';
+import { baseLayerEntries, dockerLegacyArchive, ImageBuilder, tmp, writeFiles } from '../image/fixtures.js';
+import { tar } from '../helpers/tar.js';
+import { gzipSync } from 'node:zlib';
 
 let root = '';
 test.before.each(() => {
@@ -139,6 +141,26 @@ test('bad settings fail their entry alone, one line naming the file and the key'
   }
   assert.equal(r.failed.length, Object.keys(cases).length);
   assert.ok(port.domains.has('good') && port.domains.has('bundle') && port.domains.has('base'));
+});
+
+test('a multi-image archive (podman save -m | gzip, .tar.gz) is used through ref; without one it says to set ref', async () => {
+  const { spool, opts, port } = setup();
+  const images = ['one', 'two'].map((t) => ({ tags: [`example.com/${t}:1`], config: { Entrypoint: ['/bin/sh'], Cmd: ['-c', t] }, layers: [tar(baseLayerEntries())] }));
+  writeFileSync(join(spool, 'all.tar.gz'), gzipSync(dockerLegacyArchive(images)));
+  settings(spool, 'first.ocivirt.json', { image: 'all.tar.gz', ref: 'example.com/one:1' });
+  settings(spool, 'second.ocivirt.json', { image: 'all.tar.gz', ref: 'example.com/two:1' });
+  settings(spool, 'third.ocivirt.json', { image: 'all.tar.gz', ref: 'example.com/three:1' });
+  const r = await syncOnce(port, opts);
+  assert.equal(domainOf(port, 'first').os.initargs, ['-c', 'one']);
+  assert.equal(domainOf(port, 'second').os.initargs, ['-c', 'two']);
+  const fail = (entry: string) => r.failed.find((f) => f.item.entry === entry)?.error ?? '';
+  assert.match(fail('third.ocivirt.json'), new RegExp(`^${spool}/third\\.ocivirt\\.json: ref: no image with ref 'example\\.com/three:1'; the image offers: example\\.com/one:1; example\\.com/two:1`));
+  // the archive's own container has no ref: the message says where to put one
+  assert.match(fail('all.tar.gz'), /all\.tar\.gz: holds 2 images; choose one with "ref" in all\.ocivirt\.json/);
+  settings(spool, 'all.ocivirt.json', { ref: 'example.com/two:1' });
+  const again = await syncOnce(port, opts);
+  assert.equal(again.failed.map((f) => f.item.entry), ['third.ocivirt.json']);
+  assert.equal(domainOf(port, 'all').os.initargs, ['-c', 'two']);
 });
 
 test('a runtime bundle cannot take image keys; an image-only entry holds nothing else', async () => {

@@ -37,6 +37,17 @@ test('stems: image suffixes and the settings suffix are cut, the longest first',
   );
 });
 
+test('image archives by any of their names are entries (their content decides later); a .oci directory is a layout', async () => {
+  for (const n of ['a.tar', 'b.tar.gz', 'c.tgz', 'd.oci', 'e.oci.tar']) writeFileSync(join(spool, n), 'x');
+  mkdirSync(join(spool, 'f.oci'));
+  writeFileSync(join(spool, 'f.oci', 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+  writeFileSync(join(spool, 'f.oci', 'index.json'), '{"schemaVersion":2,"manifests":[]}');
+  writeFileSync(join(spool, 'g.zip'), 'x');
+  const { entries, refused } = await scanSpool(spool);
+  assert.equal(entries.map((e) => `${e.name} ${e.kind} ${e.domainName}`), ['a.tar archive a', 'b.tar.gz archive b', 'c.tgz archive c', 'd.oci archive d', 'e.oci.tar archive e', 'f.oci layout f']);
+  assert.equal(refused.map((r) => r.name), ['g.zip']);
+});
+
 test('a settings file pairs with the bundle or image of its stem; alone, it is an entry of its own', async () => {
   bundle('web-1');
   settings('web-1.ocivirt.json', { env: { A: '1' } });
