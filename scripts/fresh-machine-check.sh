@@ -108,12 +108,12 @@ scripts/demo.sh >/root/demo.log 2>&1 &
 DEMO_PID=$!
 ok=0
 for i in $(seq 1 900); do
-  if running demo-hello && running demo-web; then ok=1; break; fi
+  if running demo-hello && running demo-web && running demo-web-2; then ok=1; break; fi
   kill -0 "$DEMO_PID" 2>/dev/null || break
   sleep 1
 done
 if [ $ok = 0 ]; then step "FAILED: demo domains not running"; tail -n 40 /root/demo.log; exit 1; fi
-step "demo: demo-hello and demo-web run"
+step "demo: demo-hello, demo-web and demo-web-2 (a settings entry) run"
 bin/ocivirt status --state /var/lib/ocivirt-demo/state || { step "FAILED: status"; exit 1; }
 virsh -q -c lxc:/// memtune demo-hello --hard-limit 200000 --config
 for i in $(seq 1 60); do
