@@ -8,12 +8,11 @@
  * bad fails alone and its domain keeps running. Domains are named ocivirt-test-settings-<pid>-…
  * and removed afterwards, whatever happens.
  */
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ImageBuilder, writeFiles } from '../image/fixtures.js';
-import { dir, file, symlink } from '../helpers/tar.js';
+import { busyboxLayerEntries, ImageBuilder, writeFiles } from '../image/fixtures.js';
 import { TEST_PREFIX, cleanupDomains, domainState, makeTempDir, removeTempDir, virsh, waitForInit } from '../helpers/libvirt.js';
 import { DaemonProcess, daemonDirs, writeConfig, type DaemonDirs, type LogEvent } from '../daemon/harness.js';
 
@@ -41,18 +40,7 @@ test.after(async () => {
 function busyboxImage(into: string): void {
   const b = new ImageBuilder();
   const m = b.image({
-    layers: [
-      {
-        entries: [
-          dir('bin/'),
-          file('bin/busybox', readFileSync('/bin/busybox'), { mode: 0o755 }),
-          ...['sleep', 'sh', 'cat'].map((a) => symlink(`bin/${a}`, 'busybox')),
-          dir('etc/'),
-          file('etc/passwd', 'root:x:0:0:root:/root:/bin/sh\n'),
-          file('etc/group', 'root:x:0:\n'),
-        ],
-      },
-    ],
+    layers: [{ entries: busyboxLayerEntries() }],
     config: { Entrypoint: ['/bin/sleep'], Cmd: ['1000'], Env: ['PATH=/bin', 'FROM_IMAGE=yes'] },
   });
   writeFiles(into, b.layoutFiles([m]));

@@ -6,15 +6,15 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { mkdirSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { syncOnce } from '../../src/reconcile/sync.js';
 import { validatePaths } from '../../src/reconcile/validate.js';
 import { silentLogger } from '../../src/log.js';
 import { FakeLibvirt } from '../helpers/fake-libvirt.js';
 import { writeMinimalBundle } from '../helpers/bundle.js';
-import { baseLayerEntries, ImageBuilder, tmp, writeFiles } from '../image/fixtures.js';
+import { baseLayerEntries, ImageBuilder, tmp, treeListing, writeFiles } from '../image/fixtures.js';
 
 const bin = fileURLToPath(new URL('../../../bin/ocivirt', import.meta.url));
 let root = '';
@@ -38,30 +38,16 @@ function goodSpool(): void {
   writeFileSync(join(spool, 'api.ocivirt.json'), JSON.stringify({ image: 'base', user: 'app', command: ['/bin/sh', '-c', 'x'] }));
 }
 
-function snapshot(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    for (const n of readdirSync(d).sort()) {
-      const p = join(d, n);
-      const st = statSync(p);
-      out.push(`${relative(dir, p)} ${st.size} ${st.mtimeMs}`);
-      if (st.isDirectory()) walk(p);
-    }
-  };
-  walk(dir);
-  return out;
-}
-
 const run = (...args: string[]) => spawnSync(bin, args, { encoding: 'utf8', env: { ...process.env, OCIVIRT_CONFIG: '' } });
 
 test('a good spool: exit 0, every entry checked, the spool untouched and no state directory made', () => {
   goodSpool();
-  const before = snapshot(spool);
+  const before = treeListing(spool);
   const r = run('validate', spool);
   assert.is(r.stderr, '');
   assert.is(r.status, 0, r.stderr);
   assert.match(r.stdout, /^validate: 3 entries checked, 0 problems$/m);
-  assert.equal(snapshot(spool), before);
+  assert.equal(treeListing(spool), before);
   assert.equal(readdirSync(root), ['spool']);
 });
 
