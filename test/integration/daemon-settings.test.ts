@@ -2,13 +2,16 @@
  * Entry settings on the real libvirtd, through the real daemon (watcher included): one image entry
  * marked image-only and three settings entries naming it with different args, env and memory give
  * three running domains, each init with its own args, env and memory cgroup limit as seen inside
- * the container; the image is unpacked once. A bad settings entry fails alone with one line naming
- * the file and the key while the others run; a settings file changed in place is a change of its
+ * the container; the image is unpacked once. Bad settings entries (unknown key, wrong type, a bind
+ * outside bindAllowList, a missing image entry, a ref the image lacks) each fail alone with one line
+ * naming the file and the key, the very line `ocivirt validate` prints, while the others run; a settings file changed in place is a change of its
  * entry (redefined and restarted under updatePolicy restart); a running entry whose settings turn
  * bad fails alone and its domain keeps running. Domains are named ocivirt-test-settings-<pid>-…
  * and removed afterwards, whatever happens.
  */
+import { spawnSync } from 'node:child_process';
 import { renameSync, writeFileSync } from 'node:fs';
+import { repoRoot } from '../helpers/schema.js';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -79,6 +82,16 @@ function memoryLimitInside(domain: string): number {
   throw new Error(`${domain}: no memory limit visible inside the container (/proc/1/cgroup: ${lines.join(' | ')}; ${seen.join('; ')})`);
 }
 
+/** Bad settings entries and the key each one's error must name. */
+const BAD: Record<string, unknown> = {
+  typo: { image: 'base', memroy: '64M' },
+  wrongtype: { image: 'base', cpus: '2' },
+  hostpath: { image: 'base', volumes: ['/etc:/host-etc'] },
+  noimage: { image: 'gone.tar' },
+  noref: { image: 'base', ref: 'not-there' },
+};
+const BAD_KEYS: Record<string, [string]> = { typo: ['memroy'], wrongtype: ['cpus'], hostpath: ['volumes[0]'], noimage: ['image'], noref: ['ref'] };
+
 const CONTAINERS = [
   { stem: 'one', seconds: '1001', who: 'one', mib: 64 },
   { stem: 'two', seconds: '1002', who: 'two', mib: 96 },
@@ -91,13 +104,23 @@ test('one image, three settings entries: three domains, each with its own args, 
   putSettings('base.ocivirt.json', { imageOnly: true });
   for (const c of CONTAINERS)
     putSettings(`${c.stem}.ocivirt.json`, { image: 'base', command: [c.seconds], env: { WHO: c.who, FROM_IMAGE: null }, memory: `${c.mib}M`, start: true });
-  putSettings('bad.ocivirt.json', { image: 'base', memroy: '64M' });
+  for (const [name, value] of Object.entries(BAD)) putSettings(`${name}.ocivirt.json`, value);
   const configFile = join(tmp, 'ocivirt.json');
   writeConfig(configFile, dirs, { namePrefix: PREFIX, quietMs: 500, resyncIntervalSec: 3600, exportCheckIntervalSec: 3600, stopTimeoutSec: 2, updatePolicy: 'restart' });
   daemon = await DaemonProcess.start(configFile);
 
-  const bad = await daemon.waitFor((e) => e.event === 'entry.failed' && e.entry === 'bad.ocivirt.json', 60_000, 'bad entry fails');
-  assert.is(bad.err, `${join(dirs.spool, 'bad.ocivirt.json')}: memroy: unknown key (did you mean 'memory'?); see docs/entry-settings.md`);
+  // each bad entry fails alone, one line naming the file and the key: the line `ocivirt validate` gives
+  const validate = spawnSync(join(repoRoot(), 'bin', 'ocivirt'), ['validate', '--config', configFile, dirs.spool], { encoding: 'utf8' });
+  assert.is(validate.status, 2, validate.stderr);
+  const validated = validate.stderr.trim().split('\n').sort();
+  const logged: string[] = [];
+  for (const [name, [key]] of Object.entries(BAD_KEYS)) {
+    const file = join(dirs.spool, `${name}.ocivirt.json`);
+    const bad = await daemon.waitFor((e) => e.event === 'entry.failed' && e.entry === `${name}.ocivirt.json`, 60_000, `${name} fails`);
+    assert.ok(String(bad.err).startsWith(`${file}: ${key}: `), String(bad.err));
+    logged.push(String(bad.err));
+  }
+  assert.equal(logged.sort(), validated);
   for (const c of CONTAINERS) await daemon.waitFor((e) => e.event === 'domain.started' && e.domain === dom(c.stem), 120_000, `${c.stem} started`);
   assert.is(daemon.events((e) => e.event === 'image.verified').length, 1, 'the image was verified and unpacked more than once');
 
@@ -111,7 +134,7 @@ test('one image, three settings entries: three domains, each with its own args, 
     assert.is(memoryLimitInside(name), c.mib * 1024 * 1024, `${name}: memory limit`);
   }
   assert.not.ok(virsh('list', '--all', '--name').includes(dom('base')), 'the image-only entry got a domain');
-  assert.not.ok(virsh('list', '--all', '--name').includes(dom('bad')), 'the bad entry got a domain');
+  for (const name of Object.keys(BAD)) assert.not.ok(virsh('list', '--all', '--name').includes(dom(name)), `${name} got a domain`);
 });
 
 test('a settings file changed in place redefines and restarts its domain; bad settings on a running entry leave it running', async () => {
