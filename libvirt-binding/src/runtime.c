@@ -4,10 +4,12 @@
  * Threads:
  * - the JavaScript thread reads arguments, takes a reference on every handle a call uses, and
  *   builds results;
- * - libuv worker threads run the libvirt calls (napi async work) and drop those references;
+ * - libuv worker threads run the libvirt calls (napi async work), drop those references and
+ *   release what JavaScript dropped meanwhile (see the reaper);
  * - one libvirt event-loop thread (virEventRunDefaultImpl) serves keepalives, events and streams;
- * - one reaper thread releases handles dropped by JavaScript (free() or garbage collection),
- *   since the last reference on a connection closes it, which talks to libvirtd.
+ * - one reaper thread releases handles dropped by JavaScript (free() or garbage collection) when
+ *   no call is in flight to do it, since the last reference on a connection closes it, which
+ *   talks to libvirtd.
  * A handle's pointer is only used under a reference the user of it holds, so a domain that
  * outlives its connection keeps the connection alive (libvirt's own reference counting) and a
  * garbage-collected handle never frees a pointer a worker still uses.
@@ -25,6 +27,14 @@ typedef struct {
 
 /* ---------- reaper ---------- */
 
+/*
+ * Releases must not run on the JavaScript thread (the last reference on a connection talks to
+ * libvirtd), but waking a thread for each one costs a context switch per handle freed, which is
+ * most of what a free costs. So a release other than a connection's rides on a call in flight:
+ * the worker thread of the next call to finish drops it after its libvirt call. Only when no call
+ * is in flight, and for connections (whose release may be a close: it must not delay a call), is
+ * the reaper thread woken.
+ */
 typedef struct reap_item {
   int kind;
   void *ptr;
@@ -33,7 +43,18 @@ typedef struct reap_item {
 
 static pthread_mutex_t reap_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t reap_cv = PTHREAD_COND_INITIALIZER;
-static reap_item *reap_head;
+static reap_item *reap_head; /* for the reaper thread */
+static reap_item *ride_head; /* for the worker thread of the next call to finish */
+static long calls_pending;   /* calls queued or running: each ends with calls_done() */
+
+static void release_all(reap_item *it) {
+  while (it) {
+    reap_item *next = it->next;
+    lvb_unref(it->kind, it->ptr);
+    free(it);
+    it = next;
+  }
+}
 
 static void *reaper_main(void *arg) {
   (void)arg;
@@ -41,12 +62,22 @@ static void *reaper_main(void *arg) {
     pthread_mutex_lock(&reap_mu);
     while (!reap_head) pthread_cond_wait(&reap_cv, &reap_mu);
     reap_item *it = reap_head;
-    reap_head = it->next;
+    reap_head = NULL;
     pthread_mutex_unlock(&reap_mu);
-    lvb_unref(it->kind, it->ptr);
-    free(it);
+    release_all(it);
   }
   return NULL;
+}
+
+/* With reap_mu held: hands the rides to the reaper when no call is left to take them. */
+static void rides_to_reaper_locked(void) {
+  if (calls_pending > 0 || !ride_head) return;
+  reap_item *last = ride_head;
+  while (last->next) last = last->next;
+  last->next = reap_head;
+  reap_head = ride_head;
+  ride_head = NULL;
+  pthread_cond_signal(&reap_cv);
 }
 
 void lvb_release_later(int kind, void *p) {
@@ -56,10 +87,37 @@ void lvb_release_later(int kind, void *p) {
   it->kind = kind;
   it->ptr = p;
   pthread_mutex_lock(&reap_mu);
-  it->next = reap_head;
-  reap_head = it;
-  pthread_cond_signal(&reap_cv);
+  if (kind != LVB_CONNECT && calls_pending > 0) {
+    it->next = ride_head;
+    ride_head = it;
+  } else {
+    it->next = reap_head;
+    reap_head = it;
+    pthread_cond_signal(&reap_cv);
+  }
   pthread_mutex_unlock(&reap_mu);
+}
+
+/* JavaScript thread: a call is queued. */
+static void calls_add(void) {
+  pthread_mutex_lock(&reap_mu);
+  calls_pending++;
+  pthread_mutex_unlock(&reap_mu);
+}
+
+/* A call has finished (worker thread: it releases the rides) or was cancelled (JavaScript thread). */
+static void calls_done(int on_worker) {
+  reap_item *rides = NULL;
+  pthread_mutex_lock(&reap_mu);
+  calls_pending--;
+  if (on_worker) {
+    rides = ride_head;
+    ride_head = NULL;
+  } else {
+    rides_to_reaper_locked();
+  }
+  pthread_mutex_unlock(&reap_mu);
+  release_all(rides);
 }
 
 void lvb_unref(int kind, void *p) {
@@ -305,12 +363,14 @@ static void call_execute(napi_env env, void *data) {
   lvb_call *c = data;
   virResetLastError();
   if (c->execute) c->execute(c);
+  calls_done(1);
 }
 
 static void call_complete(napi_env env, napi_status status, void *data) {
   lvb_call *c = data;
   napi_value v = NULL;
   if (status != napi_ok) {
+    calls_done(0); /* cancelled: execute never ran */
     napi_reject_deferred(env, c->deferred, lvb_error(env, c->fname, VIR_ERR_INTERNAL_ERROR, VIR_FROM_NONE, VIR_ERR_ERROR, "call cancelled"));
   } else if (c->failed) {
     napi_reject_deferred(env, c->deferred, lvb_error(env, c->fname, c->err_code, c->err_domain, c->err_level, c->err_message));
@@ -338,6 +398,7 @@ napi_value lvb_queue(napi_env env, lvb_call *c) {
   napi_create_promise(env, &c->deferred, &promise);
   napi_create_string_utf8(env, c->fname, NAPI_AUTO_LENGTH, &name);
   napi_create_async_work(env, NULL, name, call_execute, call_complete, c, &c->work);
+  calls_add();
   napi_queue_async_work(env, c->work);
   return promise;
 }
@@ -345,6 +406,17 @@ napi_value lvb_queue(napi_env env, lvb_call *c) {
 /* ---------- module ---------- */
 
 void lvb_register_generated(napi_env env, napi_value exports);
+
+/* Diagnostics for the tests (not in index.js): releases queued and not yet taken by a thread. */
+static napi_value js_pending_releases(napi_env env, napi_callback_info info) {
+  (void)info;
+  long n = 0;
+  pthread_mutex_lock(&reap_mu);
+  for (reap_item *it = reap_head; it; it = it->next) n++;
+  for (reap_item *it = ride_head; it; it = it->next) n++;
+  pthread_mutex_unlock(&reap_mu);
+  return lvb_num(env, (double)n);
+}
 
 static napi_value module_init(napi_env env, napi_value exports) {
   pthread_once(&global_once, global_init);
@@ -354,6 +426,8 @@ static napi_value module_init(napi_env env, napi_value exports) {
   }
   lvb_register_generated(env, exports);
   lvb_overrides_init(env, exports);
+  napi_property_descriptor d = {"_pendingReleases", NULL, js_pending_releases, NULL, NULL, NULL, napi_default, NULL};
+  napi_define_properties(env, exports, 1, &d);
   return exports;
 }
 

@@ -3,7 +3,11 @@
 // The containers share the host's root filesystem (no <filesystem target='/'>) and run /bin/sh.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
 import * as lv from '../generated/index.js';
+
+// the addon itself, for its test-only diagnostics
+const native = createRequire(import.meta.url)('../build/Release/binding.node');
 
 const URI = process.env.LIBVIRT_BINDING_TEST_URI ?? 'lxc:///';
 const PREFIX = `ocivirt-test-binding-${process.pid}-`;
@@ -164,6 +168,27 @@ test('a domain outlives its connection; freed handles refuse calls', async () =>
   lv.virDomainFree(dom);
   lv.virDomainFree(dom); // twice is harmless
   assert.throws(() => lv.virDomainGetName(dom), /freed or closed/);
+});
+
+test('freed handles are released: by the calls in flight, else by the reaper', async () => {
+  const name = `${PREFIX}release`;
+  lv.virDomainFree(await lv.virDomainDefineXML(conn, domainXml(name)));
+  try {
+    const doms = await Promise.all(Array.from({ length: 50 }, () => lv.virDomainLookupByName(conn, name)));
+    // each call holds its own reference: the handles can go while the calls run
+    const calls = doms.map((d) => lv.virDomainGetName(d));
+    for (const d of doms) lv.virDomainFree(d);
+    assert.deepEqual(new Set(await Promise.all(calls)), new Set([name]));
+    // the last call to finish released whatever was handed to the calls in flight
+    assert.equal(native._pendingReleases(), 0);
+
+    // nothing in flight: the reaper does it
+    lv.virDomainFree(await lv.virDomainLookupByName(conn, name));
+    for (let i = 0; i < 100 && native._pendingReleases() > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(native._pendingReleases(), 0);
+  } finally {
+    await lv.virDomainUndefine(await lv.virDomainLookupByName(conn, name));
+  }
 });
 
 test('network define, start, lookup, destroy, undefine (isolated, no forward)', async () => {
