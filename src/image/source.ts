@@ -9,8 +9,7 @@ import { posix } from 'node:path';
 import { InputError } from '../errors.js';
 import { digestOf, parseDigest, shortDigest, type Digest } from './digest.js';
 import { parseIndex, parseJson, type Descriptor, type ImageIndex } from './documents.js';
-import { DirStore, TarStore, type FileStore } from './store.js';
-import { openSpoolFile, UnreadableFile } from '../spool/read.js';
+import { DirStore, openEntry, TarStore, type FileStore } from './store.js';
 import { normaliseMemberName } from './tar-index.js';
 
 /** JSON documents above this are refused (containerd uses 20 MiB for the same reason). */
@@ -37,6 +36,10 @@ export function blobPath(d: Digest): string {
   return `blobs/${d.algorithm}/${d.encoded}`;
 }
 
+/**
+ * The image at `path`, held open from here on (the spool's rule: a swap of its name after this
+ * leads nowhere). A directory is a DirStore; a file is sniffed and indexed through the same handle.
+ */
 async function detectStore(path: string): Promise<FileStore> {
   let st;
   try {
@@ -44,28 +47,24 @@ async function detectStore(path: string): Promise<FileStore> {
   } catch (e) {
     throw new InputError(`cannot read image: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { file: path });
   }
-  if (st.isDirectory()) return new DirStore(path);
+  if (st.isDirectory()) return DirStore.open(path);
   if (st.isSymbolicLink()) throw new InputError('is a symlink: give the image directory or archive itself', { file: path });
   if (!st.isFile()) throw new InputError('is neither a directory nor a regular file', { file: path });
+  const file = await openEntry(path, 'file');
   const head = Buffer.alloc(512);
-  let fh;
   try {
-    fh = (await openSpoolFile(path)).handle;
+    await file.handle.read(head, 0, 512, 0);
+    if (head[0] === 0x1f && head[1] === 0x8b)
+      throw new InputError('is a gzip-compressed file: decompress it first (images are read in place, which needs an uncompressed tar)', { file: path });
+    if (head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd)
+      throw new InputError('is a zstd-compressed file: decompress it first (images are read in place, which needs an uncompressed tar)', { file: path });
+    if (head.toString('latin1', 257, 262) !== 'ustar' && !looksLikeV7Tar(head))
+      throw new InputError('is not an image: neither an OCI layout directory, an oci-archive nor a docker-save tarball', { file: path });
   } catch (e) {
-    throw e instanceof UnreadableFile ? new InputError(e.message, { file: path }) : e;
+    await file.close();
+    throw e;
   }
-  try {
-    await fh.read(head, 0, 512, 0);
-  } finally {
-    await fh.close();
-  }
-  if (head[0] === 0x1f && head[1] === 0x8b)
-    throw new InputError('is a gzip-compressed file: decompress it first (images are read in place, which needs an uncompressed tar)', { file: path });
-  if (head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd)
-    throw new InputError('is a zstd-compressed file: decompress it first (images are read in place, which needs an uncompressed tar)', { file: path });
-  if (head.toString('latin1', 257, 262) !== 'ustar' && !looksLikeV7Tar(head))
-    throw new InputError('is not an image: neither an OCI layout directory, an oci-archive nor a docker-save tarball', { file: path });
-  return TarStore.open(path);
+  return TarStore.of(path, file);
 }
 
 /** A pre-POSIX tar header still has a valid checksum. */

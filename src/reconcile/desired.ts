@@ -7,10 +7,11 @@ import { join } from 'node:path';
 import { errorMessage, InputError } from '../errors.js';
 import { fromNative } from '../convert/from-native.js';
 import { detectCgroupVersion, rootfsExecutableResolver, statHostDevice } from '../convert/host.js';
-import { readBundleConfig } from '../oci/bundle.js';
+import { readBundleConfig, readBundleConfigIn } from '../oci/bundle.js';
 import { ANNOTATION_PREFIX, type RuntimeConfig } from '../oci/runtime-spec.js';
 import { checkBundlePaths, checkHostDevices, scanSpool, startProblems, type BundlePaths, type HostDeviceAllowList, type RefusedEntry, type SpoolEntry } from '../spool/index.js';
 import { unpackImage } from '../image/unpack.js';
+import { openSpoolEntry, UnreadableFile, type HeldEntry } from '../spool/read.js';
 import type { Domain } from '../xml/domain.js';
 import type { StartPolicy } from '../config/index.js';
 import type { EventLogger } from '../log.js';
@@ -112,27 +113,47 @@ export async function desiredOf(entries: readonly SpoolEntry[], refused: readonl
 }
 
 export async function desiredDomain(entry: SpoolEntry, opts: DesiredOptions, cgroupVersion: 1 | 2): Promise<DesiredDomain> {
-  let bundleDir = entry.path;
-  let imageDigest: string | undefined;
-  const warnings: string[] = [];
-  if (entry.kind !== 'bundle') {
-    if (opts.stateDir === undefined) throw new Error(`${entry.path}: an image entry needs a state directory (--state) to unpack into`);
-    // one directory per image version: a running domain keeps its tree while a new one is unpacked
-    // unset options stay undefined: unpackImage reads each with `=== true`, `?.` or a truthiness test
-    const unpacked = await unpackImage(entry.path, join(imageBundlesDir(opts.stateDir), entry.domainName), {
-      versioned: true,
-      allowDevices: opts.allowDevices,
-      limits: opts.unpackLimits,
-      log: opts.log,
-      signal: opts.signal,
+  if (entry.kind === 'bundle') {
+    // held open from here on: read and checked as it was when opened, whatever its name leads to later
+    const held = await openSpoolEntry(entry.path, 'directory').catch((e: unknown) => {
+      throw e instanceof UnreadableFile ? new InputError(e.message, { file: entry.path }) : e;
     });
-    bundleDir = unpacked.bundleDir;
-    imageDigest = unpacked.manifestDigest;
-    warnings.push(...unpacked.warnings);
+    try {
+      return await bundleDomain(entry, held, entry.path, opts, cgroupVersion);
+    } finally {
+      await held.close();
+    }
   }
-  const { config, configPath } = await readBundleConfig(bundleDir);
+  if (opts.stateDir === undefined) throw new Error(`${entry.path}: an image entry needs a state directory (--state) to unpack into`);
+  // one directory per image version: a running domain keeps its tree while a new one is unpacked
+  // unset options stay undefined: unpackImage reads each with `=== true`, `?.` or a truthiness test
+  const unpacked = await unpackImage(entry.path, join(imageBundlesDir(opts.stateDir), entry.domainName), {
+    versioned: true,
+    allowDevices: opts.allowDevices,
+    limits: opts.unpackLimits,
+    log: opts.log,
+    signal: opts.signal,
+  });
+  return bundleDomain(entry, unpacked.bundleDir, unpacked.bundleDir, opts, cgroupVersion, { digest: unpacked.manifestDigest, warnings: unpacked.warnings });
+}
+
+/**
+ * The domain of a bundle: a spool bundle held open, or an image bundle in the state directory
+ * (ours: by path). `bundleDir` is its path, for messages and the domain.
+ */
+async function bundleDomain(
+  entry: SpoolEntry,
+  dir: HeldEntry | string,
+  bundleDir: string,
+  opts: DesiredOptions,
+  cgroupVersion: 1 | 2,
+  image?: { digest: string; warnings: string[] },
+): Promise<DesiredDomain> {
+  const imageDigest = image?.digest;
+  const warnings = [...(image?.warnings ?? [])];
+  const { config, configPath } = typeof dir === 'string' ? await readBundleConfig(dir) : await readBundleConfigIn(dir, bundleDir);
   // where root.path and bind sources really lead (a link out of the bundle is refused)
-  const paths = await checkBundlePaths(config, bundleDir, opts.bindAllowList ?? []);
+  const paths = await checkBundlePaths(config, dir, opts.bindAllowList ?? [], configPath);
   // a passed-through host device or interface hands over host resources like a bind of '/'
   checkHostDevices(config, configPath, opts.hostDeviceAllowList ?? {});
   const result = fromNative(withCheckedPaths(config, paths), {
@@ -142,11 +163,11 @@ export async function desiredDomain(entry: SpoolEntry, opts: DesiredOptions, cgr
     strict: opts.strict === true,
     cgroupVersion,
     owner: { entry: entry.name, ...(opts.instance !== undefined ? { instance: opts.instance } : {}), ...(imageDigest !== undefined ? { imageDigest } : {}) },
-    resolveExecutable: rootfsExecutableResolver(paths.rootfs),
+    resolveExecutable: rootfsExecutableResolver(paths.rootfsAt),
     hostDevice: statHostDevice,
   });
   // what libvirt would only refuse at start (after a timeout) is refused before the define
-  const problems = await startProblems(result.domain, paths.rootfs);
+  const problems = await startProblems(result.domain, paths.rootfs, paths.rootfsAt);
   if (problems.length) throw new InputError(problems.map((p) => p.reason).join('; '), { file: configPath, field: problems[0]!.field });
   warnings.push(...result.warnings);
   return {

@@ -13,7 +13,7 @@ import * as assert from 'uvu/assert';
 import { readBundleConfig } from '../../src/oci/bundle.js';
 import { desiredDomain } from '../../src/reconcile/desired.js';
 import { scanSpool } from '../../src/spool/index.js';
-import { openSpoolFile, readSmallFileIn, readSmallRegularFile } from '../../src/spool/read.js';
+import { openSpoolEntry, openSpoolFile, readSmallRegularFile } from '../../src/spool/read.js';
 import { writeMinimalBundle } from '../helpers/bundle.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'ocivirt-test-spool-read-'));
@@ -93,7 +93,7 @@ test('size limit: checked with fstat, and again while reading', async () => {
   writeFileSync(join(root, 'big'), Buffer.alloc(2048));
   await rejects(readSmallRegularFile(join(root, 'big'), 1024), /is larger than 1024 bytes/);
   assert.is((await readSmallRegularFile(join(root, 'big'), 2048)).data.length, 2048);
-  await rejects(readSmallFileIn(join(root, 'nope'), 'x'), /its directory is missing/);
+  await rejects(openSpoolEntry(join(root, 'nope'), 'directory'), /is missing/);
 });
 
 test.run();
