@@ -5,7 +5,7 @@
  * left behind (the swap is two renames; between them only the old copy holds the bundle).
  */
 import { constants } from 'node:fs';
-import { lstat, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { spawn } from 'node:child_process';
 import { InputError } from '../errors.js';
@@ -20,6 +20,11 @@ export interface UnpackRecord {
   platform: string;
   /** Options that change the tree (e.g. device nodes allowed): a change means a new unpack. */
   optionsKey: string;
+  /**
+   * The image-config converter that made config.json (IMAGE_CONVERTER_VERSION); records written
+   * before it was recorded have none. Another version's config is derived again, not reused.
+   */
+  converter?: number;
   source: string;
   refs: string[];
   unpackedAt: string;
@@ -121,6 +126,15 @@ async function exists(p: string): Promise<boolean> {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw e;
   }
+}
+
+/** Replaces `path` by a file holding `data`, whole or not at all, durably (a rename over it, then the directory synced). */
+export async function replaceFile(path: string, data: string, mode: number): Promise<void> {
+  const tmp = join(dirname(path), `.${basename(path)}.ocivirt-new`);
+  await rm(tmp, { force: true });
+  await writeFile(tmp, data, { mode, flag: 'wx', flush: true });
+  await rename(tmp, path);
+  await fsyncDir(dirname(path));
 }
 
 async function fsyncDir(p: string): Promise<void> {
