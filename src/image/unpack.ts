@@ -218,6 +218,7 @@ async function unpackLocked(
         opts.signal?.throwIfAborted();
         layers.push(await unpackLayer(source, image, layer, rootfs, opts, warn));
       }
+      opts.signal?.throwIfAborted(); // aborted after the last layer: nothing more is written
       const tLayers = performance.now();
       opts.log?.info('image.verified', {
         entry: sourcePath,
@@ -231,7 +232,7 @@ async function unpackLocked(
       await writeFile(join(paths.staging, 'config.json'), config, { mode: 0o644, flush: true });
       await writeFile(join(paths.staging, RECORD_FILE), recordText(base, opts, image), { mode: 0o600, flush: true });
       const tConfig = performance.now();
-      await commitStaging(paths);
+      await commitStaging(paths, opts.signal);
       const tEnd = performance.now();
       const result: UnpackResult = {
         ...base,
