@@ -16,6 +16,7 @@ import { entryTestHooks, openSpoolEntry, openSpoolFileIn } from '../../src/spool
 import { snapshotEntry } from '../../src/watch/complete.js';
 import { file } from '../helpers/tar.js';
 import { writeMinimalBundle } from '../helpers/bundle.js';
+import { rejects } from '../helpers/rejects.js';
 import { archiveOf, baseLayerEntries, ImageBuilder, scratchDirs, writeFiles } from '../image/fixtures.js';
 
 const scratch = scratchDirs();
@@ -59,15 +60,6 @@ function swapOnOpen(path: string, target: string): void {
     delete entryTestHooks.afterOpen;
     swap(path, target);
   };
-}
-
-async function rejects(p: Promise<unknown>, re: RegExp): Promise<void> {
-  const err = await p.then(
-    () => undefined,
-    (e: Error) => e,
-  );
-  assert.ok(err, `expected a rejection matching ${re}`);
-  assert.match(err!.message, re);
 }
 
 const unpackedMarker = (bundleDir: string) => readFileSync(join(bundleDir, 'rootfs', 'marker'), 'utf8');

@@ -15,6 +15,7 @@ import { desiredDomain } from '../../src/reconcile/desired.js';
 import { scanSpool } from '../../src/spool/index.js';
 import { openSpoolEntry, openSpoolFile, readSmallRegularFile } from '../../src/spool/read.js';
 import { writeMinimalBundle } from '../helpers/bundle.js';
+import { rejects } from '../helpers/rejects.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'ocivirt-test-spool-read-'));
 test.after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -27,15 +28,6 @@ function setup() {
   writeMinimalBundle(join(spool, 'web'), 'from the spool');
   writeMinimalBundle(join(root, 'host', 'secret'), 'from a host file');
   return { spool, web: join(spool, 'web'), host: join(root, 'host', 'secret') };
-}
-
-async function rejects(p: Promise<unknown>, re: RegExp): Promise<void> {
-  const err = await p.then(
-    () => undefined,
-    (e: Error) => e,
-  );
-  assert.ok(err, `expected a rejection matching ${re}`);
-  assert.match(err!.message, re);
 }
 
 const argsOf = (d: Awaited<ReturnType<typeof desiredDomain>>) => JSON.stringify(d.domain);
