@@ -73,7 +73,20 @@ if [ ! -e "$DEMO/spool/web" ]; then
   mv "$I" "$DEMO/spool/web"
 fi
 
-echo "demo: spool $DEMO/spool (hello: runtime bundle, web: OCI image); domains get the prefix demo-"
+# 3. a settings entry: a second container of the web image, with its own command, env and memory
+if [ ! -e "$DEMO/spool/web-2.ocivirt.json" ]; then
+  cat > "$DEMO/build/web-2.ocivirt.json" <<'JSON'
+{
+  "image": "web",
+  "command": ["-c", "echo web-2 up as $GREETING; exec sleep 86400"],
+  "env": { "GREETING": "hello" },
+  "memory": "64M"
+}
+JSON
+  mv "$DEMO/build/web-2.ocivirt.json" "$DEMO/spool/web-2.ocivirt.json"
+fi
+
+echo "demo: spool $DEMO/spool (hello: runtime bundle, web: OCI image, web-2.ocivirt.json: a settings entry running web); domains get the prefix demo-"
 echo "demo: running the daemon (Ctrl-C to stop it; the containers keep running; scripts/demo.sh --clean removes them)"
 exec env OCIVIRT_NAME_PREFIX=demo- bin/ocivirt daemon --spool "$DEMO/spool" --state "$DEMO/state" \
   --export "$DEMO/export" --uri "$URI"

@@ -10,7 +10,7 @@
 # 3. `git clone` of REF (default HEAD) of the repository into /root/ocivirt in that root; nothing
 #    beside the clone (no ../shared).
 # 4. In its own PID and mount namespace (so setup-libvirt.sh can neither see nor signal this
-#    machine's libvirtd), chrooted, with /sys, /dev, a fresh /proc and an empty /run (the chroot's
+#    machine's libvirtd), with the new root pivoted in, with /sys, /dev, a fresh /proc and an empty /run (the chroot's
 #    libvirtd has its own socket): first `scripts/setup-libvirt.sh --packages` (apt only, no
 #    libvirtd: without the lock), then `scripts/demo.sh` in the background until both demo domains run,
 #    the README's memtune -> export check, then SIGTERM to the daemon and `scripts/demo.sh --clean`; then
@@ -63,7 +63,7 @@ tar -C "$ROOT" -xf "$WORK/base.tar"
 cleanup_root() { if [ "$KEEP" = 0 ]; then rm -rf --one-file-system "$ROOT"; else step "kept $ROOT"; fi; }
 trap cleanup_root EXIT
 
-# 2. node and npm, as this machine has them
+# 2. node and npm, as this machine has them (with the workplace's CA and npm config)
 NODE=$(readlink -f "$(command -v node)")
 PREFIX=$(dirname "$(dirname "$NODE")")     # /usr or /usr/local: bin/node, lib/node_modules/npm
 step "copying node $("$NODE" --version) and npm from $PREFIX"
@@ -71,6 +71,11 @@ step "copying node $("$NODE" --version) and npm from $PREFIX"
     if [ -e "$p" ] || [ -L "$p" ]; then echo "${p#/}"; fi
   done ) | tar -C / -cf - -T - | tar -C "$ROOT" -xf -
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+# this workplace's network setup, which every machine here has: its CA bundle (the registries are
+# reached through a TLS-inspecting egress) and npm's config files that point at it
+( cd / && for p in etc/ssl/certs/ca-certificates.crt usr/local/share/ca-certificates etc/npmrc usr/etc/npmrc root/.npmrc; do
+    if [ -e "/$p" ]; then echo "$p"; fi
+  done ) | tar -C / -cf - -T - | tar -C "$ROOT" -xf -
 
 # 3. the clone
 COMMIT=$(git -C "$REPO" rev-parse --verify "$REF^{commit}")
@@ -103,12 +108,12 @@ scripts/demo.sh >/root/demo.log 2>&1 &
 DEMO_PID=$!
 ok=0
 for i in $(seq 1 900); do
-  if running demo-hello && running demo-web; then ok=1; break; fi
+  if running demo-hello && running demo-web && running demo-web-2; then ok=1; break; fi
   kill -0 "$DEMO_PID" 2>/dev/null || break
   sleep 1
 done
 if [ $ok = 0 ]; then step "FAILED: demo domains not running"; tail -n 40 /root/demo.log; exit 1; fi
-step "demo: demo-hello and demo-web run"
+step "demo: demo-hello, demo-web and demo-web-2 (a settings entry) run"
 bin/ocivirt status --state /var/lib/ocivirt-demo/state || { step "FAILED: status"; exit 1; }
 virsh -q -c lxc:/// memtune demo-hello --hard-limit 200000 --config
 for i in $(seq 1 60); do
@@ -144,16 +149,21 @@ step "scripts/test.sh passed"
 EOF
 chmod 755 "$ROOT/root/fresh-run.sh"
 
-# In a new PID and mount namespace, chrooted: /proc of that namespace, the host's /sys and /dev,
-# an empty /run (so the chroot's libvirtd has its own socket and pid file).
+# In a new PID and mount namespace whose root is the new root (pivot_root, not a bare chroot: a
+# container's mount namespace, entered with `virsh lxc-enter-namespace`, must have the container's
+# root as its own, as on a booted machine), with /proc of that namespace, the host's /sys and
+# /dev, an empty /run (so the root's libvirtd has its own socket and pid file); the host's root
+# is detached.
 in_root() {
   # shellcheck disable=SC2016
   unshare --pid --fork --mount --propagation private -- /bin/bash -c '
     R=$1; shift
-    mount -t proc proc "$R/proc" && mount --rbind /sys "$R/sys" && mount --rbind /dev "$R/dev" &&
-      mount -t tmpfs -o mode=755 tmpfs "$R/run" || exit 1
-    mkdir -p "$R/run/lock" && chmod 1777 "$R/run/lock"
-    exec chroot "$R" /usr/bin/env -i HOME=/root LANG=C.UTF-8 PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@"
+    mount --bind "$R" "$R" && mount -t proc proc "$R/proc" && mount --rbind /sys "$R/sys" &&
+      mount --rbind /dev "$R/dev" && mount -t tmpfs -o mode=755 tmpfs "$R/run" || exit 1
+    mkdir -p "$R/run/lock" "$R/.oldroot" && chmod 1777 "$R/run/lock"
+    cd "$R" && pivot_root . .oldroot || exit 1
+    exec /usr/sbin/chroot . /bin/sh -c "umount -l /.oldroot && rmdir /.oldroot &&
+      exec /usr/bin/env -i HOME=/root LANG=C.UTF-8 PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \"\$@\"" sh "$@"
   ' in_root "$ROOT" "$@"
 }
 

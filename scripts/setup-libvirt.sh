@@ -37,7 +37,7 @@ set -u
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 URI=lxc:///
-PKGS="libvirt-daemon libvirt-daemon-driver-lxc libvirt-clients libvirt-dev libxml2-utils iproute2
+PKGS="libvirt-daemon libvirt-daemon-driver-lxc libvirt-clients libvirt-dev libxml2-utils iproute2 procps
       g++ make python3 pkg-config busybox-static runc umoci skopeo systemd debootstrap zstd ${OCIVIRT_EXTRA_PKGS:-}"
 # systemd as PID 1 (not merely installed): systemd runs libvirtd, from libvirt-daemon-system's unit
 if [ -d /run/systemd/system ]; then SYSTEMD=1; PKGS="$PKGS libvirt-daemon-system"; else SYSTEMD=0; fi
@@ -67,8 +67,11 @@ own_daemon_pid() {
     p=$(cat "$PIDFILE" 2>/dev/null) || return 0
     case "$p" in ''|*[!0-9]*) return 0 ;; esac
     [ "$(cat /proc/"$p"/comm 2>/dev/null)" = libvirtd ] || return 0
+    # the same file (by inode: the path it shows depends on the reader's mount namespace), or its
+    # path when the package was upgraded under it (deleted)
+    bin=$(readlink -f "$(command -v libvirtd)")
     exe=$(readlink /proc/"$p"/exe 2>/dev/null) || return 0
-    [ "${exe% (deleted)}" = "$(readlink -f "$(command -v libvirtd)")" ] || return 0
+    [ /proc/"$p"/exe -ef "$bin" ] || [ "${exe% (deleted)}" = "$bin" ] || return 0
     tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null | grep -q -- "--pid-file $PIDFILE " || return 0
     echo "$p"
 }

@@ -4,6 +4,7 @@
  * connection close), delivered to JavaScript through threadsafe functions.
  */
 #include "runtime.h"
+#include <pthread.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -56,16 +57,52 @@ static napi_value js_connect_close(napi_env env, napi_callback_info info) {
 
 /* ---------- threadsafe callbacks ---------- */
 
+/*
+ * A JavaScript callback that libvirt's threads call through a threadsafe function.
+ *
+ * Node frees a threadsafe function when its environment ends (the process exits, a worker ends)
+ * even while threads still hold it, and calls its finalizer: libvirt may still hold the
+ * registration then and call back, or free it, from its event-loop or reaper thread. So every use
+ * of `tsfn` happens under `mu` and stops once the finalizer has cleared it. The struct has two
+ * owners, libvirt's registration (cb_reg_free) and Node's threadsafe function (its finalizer);
+ * the last one to let go frees it.
+ */
 typedef struct {
-  napi_threadsafe_function tsfn;
+  pthread_mutex_t mu;
+  napi_threadsafe_function tsfn; /* NULL once Node has finalized it */
+  int released;                  /* the registration let go of tsfn */
+  int owners;
 } cb_reg;
+
+static void cb_reg_drop(cb_reg *r) {
+  /* called with r->mu held; unlocks it */
+  int last = --r->owners == 0;
+  pthread_mutex_unlock(&r->mu);
+  if (last) {
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+  }
+}
+
+/* JavaScript thread: Node is done with the threadsafe function (released, or its env ended) */
+static void cb_reg_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  cb_reg *r = data;
+  pthread_mutex_lock(&r->mu);
+  r->tsfn = NULL;
+  cb_reg_drop(r);
+}
 
 static cb_reg *cb_reg_new(napi_env env, napi_value fn, const char *name, napi_threadsafe_function_call_js call_js) {
   cb_reg *r = calloc(1, sizeof *r);
   if (!r) return NULL;
+  pthread_mutex_init(&r->mu, NULL);
+  r->owners = 2;
   napi_value res;
   napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &res);
-  if (napi_create_threadsafe_function(env, fn, NULL, res, 0, 1, NULL, NULL, NULL, call_js, &r->tsfn) != napi_ok) {
+  if (napi_create_threadsafe_function(env, fn, NULL, res, 0, 1, r, cb_reg_finalize, NULL, call_js, &r->tsfn) != napi_ok) {
+    pthread_mutex_destroy(&r->mu);
     free(r);
     return NULL;
   }
@@ -74,10 +111,22 @@ static cb_reg *cb_reg_new(napi_env env, napi_value fn, const char *name, napi_th
   return r;
 }
 
+/* Any thread: queues `data` for the JavaScript callback. -1: not queued (the caller frees data). */
+static int cb_reg_send(cb_reg *r, void *data) {
+  pthread_mutex_lock(&r->mu);
+  /* nonblocking with an unbounded queue: never waits for the JavaScript thread while holding mu */
+  int ok = r->tsfn && !r->released && napi_call_threadsafe_function(r->tsfn, data, napi_tsfn_nonblocking) == napi_ok;
+  pthread_mutex_unlock(&r->mu);
+  return ok ? 0 : -1;
+}
+
+/* libvirt's free callback of the registration (any libvirt thread), or a failed registration */
 static void cb_reg_free(void *opaque) {
   cb_reg *r = opaque;
-  napi_release_threadsafe_function(r->tsfn, napi_tsfn_release);
-  free(r);
+  pthread_mutex_lock(&r->mu);
+  if (r->tsfn && !r->released) napi_release_threadsafe_function(r->tsfn, napi_tsfn_release);
+  r->released = 1;
+  cb_reg_drop(r);
 }
 
 static int is_function(napi_env env, napi_value v) {
@@ -121,7 +170,7 @@ static int lifecycle_cb(virConnectPtr conn, virDomainPtr dom, int event, int det
   if (virDomainGetUUIDString(dom, m->uuid) < 0) m->uuid[0] = 0;
   m->event = event;
   m->detail = detail;
-  if (napi_call_threadsafe_function(r->tsfn, m, napi_tsfn_nonblocking) != napi_ok) {
+  if (cb_reg_send(r, m) < 0) {
     free(m->name);
     free(m);
   }
@@ -236,8 +285,7 @@ static void close_js(napi_env env, napi_value fn, void *context, void *data) {
 
 static void close_cb(virConnectPtr conn, int reason, void *opaque) {
   (void)conn;
-  cb_reg *r = opaque;
-  napi_call_threadsafe_function(r->tsfn, (void *)(intptr_t)reason, napi_tsfn_nonblocking);
+  cb_reg_send(opaque, (void *)(intptr_t)reason);
 }
 
 static void close_register_execute(lvb_call *b) {
@@ -555,7 +603,7 @@ fail:
 enum { CONSOLE_DATA, CONSOLE_END, CONSOLE_ERROR };
 
 typedef struct {
-  napi_threadsafe_function tsfn;
+  cb_reg *cb;
   int done; /* only touched on libvirt's event-loop thread */
 } console_reg;
 
@@ -588,7 +636,7 @@ static void console_js(napi_env env, napi_value fn, void *context, void *data) {
 }
 
 static void console_send(console_reg *r, console_msg *m) {
-  if (napi_call_threadsafe_function(r->tsfn, m, napi_tsfn_nonblocking) != napi_ok) {
+  if (cb_reg_send(r->cb, m) < 0) {
     free(m->buf);
     free(m->message);
     free(m);
@@ -597,7 +645,7 @@ static void console_send(console_reg *r, console_msg *m) {
 
 static void console_free(void *opaque) {
   console_reg *r = opaque;
-  napi_release_threadsafe_function(r->tsfn, napi_tsfn_release);
+  cb_reg_free(r->cb);
   free(r);
 }
 
@@ -711,19 +759,16 @@ static napi_value js_open_console(napi_env env, napi_callback_info info) {
     return NULL;
   }
   c->reg = calloc(1, sizeof *c->reg);
-  napi_value res;
-  napi_create_string_utf8(env, "libvirt console", NAPI_AUTO_LENGTH, &res);
-  if (!c->reg || napi_create_threadsafe_function(env, argv[3], NULL, res, 0, 1, NULL, NULL, NULL, console_js, &c->reg->tsfn) != napi_ok) {
+  if (c->reg) c->reg->cb = cb_reg_new(env, argv[3], "libvirt console", console_js);
+  if (!c->reg || !c->reg->cb) {
     free(c->reg);
     free(c->devname);
     free(c);
     napi_throw_error(env, NULL, "virDomainOpenConsoleStream: cannot create the callback");
     return NULL;
   }
-  napi_unref_threadsafe_function(env, c->reg->tsfn);
   if (lvb_arg_handle(env, argv[0], LVB_DOMAIN, &c->dom, F, "domain")) {
-    napi_release_threadsafe_function(c->reg->tsfn, napi_tsfn_release);
-    free(c->reg);
+    console_free(c->reg);
     free(c->devname);
     free(c);
     return NULL;

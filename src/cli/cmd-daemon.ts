@@ -1,5 +1,5 @@
 /** `ocivirt daemon`: the long-running service (see src/daemon). */
-import { Daemon } from '../daemon/daemon.js';
+import { Daemon, StartAbortedError } from '../daemon/daemon.js';
 import { parseCommandArgs } from './args.js';
 import type { Command, CommandIO } from './command.js';
 
@@ -55,26 +55,34 @@ export const daemonCommand: Command = {
     let stopRequested = false;
     let markStopped: (r: { stuck: boolean }) => void = () => undefined;
     const stopped = new Promise<{ stuck: boolean }>((resolve) => (markStopped = resolve));
+    const starting = new AbortController();
     const stop = () => {
       stopRequested = true;
       if (daemon) void daemon.stop().then(markStopped);
+      else starting.abort();
     };
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
     process.on('SIGHUP', () => void daemon?.reload());
-    daemon = await Daemon.start({
-      load: {
-        ...(values.config !== undefined ? { file: values.config } : {}),
-        flags,
-        flagNames: { spoolDir: '--spool', stateDir: '--state', exportDir: '--export', uri: '--uri' },
-      },
-    });
-    if (stopRequested) void daemon.stop().then(markStopped);
+    try {
+      daemon = await Daemon.start({
+        load: {
+          ...(values.config !== undefined ? { file: values.config } : {}),
+          flags,
+          flagNames: { spoolDir: '--spool', stateDir: '--state', exportDir: '--export', uri: '--uri' },
+        },
+        signal: starting.signal,
+      });
+    } catch (e) {
+      if (!(e instanceof StartAbortedError)) throw e;
+      markStopped({ stuck: e.stuck });
+    }
+    if (stopRequested) void daemon?.stop().then(markStopped);
     const { stuck } = await stopped;
     if (stuck) {
       // A thread stuck inside libvirt or a blocking read keeps Node from exiting at all (even
       // process.exit waits for it), so the process ends itself; the log is already written.
-      process.stderr.write('ocivirt: in-flight work could not be cut after the shutdown timeout; ending with SIGKILL (exit 137)\n');
+      process.stderr.write('ocivirt: a call stuck inside libvirt or the kernel could not be cut; ending with SIGKILL (exit 137)\n');
       process.kill(process.pid, 'SIGKILL');
     }
     // Whatever an abandoned call still holds must not keep the process alive past its exit.

@@ -8,5 +8,6 @@ import { daemonCommand } from './cmd-daemon.js';
 import { statusCommand } from './cmd-status.js';
 import { planCommand } from './cmd-plan.js';
 import { syncCommand } from './cmd-sync.js';
+import { validateCommand } from './cmd-validate.js';
 
-export const COMMANDS: Command[] = [unpackCommand, fromNativeCommand, toNativeCommand, daemonCommand, statusCommand, exportCommand, planCommand, syncCommand];
+export const COMMANDS: Command[] = [unpackCommand, fromNativeCommand, toNativeCommand, daemonCommand, statusCommand, exportCommand, planCommand, syncCommand, validateCommand];

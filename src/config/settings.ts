@@ -79,7 +79,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 
 export const SETTINGS: readonly Setting[] = [
   { key: 'spoolDir', kind: { type: 'path' }, default: '/var/lib/ocivirt/spool', env: 'OCIVIRT_SPOOL',
-    doc: 'The spool: bundle directories, image layouts and `.tar` archives to run. Only read, never written.' },
+    doc: 'The spool: bundle directories, image layouts, image archives (`.tar`, `.tar.gz`, `.tgz`, `.oci`, `.oci.tar`) and settings files (`NAME.ocivirt.json`, docs/entry-settings.md) to run. Only read, never written.' },
   { key: 'stateDir', kind: { type: 'path' }, default: '/var/lib/ocivirt/state', env: 'OCIVIRT_STATE',
     doc: 'Unpacked images (rootfs), the status file. Written owner-only.' },
   { key: 'exportDir', kind: { type: 'path' }, default: '/var/lib/ocivirt/export', env: 'OCIVIRT_EXPORT',

@@ -24,7 +24,7 @@ export interface FromNativeOptions {
   /** The host's cgroup version; default: detected. */
   cgroupVersion?: 1 | 2;
   /** Ownership written into the metadata for the reconciler. */
-  owner?: { entry: string; instance?: string; imageDigest?: string };
+  owner?: { entry: string; instance?: string; imageDigest?: string; settingsDigest?: string };
   /** Resolves a non-absolute argv0 inside the rootfs (the CLI passes one over `resolveInRootSync`). */
   resolveExecutable?: ExecutableResolver;
   /** Looks up a host device node; without it, `linux.devices` are preserved, not mapped. */

@@ -63,7 +63,7 @@ export const CONVERTER_VERSION = 1;
  * Digest of everything the desired definition is made from: the config, the conversion inputs
  * and the converter's version. Stored in the metadata; equal digests mean the same desired domain.
  */
-export function desiredDigest(config: RuntimeConfig, inputs: { name: string; bundle: string; cgroupVersion: number; hostArch: string }): string {
+export function desiredDigest(config: RuntimeConfig, inputs: { name: string; bundle: string; cgroupVersion: number; hostArch: string; settings?: string }): string {
   return `sha256:${sha256Hex(canonicalJson({ converter: CONVERTER_VERSION, config, ...inputs }))}`;
 }
 
@@ -112,7 +112,14 @@ export function fromNative(config: RuntimeConfig, opts: FromNativeOptions): From
     cgroupVersion: ctx.cgroupVersion,
     ...(opts.owner ? { entry: opts.owner.entry } : {}),
     ...(opts.owner?.instance ? { instance: opts.owner.instance } : {}),
-    desiredDigest: desiredDigest(original, { name, bundle: opts.bundleDir, cgroupVersion: ctx.cgroupVersion, hostArch: ctx.hostArch }),
+    // the entry's settings file (when it has one) is part of what the domain is made from
+    desiredDigest: desiredDigest(original, {
+      name,
+      bundle: opts.bundleDir,
+      cgroupVersion: ctx.cgroupVersion,
+      hostArch: ctx.hostArch,
+      ...(opts.owner?.settingsDigest !== undefined ? { settings: opts.owner.settingsDigest } : {}),
+    }),
     ...(opts.owner?.imageDigest ? { imageDigest: opts.owner.imageDigest } : {}),
   });
 

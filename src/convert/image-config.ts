@@ -37,12 +37,15 @@ export const DEFAULT_CAPABILITIES = [
 ];
 
 export const VOLUMES_ANNOTATION = `${ANNOTATION_PREFIX}image.volumes`;
+/** Docker's HEALTHCHECK of the image, as JSON: kept (libvirt-lxc runs no health checks), never dropped silently. */
+export const HEALTHCHECK_ANNOTATION = `${ANNOTATION_PREFIX}image.healthcheck`;
 
 /**
  * Bump when the runtime config made from the same image changes: an unpacked bundle records the
  * version that made its config.json, and one made by another is derived again, never reused.
  * 2: image labels in ocivirt's namespace are kept under IMAGE_LABEL_PREFIX (1 made them
- * ocivirt's own annotations: an image chose its domain XML and its start).
+ * ocivirt's own annotations: an image chose its domain XML and its start); the image's
+ * HEALTHCHECK is kept as HEALTHCHECK_ANNOTATION (1 dropped it).
  */
 export const IMAGE_CONVERTER_VERSION = 2;
 
@@ -239,6 +242,12 @@ function annotations(image: ImageConfig, warnings: string[]): Record<string, str
   if (volumes.length > 0) {
     a[VOLUMES_ANNOTATION] = volumes.join(',');
     warnings.push(`the image declares volumes (${volumes.join(', ')}): recorded in ${VOLUMES_ANNOTATION}, not mounted; their data stays in the rootfs`);
+  }
+  if (exec.Healthcheck !== undefined) {
+    a[HEALTHCHECK_ANNOTATION] = JSON.stringify(exec.Healthcheck);
+    const test = exec.Healthcheck.Test;
+    if (!(Array.isArray(test) && test[0] === 'NONE'))
+      warnings.push(`the image declares a HEALTHCHECK (${JSON.stringify(test ?? null)}): recorded in ${HEALTHCHECK_ANNOTATION}, not run (libvirt-lxc has no health checks)`);
   }
   // labels win over every implicit annotation (conversion.md), but none may speak for ocivirt
   for (const [key, value] of Object.entries(exec.Labels ?? {})) {

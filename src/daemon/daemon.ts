@@ -27,6 +27,15 @@ export interface DaemonOptions {
   logDestination?: NodeJS.WritableStream;
   /** Opens a libvirt port (the adapter by default; an in-memory one in tests). */
   connect?: (uri: string, log: EventLogger) => Promise<LibvirtPort>;
+  /** SIGTERM while starting: a connect that hangs (a wedged libvirtd) is given up at once. */
+  signal?: AbortSignal;
+}
+
+/** The daemon was stopped before it had started; `stuck`: a libvirt connect was still hanging. */
+export class StartAbortedError extends Error {
+  constructor(readonly stuck: boolean) {
+    super(stuck ? 'stopped while connecting to libvirt (the connect still hangs)' : 'stopped while starting');
+  }
 }
 
 /**
@@ -44,6 +53,8 @@ export class Daemon {
   private readonly status = new Map<string, ItemResult>();
   private readonly locks = new DomainLocks();
   private readonly known = new Map<string, string>();
+  /** Settings entry -> the image entry it names (sync.ts PassSpec.uses). */
+  private readonly uses = new Map<string, string>();
   private readonly queue: PassQueue;
   /** Entries whose step goes on after its pass stopped waiting: left alone until it has ended. */
   private readonly inFlight = new Map<string, Promise<unknown>>();
@@ -86,11 +97,15 @@ export class Daemon {
       for (const w of warnings) log.warn('daemon.insecure', { path: config[key], setting: key, err: w }, w);
     }
     const instance = await ensureInstanceId(config.stateDir);
-    const connect = opts.connect ?? ((uri, logger) => connectLibvirt(uri, { logger }));
-    const port = await connect(config.uri, log);
+    const open = opts.connect ?? ((uri, logger) => connectLibvirt(uri, { logger }));
+    const connect = (logger: EventLogger) => unlessStopped(open(config.uri, logger), opts.signal, log, t0);
+    const port = await connect(log);
     // The exporter has its own connection: a burst of exports never queues behind the
     // reconciler's defines on one connection (libvirtd serves each client's calls in turn).
-    const exportPort = await connect(config.uri, silentLogger());
+    const exportPort = await connect(silentLogger()).catch(async (e) => {
+      await within(port.close(), ABORT_GRACE_MS);
+      throw e;
+    });
     const exporter = new Exporter({
       port: exportPort,
       exportDir: config.exportDir,
@@ -196,13 +211,13 @@ export class Daemon {
       signal: this.abort.signal,
       onDetach: (entry: string, ended: Promise<unknown>) => this.detached(entry, ended),
     };
-    const { results, settling } = await syncPass(
+    const { results, settling, scope: looked } = await syncPass(
       this.port,
       { ...syncOptionsFromConfig(this.config, this.log), instance: this.instance, locks: this.locks, steps },
-      { scope, settled: (entry) => this.ready.has(entry) && !unsettled.has(entry) && !this.inFlight.has(entry), known: this.known, unpackEvents: true },
+      { scope, settled: (entry) => this.ready.has(entry) && !unsettled.has(entry) && !this.inFlight.has(entry), known: this.known, unpackEvents: true, uses: this.uses },
     );
-    if (scope === 'all') this.status.clear();
-    else for (const entry of scope) this.status.delete(entry);
+    if (looked === 'all') this.status.clear();
+    else for (const entry of looked) this.status.delete(entry);
     for (const r of results) {
       if (r.ok && (r.item.action === 'create' || r.item.action === 'update') && r.item.warnings?.length)
         this.log.warn('convert.warning', { entry: r.item.entry, domain: r.item.domain, digest: r.item.digest, warnings: r.item.warnings });
@@ -260,6 +275,26 @@ export class Daemon {
 }
 
 const BUSY_REASON = 'a step on it is still running (an unpack, or a slow libvirt call): taken again once it ends';
+
+/**
+ * `connecting`, unless the daemon is stopped first: then StartAbortedError (stuck when the connect
+ * has not ended; a port it opens later is closed).
+ */
+async function unlessStopped(connecting: Promise<LibvirtPort>, signal: AbortSignal | undefined, log: EventLogger, t0: number): Promise<LibvirtPort> {
+  if (signal === undefined) return connecting;
+  let settled = false;
+  const done = connecting.finally(() => (settled = true));
+  const stopped = new Promise<never>((_, reject) => {
+    const abort = () => {
+      void connecting.then((p) => p.close()).catch(() => undefined);
+      log.warn('daemon.stopped', { durationMs: Date.now() - t0, abandoned: true, stuck: !settled }, 'stopped while connecting to libvirt');
+      reject(new StartAbortedError(!settled));
+    };
+    if (signal.aborted) abort();
+    else signal.addEventListener('abort', abort, { once: true });
+  });
+  return Promise.race([done, stopped]);
+}
 
 /** Waits for `p` at most `ms`: true when it settled in time. */
 async function within(p: Promise<unknown>, ms: number): Promise<boolean> {

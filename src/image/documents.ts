@@ -45,6 +45,8 @@ export interface ExecConfig {
   WorkingDir?: string;
   Labels?: Record<string, string>;
   StopSignal?: string;
+  /** Docker's HEALTHCHECK (not in the OCI spec): Test, Interval, Timeout, StartPeriod, Retries. */
+  Healthcheck?: Record<string, unknown>;
 }
 
 export interface ImageConfig {
@@ -211,6 +213,11 @@ export function parseImageConfig(v: unknown, where: Where): ImageConfig {
   if (volumes) exec.Volumes = volumes;
   const stop = optString(c, 'StopSignal', cw);
   if (stop !== undefined) exec.StopSignal = stop;
+  const health = optObjectKeys(c, 'Healthcheck', cw);
+  if (health) {
+    optStringArray(health, 'Test', at(cw, 'Healthcheck'));
+    exec.Healthcheck = health;
+  }
   const cfg: ImageConfig = { os, architecture, config: exec, diffIds };
   const variant = optString(o, 'variant', where);
   if (variant) cfg.variant = variant;

@@ -11,6 +11,7 @@ import { digestOf, parseDigest, shortDigest, type Digest } from './digest.js';
 import { parseIndex, parseJson, type Descriptor, type ImageIndex } from './documents.js';
 import { DirStore, openEntry, TarStore, type FileStore } from './store.js';
 import { normaliseMemberName } from './tar-index.js';
+import { inflateArchive, type Inflated, type InflateOptions } from './inflate.js';
 
 /** JSON documents above this are refused (containerd uses 20 MiB for the same reason). */
 export const DEFAULT_MAX_JSON_BYTES = 16 << 20;
@@ -36,35 +37,50 @@ export function blobPath(d: Digest): string {
   return `blobs/${d.algorithm}/${d.encoded}`;
 }
 
+/** How a source is opened: limits for JSON documents, and where a gzip-compressed archive is inflated. */
+export interface OpenSourceOptions {
+  maxJsonBytes?: number;
+  inflate?: InflateOptions;
+}
+
 /**
  * The image at `path`, held open from here on (the spool's rule: a swap of its name after this
- * leads nowhere). A directory is a DirStore; a file is sniffed and indexed through the same handle.
+ * leads nowhere). A directory is a DirStore; a file is sniffed and indexed through the same
+ * handle, or inflated from it (gzip) into a copy of ours.
  */
-async function detectStore(path: string): Promise<FileStore> {
+async function detectStore(path: string, opts: OpenSourceOptions): Promise<{ store: FileStore; release?: () => Promise<void> }> {
   let st;
   try {
     st = await lstat(path);
   } catch (e) {
     throw new InputError(`cannot read image: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { file: path });
   }
-  if (st.isDirectory()) return DirStore.open(path);
+  if (st.isDirectory()) return { store: await DirStore.open(path) };
   if (st.isSymbolicLink()) throw new InputError('is a symlink: give the image directory or archive itself', { file: path });
   if (!st.isFile()) throw new InputError('is neither a directory nor a regular file', { file: path });
   const file = await openEntry(path, 'file');
   const head = Buffer.alloc(512);
+  let inflated: Inflated | undefined;
   try {
     await file.handle.read(head, 0, 512, 0);
-    if (head[0] === 0x1f && head[1] === 0x8b)
-      throw new InputError('is a gzip-compressed file: decompress it first (images are read in place, which needs an uncompressed tar)', { file: path });
-    if (head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd)
+    // docker save | gzip: inflated once (by content, whatever the name), then read as any archive
+    if (head[0] === 0x1f && head[1] === 0x8b) inflated = await inflateArchive(file.handle, file.stat, path, opts.inflate);
+    else if (head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd)
       throw new InputError('is a zstd-compressed file: decompress it first (images are read in place, which needs an uncompressed tar)', { file: path });
-    if (head.toString('latin1', 257, 262) !== 'ustar' && !looksLikeV7Tar(head))
-      throw new InputError('is not an image: neither an OCI layout directory, an oci-archive nor a docker-save tarball', { file: path });
+    else if (head.toString('latin1', 257, 262) !== 'ustar' && !looksLikeV7Tar(head))
+      throw new InputError('is not an image: neither an OCI layout directory, an oci-archive nor a docker-save tarball (plain or gzip-compressed)', { file: path });
   } catch (e) {
     await file.close();
     throw e;
   }
-  return TarStore.of(path, file);
+  if (inflated === undefined) return { store: await TarStore.of(path, file) };
+  await file.close();
+  try {
+    return { store: await TarStore.open(inflated.path, path), release: inflated.release };
+  } catch (e) {
+    await inflated.release();
+    throw e;
+  }
 }
 
 /** A pre-POSIX tar header still has a valid checksum. */
@@ -119,9 +135,14 @@ function refsOf(d: Descriptor): string[] {
   return refs;
 }
 
-export async function openImageSource(path: string, opts: { maxJsonBytes?: number } = {}): Promise<ImageSource> {
+export async function openImageSource(path: string, opts: OpenSourceOptions = {}): Promise<ImageSource> {
   const maxJsonBytes = opts.maxJsonBytes ?? DEFAULT_MAX_JSON_BYTES;
-  const store = await detectStore(path);
+  const detected = await detectStore(path, opts);
+  const { store } = detected;
+  const close = async () => {
+    await store.close();
+    await detected.release?.();
+  };
   try {
     const layout = await readJsonFile(store, 'oci-layout', 64 << 10);
     const dockerManifest = await readJsonFile(store, 'manifest.json', maxJsonBytes);
@@ -138,7 +159,7 @@ export async function openImageSource(path: string, opts: { maxJsonBytes?: numbe
       if (dockerManifest !== undefined) addRepoTags(entries, parseDockerManifest(dockerManifest, `${path}:manifest.json`));
       const format: SourceFormat =
         store.kind === 'directory' ? 'oci-layout' : dockerManifest !== undefined ? 'docker-oci-archive' : 'oci-archive';
-      return { path, format, store, entries, maxJsonBytes, close: () => store.close() };
+      return { path, format, store, entries, maxJsonBytes, close };
     }
     if (dockerManifest !== undefined) {
       const file = `${path}:manifest.json`;
@@ -155,7 +176,7 @@ export async function openImageSource(path: string, opts: { maxJsonBytes?: numbe
         store,
         entries,
         maxJsonBytes,
-        close: () => store.close(),
+        close,
       };
     }
     throw new InputError(
@@ -165,7 +186,7 @@ export async function openImageSource(path: string, opts: { maxJsonBytes?: numbe
       { file: path },
     );
   } catch (e) {
-    await store.close();
+    await close();
     throw e;
   }
 }

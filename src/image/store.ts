@@ -133,14 +133,21 @@ export class TarStore implements FileStore {
     readonly members: Map<string, TarMember>,
   ) {}
 
-  static async open(path: string): Promise<TarStore> {
-    return TarStore.of(path, await openEntry(path, 'file'));
+  /** `label`: the name messages give it (the spool's archive, when `path` is its inflated copy). */
+  static async open(path: string, label = path): Promise<TarStore> {
+    let file: HeldEntry;
+    try {
+      file = await openSpoolEntry(path, 'file');
+    } catch (e) {
+      throw e instanceof UnreadableFile ? new InputError(e.message, { file: label }) : e;
+    }
+    return TarStore.of(label, file);
   }
 
-  /** The archive held open as `file` (closed with the store, or here on failure). */
-  static async of(path: string, file: HeldEntry): Promise<TarStore> {
+  /** The archive held open as `file`, named `label` (closed with the store, or here on failure). */
+  static async of(label: string, file: HeldEntry): Promise<TarStore> {
     try {
-      return new TarStore(path, file.handle, await indexTar(file.handle, file.stat.size, path));
+      return new TarStore(label, file.handle, await indexTar(file.handle, file.stat.size, label));
     } catch (e) {
       await file.close();
       throw e;

@@ -28,7 +28,7 @@ import {
   type BundlePaths,
   type UnpackRecord,
 } from './bundle-dir.js';
-import type { Platform } from './documents.js';
+import type { ExecConfig, Platform } from './documents.js';
 import { sha256Hex, VerifyingStream, type Digest } from './digest.js';
 import { DEFAULT_MAX_RATIO, openLayerStream } from './layer-stream.js';
 import type { Compression } from './media-types.js';
@@ -67,6 +67,8 @@ export interface UnpackOptions {
   /** Limits per layer: the applier's, and the inflation ratio (their defaults otherwise). */
   limits?: ApplyLayerOptions['limits'] & { maxRatio?: number };
   maxJsonBytes?: number;
+  /** Where gzip-compressed archives are inflated (and kept while unchanged); a temporary directory otherwise. */
+  inflateCacheDir?: string | undefined;
   log?: EventLogger;
   /** Stops the unpack: the layer worker is terminated and the staging directory discarded. */
   signal?: AbortSignal | undefined;
@@ -93,6 +95,8 @@ export interface UnpackResult {
   configDigest: string;
   platform: string;
   refs: string[];
+  /** The image config's process part (Entrypoint, Cmd, Env …): settings apply over it. */
+  exec: ExecConfig;
   layers: UnpackedLayer[];
   /** The bundle already held this manifest, so no layer was unpacked. */
   skipped: boolean;
@@ -170,7 +174,10 @@ async function unpackLocked(
   if (opts.versioned) await checkVersionsParent(given.target);
   else await prepareTarget(given, sourcePath, opts);
 
-  const source = await openImageSource(sourcePath, opts.maxJsonBytes !== undefined ? { maxJsonBytes: opts.maxJsonBytes } : {});
+  const source = await openImageSource(sourcePath, {
+    ...(opts.maxJsonBytes !== undefined ? { maxJsonBytes: opts.maxJsonBytes } : {}),
+    inflate: { cacheDir: opts.inflateCacheDir, maxRatio: opts.limits?.maxRatio, minFreeBytes: opts.limits?.minFreeBytes, signal: opts.signal },
+  });
   try {
     const image = await resolveImage(source, { ...(opts.ref !== undefined ? { ref: opts.ref } : {}), platform: wanted, explicitVariant });
     // the lock taken on the parent covers its versions
@@ -185,6 +192,7 @@ async function unpackLocked(
       configDigest: image.configDigest.text,
       platform: formatPlatform(image.platform),
       refs: image.refs,
+      exec: image.config.config,
     };
 
     const record = await readRecord(paths.target);

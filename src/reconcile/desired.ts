@@ -3,14 +3,28 @@
  * directory) -> its domain. An entry that cannot be turned into a domain is a failure of that
  * entry alone; the others go on.
  */
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { errorMessage, InputError } from '../errors.js';
 import { fromNative } from '../convert/from-native.js';
 import { detectCgroupVersion, rootfsExecutableResolver, statHostDevice } from '../convert/host.js';
 import { readBundleConfig, readBundleConfigIn } from '../oci/bundle.js';
 import { ANNOTATION_PREFIX, type RuntimeConfig } from '../oci/runtime-spec.js';
-import { checkBundlePaths, checkHostDevices, scanSpool, startProblems, type BundlePaths, type HostDeviceAllowList, type RefusedEntry, type SpoolEntry } from '../spool/index.js';
-import { unpackImage } from '../image/unpack.js';
+import {
+  checkBundlePaths,
+  checkHostDevices,
+  entryStem,
+  inspectEntry,
+  scanSpool,
+  SETTINGS_SUFFIX,
+  startProblems,
+  type BundlePaths,
+  type HostDeviceAllowList,
+  type RefusedEntry,
+  type SpoolEntry,
+} from '../spool/index.js';
+import { unpackImage, type UnpackOptions, type UnpackResult } from '../image/unpack.js';
+import { applySettings, checkRole, readEntrySettings, type ReadSettings } from '../settings/index.js';
+import { containerTree, unpackShared } from './images.js';
 import { openSpoolEntry, UnreadableFile, type HeldEntry } from '../spool/read.js';
 import type { Domain } from '../xml/domain.js';
 import type { StartPolicy } from '../config/index.js';
@@ -30,6 +44,10 @@ export interface DesiredDomain {
   notStarted?: string;
   /** Set when the bundle was unpacked from an image. */
   imageDigest?: string;
+  /** Settings given that are recorded but not in force (yet): said in the plan and `status`. */
+  notInForce?: string[];
+  /** The shared image tree a settings entry's container was copied from (images.ts). */
+  imageTree?: string;
   warnings: string[];
 }
 
@@ -60,6 +78,10 @@ export interface DesiredOptions {
   steps?: StepBudget;
   /** Aborts the work on this entry (its deadline, or the daemon stopping). */
   signal?: AbortSignal;
+  /** The spool: a settings entry finds the image entry it names there. */
+  spoolDir?: string;
+  /** May this spool item be read now? A container waits for the image entry it names (default: yes). */
+  settled?: (name: string) => boolean;
 }
 
 export interface DesiredState {
@@ -67,11 +89,26 @@ export interface DesiredState {
   failed: EntryFailure[];
   /** Entries still being read or unpacked when the pass stopped waiting for them. */
   busy?: { entry: string; domainName: string }[];
+  /** Image entries marked image-only: a base for settings entries, no domain of their own. */
+  imagesOnly?: string[];
+  /** Settings entry -> the image entry it names, for each whose settings could be read. */
+  uses?: Map<string, string>;
 }
+
+/** An image entry whose settings say it is an image only. */
+export const IMAGE_ONLY = Symbol('image only');
+
+/** A container whose image entry is still being copied in: left as it is, taken once the image is complete. */
+class ImageSettling extends Error {}
 
 /** Image bundles live here: one directory per domain, in it one per image version. */
 export function imageBundlesDir(stateDir: string): string {
   return join(stateDir, 'bundles');
+}
+
+/** gzip-compressed image archives, inflated (image/inflate.ts): kept while the archive is unchanged. */
+export function inflatedArchivesDir(stateDir: string): string {
+  return join(stateDir, 'archives');
 }
 
 const CONCURRENCY = 8;
@@ -90,6 +127,8 @@ export async function desiredOf(entries: readonly SpoolEntry[], refused: readonl
   }));
   const desired: DesiredDomain[] = [];
   const busy: { entry: string; domainName: string }[] = [];
+  const imagesOnly: string[] = [];
+  const uses = new Map<string, string>();
   const cgroupVersion = detectCgroupVersion();
   let next = 0;
   await Promise.all(
@@ -98,71 +137,113 @@ export async function desiredOf(entries: readonly SpoolEntry[], refused: readonl
         const entry = entries[next++]!;
         try {
           const d = await runStep(opts.steps, entry.name, `${entry.path}: reading${entry.kind === 'bundle' ? '' : ' and unpacking'}`, (signal) =>
-            desiredDomain(entry, { ...opts, signal }, cgroupVersion),
+            desiredOfEntry(entry, { ...opts, signal }, cgroupVersion, uses),
           );
           if (d === DETACHED) busy.push({ entry: entry.name, domainName: entry.domainName });
+          else if (d === IMAGE_ONLY) imagesOnly.push(entry.name);
           else desired.push(d);
         } catch (e) {
-          failed.push({ entry: entry.name, domainName: entry.domainName, error: errorMessage(e) });
+          if (e instanceof ImageSettling) busy.push({ entry: entry.name, domainName: entry.domainName });
+          else failed.push({ entry: entry.name, domainName: entry.domainName, error: errorMessage(e) });
         }
       }
     }),
   );
   const byName = (a: { entry: string }, b: { entry: string }) => (a.entry < b.entry ? -1 : a.entry > b.entry ? 1 : 0);
-  return { desired: desired.sort(byName), failed: failed.sort(byName), busy: busy.sort(byName) };
+  return { desired: desired.sort(byName), failed: failed.sort(byName), busy: busy.sort(byName), imagesOnly: imagesOnly.sort(), uses };
 }
 
+/** The domain of one entry (an image-only entry has none: see `desiredOfEntry`). */
 export async function desiredDomain(entry: SpoolEntry, opts: DesiredOptions, cgroupVersion: 1 | 2): Promise<DesiredDomain> {
-  if (entry.kind === 'bundle') {
-    // held open from here on: read and checked as it was when opened, whatever its name leads to later
-    const held = await openSpoolEntry(entry.path, 'directory').catch((e: unknown) => {
-      throw e instanceof UnreadableFile ? new InputError(e.message, { file: entry.path }) : e;
-    });
-    try {
-      return await bundleDomain(entry, held, entry.path, opts, cgroupVersion);
-    } finally {
-      await held.close();
-    }
-  }
-  if (opts.stateDir === undefined) throw new Error(`${entry.path}: an image entry needs a state directory (--state) to unpack into`);
-  // one directory per image version: a running domain keeps its tree while a new one is unpacked
-  // unset options stay undefined: unpackImage reads each with `=== true`, `?.` or a truthiness test
-  const unpacked = await unpackImage(entry.path, join(imageBundlesDir(opts.stateDir), entry.domainName), {
-    versioned: true,
-    allowDevices: opts.allowDevices,
-    limits: opts.unpackLimits,
-    log: opts.log,
-    signal: opts.signal,
-  });
-  return bundleDomain(entry, unpacked.bundleDir, unpacked.bundleDir, opts, cgroupVersion, { digest: unpacked.manifestDigest, warnings: unpacked.warnings });
+  const d = await desiredOfEntry(entry, opts, cgroupVersion);
+  if (d === IMAGE_ONLY) throw new InputError('is an image only (its settings say imageOnly): it has no domain of its own', { file: entry.path });
+  return d;
+}
+
+/** Where an entry's bundle comes from, and what of the image its settings apply over. */
+interface EntryBundle {
+  bundleDir: string;
+  imageDigest?: string;
+  image?: UnpackResult;
+  imageTree?: string;
+  warnings: string[];
 }
 
 /**
- * The domain of a bundle: a spool bundle held open, or an image bundle in the state directory
- * (ours: by path). `bundleDir` is its path, for messages and the domain.
+ * Entry -> bundle -> settings applied -> trust checks -> domain: the one pipeline of the daemon,
+ * `sync --once`, `plan` and `validate`. `uses` learns which image entry a settings entry names.
+ */
+export async function desiredOfEntry(
+  entry: SpoolEntry,
+  opts: DesiredOptions,
+  cgroupVersion: 1 | 2,
+  uses?: Map<string, string>,
+): Promise<DesiredDomain | typeof IMAGE_ONLY> {
+  const read = await settingsOf(entry);
+  if (read?.settings.image !== undefined) uses?.set(entry.name, read.settings.image);
+  if ((entry.kind === 'layout' || entry.kind === 'archive') && read?.settings.imageOnly === true) return IMAGE_ONLY;
+  const from = await entryBundle(entry, read, opts);
+  if (entry.kind !== 'bundle') return bundleDomain(entry, from, from.bundleDir, read, opts, cgroupVersion);
+  // a spool bundle, held open from here on: read and checked as it was when opened, whatever its name leads to later
+  const held = await openSpoolEntry(entry.path, 'directory').catch((e: unknown) => {
+    throw e instanceof UnreadableFile ? new InputError(e.message, { file: entry.path }) : e;
+  });
+  try {
+    return await bundleDomain(entry, from, held, read, opts, cgroupVersion);
+  } finally {
+    await held.close();
+  }
+}
+
+/**
+ * The domain of an entry's bundle: a spool bundle held open (`dir`), or one in the state
+ * directory (ours: by path). `from.bundleDir` is its path, for messages and the domain.
  */
 async function bundleDomain(
   entry: SpoolEntry,
+  from: EntryBundle,
   dir: HeldEntry | string,
-  bundleDir: string,
+  read: ReadSettings | undefined,
   opts: DesiredOptions,
   cgroupVersion: 1 | 2,
-  image?: { digest: string; warnings: string[] },
 ): Promise<DesiredDomain> {
-  const imageDigest = image?.digest;
-  const warnings = [...(image?.warnings ?? [])];
+  const { bundleDir } = from;
+  const warnings = [...from.warnings];
   const { config, configPath } = typeof dir === 'string' ? await readBundleConfig(dir) : await readBundleConfigIn(dir, bundleDir);
+  let effective = config;
+  let notInForce: string[] = [];
+  if (read !== undefined) {
+    // the rootfs as the trust check resolves it: user names are looked up there
+    const root = await checkBundlePaths(config, dir, opts.bindAllowList ?? [], configPath);
+    const exec = from.image?.exec;
+    const applied = await applySettings(config, read.settings, {
+      file: read.file,
+      domainName: entry.domainName,
+      bundleDir: dir,
+      rootfs: root.rootfsAt,
+      ...(exec !== undefined ? { image: { entrypoint: exec.Entrypoint ?? null, cmd: exec.Cmd ?? null, env: exec.Env ?? [] } } : {}),
+      bindAllowList: opts.bindAllowList ?? [],
+    });
+    effective = applied.config;
+    notInForce = applied.notInForce;
+  }
   // where root.path and bind sources really lead (a link out of the bundle is refused)
-  const paths = await checkBundlePaths(config, dir, opts.bindAllowList ?? [], configPath);
+  const paths = await checkBundlePaths(effective, dir, opts.bindAllowList ?? [], configPath);
   // a passed-through host device or interface hands over host resources like a bind of '/'
-  checkHostDevices(config, configPath, opts.hostDeviceAllowList ?? {});
-  const result = fromNative(withCheckedPaths(config, paths), {
+  checkHostDevices(effective, configPath, opts.hostDeviceAllowList ?? {});
+  const { imageDigest } = from;
+  const result = fromNative(withCheckedPaths(effective, paths), {
     bundleDir,
     file: configPath,
     name: entry.domainName,
     strict: opts.strict === true,
     cgroupVersion,
-    owner: { entry: entry.name, ...(opts.instance !== undefined ? { instance: opts.instance } : {}), ...(imageDigest !== undefined ? { imageDigest } : {}) },
+    owner: {
+      entry: entry.name,
+      ...(opts.instance !== undefined ? { instance: opts.instance } : {}),
+      ...(imageDigest !== undefined ? { imageDigest } : {}),
+      ...(read !== undefined ? { settingsDigest: read.digest } : {}),
+    },
     resolveExecutable: rootfsExecutableResolver(paths.rootfsAt),
     hostDevice: statHostDevice,
   });
@@ -174,9 +255,87 @@ async function bundleDomain(
     entry: entry.name,
     domainName: entry.domainName,
     domain: result.domain,
-    ...startDecision(config.annotations?.[START_ANNOTATION], opts.startPolicy ?? 'annotation'),
+    ...startDecision(effective.annotations?.[START_ANNOTATION], opts.startPolicy ?? 'annotation'),
     ...(imageDigest !== undefined ? { imageDigest } : {}),
+    ...(notInForce.length ? { notInForce } : {}),
+    ...(from.imageTree !== undefined ? { imageTree: from.imageTree } : {}),
     warnings,
+  };
+}
+
+/** The entry's settings file (its own, or the one beside it), read and checked for what it belongs to. */
+async function settingsOf(entry: SpoolEntry): Promise<ReadSettings | undefined> {
+  const path = entry.kind === 'settings' ? entry.path : entry.settings?.path;
+  if (path === undefined) return undefined;
+  const read = await readEntrySettings(path);
+  checkRole(read.settings, entry.kind === 'bundle' ? 'bundle' : entry.kind === 'settings' ? 'container' : 'image', read.file);
+  return read;
+}
+
+/** The bundle an entry runs: its own directory, its image unpacked, or a copy of the image it names. */
+async function entryBundle(entry: SpoolEntry, read: ReadSettings | undefined, opts: DesiredOptions): Promise<EntryBundle> {
+  if (entry.kind === 'bundle') return { bundleDir: entry.path, warnings: [] };
+  if (opts.stateDir === undefined) throw new Error(`${entry.path}: an image entry needs a state directory (--state) to unpack into`);
+  const s = read?.settings;
+  // unset options stay undefined: unpackImage reads each with `=== true`, `?.` or a truthiness test
+  const unpackOpts: UnpackOptions = {
+    ref: s?.ref,
+    platform: s?.platform,
+    allowDevices: opts.allowDevices,
+    limits: opts.unpackLimits,
+    inflateCacheDir: inflatedArchivesDir(opts.stateDir),
+    log: opts.log,
+    signal: opts.signal,
+  };
+  const bundles = join(imageBundlesDir(opts.stateDir), entry.domainName);
+  if (entry.kind !== 'settings') {
+    // one directory per image version: a running domain keeps its tree while a new one is unpacked
+    const unpacked = await unpackImage(entry.path, bundles, { ...unpackOpts, versioned: true }).catch(selectionIn(read, entry));
+    return { bundleDir: unpacked.bundleDir, imageDigest: unpacked.manifestDigest, image: unpacked, warnings: unpacked.warnings };
+  }
+  const image = await imageEntryNamed(read!, opts);
+  if (opts.settled !== undefined && !opts.settled(image.name)) throw new ImageSettling();
+  const shared = await unpackShared(image, opts.stateDir, unpackOpts).catch(selectionIn(read, entry));
+  const bundleDir = await containerTree(shared, bundles, { signal: opts.signal, log: opts.log });
+  return { bundleDir, imageDigest: shared.manifestDigest, image: shared, imageTree: shared.bundleDir, warnings: shared.warnings };
+}
+
+/** The image entry a settings entry names, as the spool scan sees it: an image layout or archive. */
+async function imageEntryNamed(read: ReadSettings, opts: DesiredOptions): Promise<SpoolEntry> {
+  const name = read.settings.image!;
+  const where = { file: read.file, field: 'image' };
+  if (opts.spoolDir === undefined) throw new InputError('a container of a spool image needs the spool it is in', where);
+  const found = await inspectEntry(opts.spoolDir, name, { prefix: opts.prefix ?? '' });
+  if (found === null) throw new InputError(`${JSON.stringify(name)} is not a spool entry name`, where);
+  if ('reason' in found)
+    throw new InputError(
+      /\(ENOENT\)$/.test(found.reason) ? `no entry ${JSON.stringify(name)} in the spool` : `the image entry ${JSON.stringify(name)} cannot be used: ${found.reason}`,
+      where,
+    );
+  if (found.kind !== 'layout' && found.kind !== 'archive')
+    throw new InputError(`${JSON.stringify(name)} is a ${found.kind === 'bundle' ? 'runtime bundle' : 'settings file'}, not an image entry (an OCI layout or an image archive)`, where);
+  return found;
+}
+
+/**
+ * Which image of an input the settings choose is theirs to say: a ref or platform the image
+ * does not offer names the settings file and the key; an input holding several images says
+ * to choose with "ref" (a spool entry has no --ref).
+ */
+function selectionIn(read: ReadSettings | undefined, entry: SpoolEntry) {
+  return (e: unknown): never => {
+    if (!(e instanceof InputError)) throw e;
+    const file = read?.file;
+    if (file !== undefined && read?.settings.ref !== undefined && e.reason.startsWith('no image with ref'))
+      throw new InputError(`${e.reason} (${e.file ?? 'the image'})`, { file, field: 'ref' });
+    if (file !== undefined && read?.settings.platform !== undefined && e.reason.startsWith('no manifest for platform'))
+      throw new InputError(`${e.reason.replace(/ \(choose one with --platform\)$/, '')} (${e.file ?? 'the image'})`, { file, field: 'platform' });
+    if (/choose one with --ref|choose it with --platform|choose one with --platform/.test(e.reason)) {
+      const settingsName = file !== undefined ? basename(file) : `${entryStem(entry.name)}${SETTINGS_SUFFIX}`;
+      const reason = e.reason.replace(/choose one with --ref/, `choose one with "ref" in ${settingsName}`).replace(/choose (one|it) with --platform( \S+)?/, (_m, _w, p: string | undefined) => `set "platform"${p ? ` to "${p.trim()}"` : ''} in ${settingsName}`);
+      throw new InputError(reason, { ...(e.file !== undefined ? { file: e.file } : {}), ...(e.field !== undefined ? { field: e.field } : {}) });
+    }
+    throw e;
   };
 }
 

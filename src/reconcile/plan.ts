@@ -48,8 +48,10 @@ export function computePlan(want: DesiredState, have: ActualState, opts: PlanOpt
 
   for (const d of want.desired) {
     claimed.add(d.domainName);
-    items.push(withPendingStart(planEntry(d, have, opts.driftPolicy ?? 'keep'), opts.pendingStarts));
+    items.push(withNotInForce(withPendingStart(planEntry(d, have, opts.driftPolicy ?? 'keep'), opts.pendingStarts), d.notInForce));
   }
+  for (const entry of want.imagesOnly ?? [])
+    items.push({ domain: '', entry, action: 'nothing', reason: 'image only (imageOnly in its settings): a base for settings entries, no domain of its own' });
   for (const f of want.failed) {
     if (f.domainName !== undefined) claimed.add(f.domainName);
     items.push({ domain: f.domainName ?? '', entry: f.entry, action: 'fail', reason: f.error });
@@ -70,6 +72,12 @@ export function computePlan(want: DesiredState, have: ActualState, opts: PlanOpt
     );
   }
   return items.sort((a, b) => (a.domain < b.domain ? -1 : a.domain > b.domain ? 1 : a.entry < b.entry ? -1 : 1));
+}
+
+/** Settings recorded but not acted on yet are said with every outcome of the entry (plan, `status`). */
+function withNotInForce(item: PlanItem, keys: readonly string[] | undefined): PlanItem {
+  if (!keys?.length || item.action === 'fail') return item;
+  return { ...item, reason: `${item.reason}; settings recorded, not yet in force: ${keys.join(', ')}` };
 }
 
 /** A start a crashed pass never got to is finished now. */

@@ -9,21 +9,40 @@ import { join } from 'node:path';
 import { errorMessage } from '../errors.js';
 import type { LibvirtPort } from '../libvirt/port.js';
 import { emptyActual, readDomainInto, type ActualState, type Instance } from './actual.js';
-import { domainNameFor, inspectEntry, refuseCollisions, type RefusedEntry, type SpoolEntry } from '../spool/index.js';
+import { domainNameFor, entryStem, inspectEntry, namesOfStem, settle, type RefusedEntry, type SpoolEntry } from '../spool/index.js';
 
 const CONCURRENCY = 8;
 
 /**
- * What `scanSpool` says about the entries in `scope` only, plus any other entry known to map to
- * the same domain name (so a collision is refused on both sides, as a full scan would).
+ * The names a pass over `scope` must look at: every item sharing a stem with one in scope (a
+ * settings file and its entry are one entry, and adding or removing either pairs or unpairs
+ * them), and every settings entry that last named an image entry in scope (`uses`: settings
+ * entry -> image entry), so a new image version reaches its containers.
  */
-export async function inspectSome(dir: string, scope: ReadonlySet<string>, prefix: string, known: ReadonlyMap<string, string>) {
+export function widenScope(scope: ReadonlySet<string>, uses: ReadonlyMap<string, string> = new Map()): Set<string> {
+  const wide = new Set<string>();
+  const add = (name: string) => {
+    for (const n of namesOfStem(entryStem(name))) wide.add(n);
+  };
+  for (const name of scope) add(name);
+  for (const [entry, image] of uses) if (wide.has(image)) add(entry);
+  return wide;
+}
+
+/**
+ * What `scanSpool` says about the entries in `scope` only, plus any other entry known to map to
+ * the same domain name (so a collision is refused on both sides, as a full scan would). `scope`
+ * is already widened (widenScope): names of it that are not there are simply not entries, and
+ * only those `asked` about fail when they cannot be examined.
+ */
+export async function inspectSome(dir: string, scope: ReadonlySet<string>, prefix: string, known: ReadonlyMap<string, string>, asked: ReadonlySet<string> = scope) {
   const look = async (name: string): Promise<SpoolEntry | RefusedEntry | null> => {
     try {
       await lstat(join(dir, name));
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ENOTDIR') return null; // gone: not in the spool
+      if (!asked.has(name)) return null; // a name the widening guessed: only the ones asked about fail
       // anything else (EACCES, EIO …) says nothing about the entry being gone: it fails, its domain stays
       return { name, path: join(dir, name), reason: `cannot be examined (${code ?? errorMessage(e)})`, ...domainNameOf(name, prefix) };
     }
@@ -42,9 +61,7 @@ export async function inspectSome(dir: string, scope: ReadonlySet<string>, prefi
   );
   const inScopeDomains = new Set([...seen.values()].filter((x): x is SpoolEntry => x !== null && !('reason' in x)).map((x) => x.domainName));
   for (const [other, domain] of known) if (!seen.has(other) && inScopeDomains.has(domain)) seen.set(other, await look(other));
-  const found = [...seen.values()].filter((x): x is SpoolEntry | RefusedEntry => x !== null);
-  const { entries, refused } = refuseCollisions(found.filter((x): x is SpoolEntry => !('reason' in x)));
-  return { entries, refused: [...found.filter((x): x is RefusedEntry => 'reason' in x), ...refused] };
+  return settle([...seen.values()].filter((x): x is SpoolEntry | RefusedEntry => x !== null));
 }
 
 /**
@@ -73,7 +90,7 @@ export async function domainsOfScope(
 
 /** The domain an entry of that name maps to, when its name makes one. */
 function domainNameOf(entry: string, prefix: string): { domainName?: string } {
-  const named = domainNameFor(entry.endsWith('.tar') ? entry.slice(0, -4) : entry, prefix);
+  const named = domainNameFor(entryStem(entry), prefix);
   return 'name' in named ? { domainName: named.name } : {};
 }
 

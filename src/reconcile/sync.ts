@@ -21,13 +21,15 @@ import { scanSpool, type HostDeviceAllowList } from '../spool/index.js';
 import type { EventLogger } from '../log.js';
 import { actualState, foreignReason, type ActualState, type Instance } from './actual.js';
 import { applyPlan, type ApplyOptions, type DomainLocks, type ItemResult } from './apply.js';
-import { desiredOf, type DesiredOptions, type DesiredState } from './desired.js';
+import { desiredOf, inflatedArchivesDir, type DesiredOptions, type DesiredState } from './desired.js';
+import { collectInflated } from '../image/inflate.js';
 import { ensureInstanceId, readInstanceId } from './instance.js';
 import { HandEdits } from './hand-edits.js';
 import { PendingStarts } from './pending.js';
 import { computePlan, type PlanItem } from './plan.js';
 import { collectImageBundles } from './collect.js';
-import { domainsOfScope, inspectSome } from './scope.js';
+import { domainsOfScope, inspectSome, widenScope } from './scope.js';
+import { collectSharedImages } from './images.js';
 import type { StepBudget } from './steps.js';
 
 export { collectImageBundles };
@@ -85,6 +87,11 @@ export interface PassSpec {
   known: Map<string, string>;
   /** Log the unpacker's events (image.*): the daemon does; `sync --once` and `plan` never have. */
   unpackEvents: boolean;
+  /**
+   * Settings entry -> the image entry it names, as last read; the pass keeps it up to date. A
+   * per-entry pass over an image entry takes the containers of that image along.
+   */
+  uses?: Map<string, string>;
 }
 
 /**
@@ -98,6 +105,12 @@ interface PlannedPass {
   settling: Settling;
   /** Every entry read and every managed domain seen: only then are unused bundles and stale markers known. */
   complete: boolean;
+  /** The shared image trees the containers of this pass were made from (kept by collection). */
+  imageTrees: Set<string>;
+  /** The names the pass looked at: its scope, widened to paired and dependent items (scope.ts). */
+  scope: PassScope;
+  /** When it started reading: inflated archives not used since are unused (image/inflate.ts). */
+  startedAt: number;
 }
 
 export const STATUS_FILE = 'status.json';
@@ -117,6 +130,8 @@ export function handEditsOf(opts: SyncOptions): HandEdits | undefined {
 
 function desiredOptionsOf(opts: SyncOptions, spec: PassSpec, self: Instance): DesiredOptions {
   return {
+    spoolDir: opts.spoolDir,
+    settled: spec.settled,
     prefix: opts.prefix,
     instance: self.id,
     stateDir: opts.stateDir,
@@ -154,9 +169,11 @@ function everything(): PassSpec {
 
 /** The spool entries in scope: the settled ones read into desired state, the others settling. */
 async function readSpool(opts: SyncOptions, spec: PassSpec, self: Instance) {
-  const { scope, known } = spec;
+  const { known } = spec;
+  const uses = (spec.uses ??= new Map());
+  const scope: PassScope = spec.scope === 'all' ? 'all' : widenScope(spec.scope, uses);
   const prefix = opts.prefix ?? '';
-  const scan = scope === 'all' ? await scanSpool(opts.spoolDir, { prefix }) : await inspectSome(opts.spoolDir, scope, prefix, known);
+  const scan = scope === 'all' ? await scanSpool(opts.spoolDir, { prefix }) : await inspectSome(opts.spoolDir, scope, prefix, known, spec.scope as ReadonlySet<string>);
   if (scope === 'all') known.clear();
   else for (const name of scope) known.delete(name);
   for (const x of [...scan.entries, ...scan.refused]) if (x.domainName !== undefined) known.set(x.name, x.domainName);
@@ -166,11 +183,15 @@ async function readSpool(opts: SyncOptions, spec: PassSpec, self: Instance) {
   const refused = scan.refused.filter(inScope);
   const domainOf = new Map<string, string>(); // entry -> domain, for every entry in scope
   for (const x of [...entries, ...refused]) if (x.domainName !== undefined) domainOf.set(x.name, x.domainName);
-  const settled = (x: { name: string }) => spec.settled(x.name);
+  // an entry and its settings file settle together: a change of either is a change of the entry
+  const settled = (x: { name: string; settings?: { name: string } }) => spec.settled(x.name) && (x.settings === undefined || spec.settled(x.settings.name));
   const settling: Settling = [...entries, ...refused].filter((x) => !settled(x)).map((x) => ({ entry: x.name, domain: x.domainName ?? '' }));
   const want = await desiredOf(entries.filter(settled), refused.filter(settled), desiredOptionsOf(opts, spec, self));
   for (const b of want.busy ?? []) settling.push({ entry: b.entry, domain: b.domainName, busy: true });
-  return { want, domainOf, settling };
+  if (scope === 'all') uses.clear();
+  else for (const name of scope) uses.delete(name);
+  for (const [entry, image] of want.uses ?? []) uses.set(entry, image);
+  return { want, domainOf, settling, scope };
 }
 
 /**
@@ -188,13 +209,14 @@ export async function instanceOf(opts: SyncOptions, mayWrite: boolean): Promise<
 async function planPass(port: LibvirtPort, opts: SyncOptions, spec: PassSpec, mayWrite: boolean): Promise<PlannedPass> {
   const { scope } = spec;
   const prefix = opts.prefix ?? '';
+  const startedAt = Date.now() - 1000; // a file's mtime may round down below the clock
   const self = await instanceOf(opts, mayWrite);
   let read: Awaited<ReturnType<typeof readSpool>>;
   let have: ActualState;
   if (scope === 'all') [read, have] = await Promise.all([readSpool(opts, spec, self), actualState(port, self, prefix)]);
   else {
     read = await readSpool(opts, spec, self);
-    have = await domainsOfScope(port, self, scope, read.domainOf, prefix);
+    have = await domainsOfScope(port, self, read.scope as ReadonlySet<string>, read.domainOf, prefix);
   }
   reportForeign(have, read.want, scope === 'all', opts.log);
   const { want, settling } = read;
@@ -205,7 +227,8 @@ async function planPass(port: LibvirtPort, opts: SyncOptions, spec: PassSpec, ma
   // starts a crash cut short (defined, not yet started) are finished
   const pendingStarts = await pendingStartsOf(opts)?.list();
   const plan = computePlan(want, have, { removePolicy: opts.removePolicy, driftPolicy: opts.driftPolicy, pendingStarts });
-  return { plan, settling, complete: scope === 'all' && settling.length === 0 };
+  const imageTrees = new Set(want.desired.flatMap((d) => (d.imageTree !== undefined ? [d.imageTree] : [])));
+  return { plan, settling, complete: scope === 'all' && settling.length === 0, imageTrees, scope: read.scope, startedAt };
 }
 
 /**
@@ -228,7 +251,14 @@ async function applyPass(port: LibvirtPort, opts: SyncOptions, planned: PlannedP
   const pendingStarts = pendingStartsOf(opts);
   const results = await applyPlan(port, planned.plan, applyOptionsOf(opts, pendingStarts));
   if (!planned.complete || results.some((r) => r.busy)) return { results, collected: [] };
-  const collected = opts.stateDir !== undefined ? await collectImageBundles(port, opts.stateDir, results, opts.log) : [];
+  const collected =
+    opts.stateDir !== undefined
+      ? [
+          ...(await collectImageBundles(port, opts.stateDir, results, opts.log)),
+          ...(await collectSharedImages(opts.stateDir, planned.imageTrees, opts.log)),
+          ...(await collectInflated(inflatedArchivesDir(opts.stateDir), planned.startedAt)),
+        ]
+      : [];
   if (pendingStarts !== undefined) {
     // markers of domains this pass no longer knows (entry and domain gone) are stale
     const known = new Set(results.filter((r) => !(r.item.action === 'delete' && r.ok)).map((r) => r.item.domain));
@@ -238,10 +268,10 @@ async function applyPass(port: LibvirtPort, opts: SyncOptions, planned: PlannedP
 }
 
 /** The daemon's pass over `spec.scope`; the caller writes the status file. */
-export async function syncPass(port: LibvirtPort, opts: SyncOptions, spec: PassSpec): Promise<{ results: ItemResult[]; settling: Settling }> {
+export async function syncPass(port: LibvirtPort, opts: SyncOptions, spec: PassSpec): Promise<{ results: ItemResult[]; settling: Settling; scope: PassScope }> {
   const planned = await planPass(port, opts, spec, true);
   const { results } = await applyPass(port, opts, planned);
-  return { results, settling: planned.settling };
+  return { results, settling: planned.settling, scope: planned.scope };
 }
 
 async function planFullPass(port: LibvirtPort, opts: SyncOptions, mayWrite: boolean): Promise<PlannedPass> {

@@ -45,3 +45,32 @@ export function domainNameFor(baseName: string, prefix = ''): { name: string } |
   }
   return { name };
 }
+
+/** A spool file named like this holds the settings of the entry of its stem (src/settings/). */
+export const SETTINGS_SUFFIX = '.ocivirt.json';
+
+/**
+ * Names an image archive (or a layout directory) may carry; its content decides what it is. The
+ * longest that matches is cut to give the entry's stem (`web.tar.gz` -> `web`).
+ */
+export const IMAGE_SUFFIXES = ['.oci.tar', '.tar.gz', '.tgz', '.tar', '.oci'] as const;
+
+export function isSettingsName(name: string): boolean {
+  return name.endsWith(SETTINGS_SUFFIX) && name.length > SETTINGS_SUFFIX.length;
+}
+
+/**
+ * The stem of a spool item: what its domain is named after and what its settings file is named
+ * after (`web-1/`, `web-1.tar`, `web-1.ocivirt.json` -> `web-1`). It depends on the name only,
+ * so a gone entry's domain can still be found.
+ */
+export function entryStem(name: string): string {
+  if (isSettingsName(name)) return name.slice(0, -SETTINGS_SUFFIX.length);
+  for (const s of IMAGE_SUFFIXES) if (name.endsWith(s) && name.length > s.length) return name.slice(0, -s.length);
+  return name;
+}
+
+/** Every spool name whose item shares `name`'s stem: the items a change of `name` may pair or unpair. */
+export function namesOfStem(stem: string): string[] {
+  return [stem, ...IMAGE_SUFFIXES.map((s) => stem + s), stem + SETTINGS_SUFFIX];
+}

@@ -1,9 +1,13 @@
 /**
  * What the spool holds: each top-level item is an entry, a bundle directory (config.json), an
- * image-layout directory (oci-layout) or a `.tar` image archive. Names starting with '.' are
- * ignored (editors and `rsync` stage files that way); everything else that is not one of the three,
- * symlinks included, is refused with a reason. Each entry gets its domain name and a fingerprint
- * that changes when the entry does, so the daemon can skip unchanged entries cheaply.
+ * image-layout directory (oci-layout), an image archive file (`.tar`, `.tar.gz`/`.tgz`, `.oci`,
+ * `.oci.tar`: what it is, its content decides), or a settings file `NAME.ocivirt.json`. A settings
+ * file belongs to the entry of its stem (`web-1/` or `web-1.tar` + `web-1.ocivirt.json`), or, when
+ * no item has that stem, is an entry itself: a container of the image it names. Names starting
+ * with '.' are ignored (editors and `rsync` stage files that way); everything else, symlinks
+ * included, is refused with a reason. Each entry gets its domain name and a fingerprint that
+ * changes when the entry (its settings file included) does, so the daemon can skip unchanged
+ * entries cheaply.
  *
  * The spool is only read: no file in it is created, changed or locked here.
  */
@@ -12,23 +16,33 @@ import type { Stats } from 'node:fs';
 import { lstat, readdir, stat } from 'node:fs/promises';
 import { basename, isAbsolute, join } from 'node:path';
 import { errorMessage, InputError } from '../errors.js';
-import { checkNamePrefix, domainNameFor } from './names.js';
+import { checkNamePrefix, domainNameFor, entryStem, IMAGE_SUFFIXES, isSettingsName } from './names.js';
 import { readSmallRegularFile, UnreadableFile, withSpoolEntry } from './read.js';
 
-export type SpoolEntryKind = 'bundle' | 'layout' | 'archive';
+export type SpoolEntryKind = 'bundle' | 'layout' | 'archive' | 'settings';
+
+/** A settings file beside its entry. */
+export interface SettingsFile {
+  name: string;
+  path: string;
+}
 
 export interface SpoolEntry {
-  /** The item's name in the spool (`web-1`, `web-1.tar`). */
+  /** The item's name in the spool (`web-1`, `web-1.tar`, `web-1.ocivirt.json`). */
   name: string;
+  /** The item itself (for a `settings` entry: the settings file). */
   path: string;
   kind: SpoolEntryKind;
   domainName: string;
   /**
    * Changes when the entry's definition does: a bundle's config.json content or its rootfs
-   * directory replaced, a layout's index.json, an archive file rewritten or replaced. Files
-   * changed deep inside the same rootfs do not change it (a full resync still sees them).
+   * directory replaced, a layout's index.json, an archive file rewritten or replaced, its
+   * settings file rewritten, added or removed. Files changed deep inside the same rootfs do not
+   * change it (a full resync still sees them).
    */
   fingerprint: string;
+  /** Its settings file, when one is beside it (a `settings` entry is its own). */
+  settings?: SettingsFile;
 }
 
 export interface RefusedEntry {
@@ -71,9 +85,42 @@ export async function scanSpool(dir: string, opts: ScanOptions = {}): Promise<{ 
       }
     }),
   );
-  const refused = inspected.filter((x): x is RefusedEntry => 'reason' in x);
-  const resolved = refuseCollisions(inspected.filter((x): x is SpoolEntry => !('reason' in x)));
-  return { entries: resolved.entries, refused: [...refused, ...resolved.refused].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)) };
+  return settle(inspected);
+}
+
+/** Settings files paired with their entries, then collisions refused: what a scan reports. */
+export function settle(items: readonly (SpoolEntry | RefusedEntry)[]): { entries: SpoolEntry[]; refused: RefusedEntry[] } {
+  const paired = pairSettings(items);
+  const refused = paired.filter((x): x is RefusedEntry => 'reason' in x);
+  const resolved = refuseCollisions(paired.filter((x): x is SpoolEntry => !('reason' in x)));
+  const byName = (a: { name: string }, b: { name: string }) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+  return { entries: resolved.entries.sort(byName), refused: [...refused, ...resolved.refused].sort(byName) };
+}
+
+/**
+ * A settings file with an item of its stem belongs to that item (entries and refused items alike:
+ * a refused bundle does not turn its settings into an entry of their own); one without stays an
+ * entry (kind `settings`).
+ */
+export function pairSettings(items: readonly (SpoolEntry | RefusedEntry)[]): (SpoolEntry | RefusedEntry)[] {
+  const isSettings = (x: SpoolEntry | RefusedEntry): boolean => x.kind === 'settings';
+  const settingsByStem = new Map<string, SpoolEntry>();
+  for (const x of items) if (isSettings(x) && !('reason' in x)) settingsByStem.set(entryStem(x.name), x);
+  const claimed = new Set<SpoolEntry>();
+  const out: (SpoolEntry | RefusedEntry)[] = [];
+  for (const x of items) {
+    if (isSettings(x)) continue;
+    const settings = settingsByStem.get(entryStem(x.name));
+    if (settings === undefined || 'reason' in x) {
+      if (settings !== undefined) claimed.add(settings);
+      out.push(x);
+      continue;
+    }
+    claimed.add(settings);
+    out.push({ ...x, fingerprint: `${x.fingerprint}+settings:${settings.fingerprint}`, settings: { name: settings.name, path: settings.path } });
+  }
+  for (const x of items) if (isSettings(x) && ('reason' in x || !claimed.has(x))) out.push(x);
+  return out;
 }
 
 /**
@@ -91,8 +138,7 @@ async function inspect(dir: string, name: string, prefix: string): Promise<Spool
   const path = join(dir, name);
   const c = await classify(path);
   if ('reason' in c) return { name, path, reason: c.reason };
-  const base = c.kind === 'archive' ? name.slice(0, -'.tar'.length) : name;
-  const named = domainNameFor(base, prefix);
+  const named = domainNameFor(entryStem(name), prefix);
   if ('reason' in named) return { name, path, kind: c.kind, reason: named.reason };
   return { name, path, kind: c.kind, domainName: named.name, fingerprint: c.fingerprint };
 }
@@ -130,9 +176,13 @@ async function classify(path: string): Promise<Classified> {
   } catch (e) {
     return { reason: `cannot be examined (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})` };
   }
+  // a settings file is judged when it is read (through the one-fd reader, which refuses links and
+  // anything but a regular file), so that the entry it belongs to fails with the reason
+  if (isSettingsName(basename(path))) return { kind: 'settings', fingerprint: `settings:${identity(st)}` };
   if (st.isSymbolicLink()) return { reason: 'is a symlink: spool entries must be real directories or files (a link could point anywhere on the host)' };
   if (st.isFile()) {
-    if (!path.endsWith('.tar')) return { reason: 'is a file but not a .tar image archive' };
+    if (!IMAGE_SUFFIXES.some((s) => path.endsWith(s)))
+      return { reason: `is a file but neither an image archive (${IMAGE_SUFFIXES.join(', ')}) nor a settings file (NAME.ocivirt.json)` };
     // An archive is read whole later; its identity (inode, size, times) is enough to see a change.
     return { kind: 'archive', fingerprint: `archive:${identity(st)}` };
   }

@@ -94,7 +94,7 @@ export async function checkBundlePaths(
   file = join(typeof bundleDir === 'string' ? bundleDir : bundleDir.at, 'config.json'),
 ): Promise<BundlePaths> {
   const base = typeof bundleDir === 'string' ? bundleDir : bundleDir.at;
-  const bundle = await (typeof bundleDir === 'string' ? realpath(bundleDir) : bundleDir.real()).catch((e: NodeJS.ErrnoException) => {
+  const bundle = await realBundle(bundleDir).catch((e: NodeJS.ErrnoException) => {
     throw new InputError(`bundle directory cannot be used (${e.code ?? e.message})`, { file });
   });
   const allowed = await resolveAllowList(allowList);
@@ -124,18 +124,41 @@ export async function checkBundlePaths(
   for (const [index, m] of (config.mounts ?? []).entries()) {
     for (const { field, path } of hostPathsOf(m, `mounts[${index}]`, file)) {
       const resolved = await real(path, field);
-      const ok = isInsideOrSame(resolved, bundle) || allowed.some((a) => isInsideOrSame(resolved, a));
-      if (!ok)
-        throw new InputError(
-          `host path ${JSON.stringify(path)} resolves to ${resolved}, outside the bundle and the allowed mount sources (${
-            allowed.length ? allowed.join(', ') : 'none configured'
-          })`,
-          { file, field },
-        );
+      const refused = outsideAllowed(path, resolved, bundle, allowed);
+      if (refused !== undefined) throw new InputError(refused, { file, field });
       mountSources.push({ index, field, path: resolved });
     }
   }
   return { rootfs, rootfsAt: join(base, relative(bundle, rootfs)), mountSources };
+}
+
+/** Where the bundle is: a held spool bundle as the kernel names its open directory (see HeldEntry.real). */
+function realBundle(bundleDir: string | HeldEntry): Promise<string> {
+  return typeof bundleDir === 'string' ? realpath(bundleDir) : bundleDir.real();
+}
+
+/** Why a host path a mount would take is refused, or undefined when it is inside the bundle or the allow-list. */
+function outsideAllowed(path: string, resolved: string, bundle: string, allowed: readonly string[]): string | undefined {
+  if (isInsideOrSame(resolved, bundle) || allowed.some((a) => isInsideOrSame(resolved, a))) return undefined;
+  return `host path ${JSON.stringify(path)} resolves to ${resolved}, outside the bundle and the allowed mount sources (${
+    allowed.length ? allowed.join(', ') : 'none configured'
+  })`;
+}
+
+/**
+ * The bind-mount rule of `checkBundlePaths` for a host path given elsewhere (a settings file's
+ * volume): the resolved path, or why it is refused. The same function decides both.
+ */
+export async function checkMountSource(path: string, bundleDir: string | HeldEntry, allowList: readonly string[]): Promise<{ resolved: string } | { reason: string }> {
+  const bundle = await realBundle(bundleDir);
+  let resolved: string;
+  try {
+    resolved = await realpath(path);
+  } catch (e) {
+    return { reason: `${JSON.stringify(path)} cannot be resolved (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})` };
+  }
+  const refused = outsideAllowed(path, resolved, bundle, await resolveAllowList(allowList));
+  return refused === undefined ? { resolved } : { reason: refused };
 }
 
 /** The host paths a mount would expose: a bind's source, a non-pseudo filesystem's device, overlay dirs. */

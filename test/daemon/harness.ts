@@ -43,14 +43,19 @@ export class DaemonProcess {
 
   /** Starts `ocivirt daemon --config FILE`; resolves at `daemon.started`, rejects if it exits first. */
   static async start(configFile: string, env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []): Promise<DaemonProcess> {
+    const d = DaemonProcess.spawn(configFile, env, nodeArgs);
+    await d.waitFor((e) => e.event === 'daemon.started', 30_000, 'daemon.started');
+    return d;
+  }
+
+  /** Starts `ocivirt daemon --config FILE` without waiting for anything. */
+  static spawn(configFile: string, env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []): DaemonProcess {
     const main = join(repoRoot(), 'dist', 'src', 'cli', 'main.js');
     const child = spawn(process.execPath, [...nodeArgs, main, 'daemon', '--config', configFile], {
       env: { ...process.env, OCIVIRT_CONFIG: '', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    const d = new DaemonProcess(child);
-    await d.waitFor((e) => e.event === 'daemon.started', 30_000, 'daemon.started');
-    return d;
+    return new DaemonProcess(child);
   }
 
   /** Starts it expecting it to fail: resolves with the exit code and stderr. */

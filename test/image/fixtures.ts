@@ -4,12 +4,12 @@
  * are told, so tests can tamper with any part.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { compress as zstdCompress } from 'zstd-napi';
-import { dir, file, tar, type Entry } from '../helpers/tar.js';
+import { dir, file, symlink, tar, type Entry } from '../helpers/tar.js';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { InputError } from '../../src/errors.js';
@@ -223,4 +223,31 @@ export async function expectInputError(p: Promise<unknown>, pattern: RegExp): Pr
   }
   assert.unreachable(`expected an error matching ${pattern}`);
   throw new Error('unreachable');
+}
+
+/** A layer that starts: Debian's static busybox, the given applets linked to it, root in /etc. */
+export function busyboxLayerEntries(applets: readonly string[] = ['sh', 'sleep', 'cat']): Entry[] {
+  return [
+    dir('bin/'),
+    file('bin/busybox', readFileSync('/bin/busybox'), { mode: 0o755 }),
+    ...applets.map((a) => symlink(`bin/${a}`, 'busybox')),
+    dir('etc/'),
+    file('etc/passwd', 'root:x:0:0:root:/root:/bin/sh\n'),
+    file('etc/group', 'root:x:0:\n'),
+  ];
+}
+
+/** Every path under `root` with its size and mtime: proof that nothing was written there. */
+export function treeListing(root: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const name of readdirSync(d).sort()) {
+      const p = join(d, name);
+      const st = statSync(p);
+      out.push(`${relative(root, p)} ${st.size} ${st.mtimeMs}`);
+      if (st.isDirectory()) walk(p);
+    }
+  };
+  walk(root);
+  return out;
 }

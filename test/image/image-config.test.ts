@@ -2,7 +2,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { InputError } from '../../src/errors.js';
-import { DEFAULT_PATH, imageConfigToRuntimeConfig, resolveUser, VOLUMES_ANNOTATION } from '../../src/convert/image-config.js';
+import { DEFAULT_PATH, HEALTHCHECK_ANNOTATION, imageConfigToRuntimeConfig, resolveUser, VOLUMES_ANNOTATION } from '../../src/convert/image-config.js';
+import { parseImageConfig } from '../../src/image/documents.js';
 import { fromNative } from '../../src/convert/from-native.js';
 import type { ExecConfig, ImageConfig } from '../../src/image/documents.js';
 import { validateRuntimeConfig } from '../../src/oci/validate.js';
@@ -139,6 +140,20 @@ test('Volumes are recorded in an annotation with a warning, not mounted', () => 
   assert.is(r.config.annotations?.[VOLUMES_ANNOTATION], '/data,/var/log');
   assert.not.ok(r.config.mounts?.some((m) => m.destination === '/data'));
   assert.ok(r.warnings.some((w) => /volumes \(\/data, \/var\/log\)/.test(w)));
+});
+
+test('a HEALTHCHECK is kept as an annotation with a warning, not dropped; NONE is kept without one', () => {
+  const health = { Test: ['CMD-SHELL', 'wget -q -O- http://localhost/ || exit 1'], Interval: 30_000_000_000, Retries: 3 };
+  const r = convert({ Cmd: ['/x'], Healthcheck: health });
+  assert.equal(JSON.parse(r.config.annotations![HEALTHCHECK_ANNOTATION]!), health);
+  assert.ok(r.warnings.some((w) => w.startsWith('the image declares a HEALTHCHECK (["CMD-SHELL","wget') && w.includes('not run')), r.warnings.join('\n'));
+  const none = convert({ Cmd: ['/x'], Healthcheck: { Test: ['NONE'] } });
+  assert.is(none.config.annotations![HEALTHCHECK_ANNOTATION], '{"Test":["NONE"]}');
+  assert.not.ok(none.warnings.some((w) => w.includes('HEALTHCHECK')));
+  // read from the image config as Docker writes it, and checked
+  const doc = { os: 'linux', architecture: 'amd64', rootfs: { type: 'layers', diff_ids: [] }, config: { Healthcheck: health } };
+  assert.equal(parseImageConfig(doc, { file: 'c' }).config.Healthcheck, health);
+  assert.throws(() => parseImageConfig({ ...doc, config: { Healthcheck: { Test: 'curl' } } }, { file: 'c' }), /config\.Healthcheck\.Test: must be an array of strings/);
 });
 
 test('non-Linux images are refused', () => {

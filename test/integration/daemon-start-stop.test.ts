@@ -75,7 +75,11 @@ test('SIGTERM during a long unpack: cut after the timeout, exit 0; the next star
   assert.is(d.events((e) => e.event === 'daemon.stopped').length, 1);
   const definedBefore = d.events((e) => e.event === 'domain.defined').length;
   if (definedBefore === 0) {
-    assert.is(d.events((e) => e.event === 'daemon.stopping' && e.abandoned === true).length, 1, 'abandoned, and said so');
+    // cut (and said so), or, on a fast machine, unpacked within the timeout and stopped before
+    // its define: never defined from a cut unpack either way
+    const cut = d.events((e) => e.event === 'daemon.stopping' && e.abandoned === true).length;
+    const unpacked = d.events((e) => e.event === 'image.unpacked').length;
+    assert.is(cut + unpacked, 1, 'either abandoned and said so, or unpacked whole');
     assert.not.ok(isDefined(name), 'nothing defined from a cut unpack');
   }
 

@@ -5,7 +5,7 @@
  * the state directory.
  */
 import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readOwnership } from '../../src/convert/ownership.js';
@@ -13,28 +13,13 @@ import { connectLibvirt } from '../../src/libvirt/adapter.js';
 import { silentLogger } from '../../src/log.js';
 import { syncOnce, type SyncOptions } from '../../src/reconcile/sync.js';
 import { parseDomainXml } from '../../src/xml/parse.js';
-import { ImageBuilder, writeFiles } from '../image/fixtures.js';
+import { ImageBuilder, treeListing, writeFiles } from '../image/fixtures.js';
 import { dir, file, symlink } from '../helpers/tar.js';
 import { countingPort, domainSandbox, isDefined, TEST_PREFIX, TEST_URI, virsh, waitForExit, waitForInit } from '../helpers/libvirt.js';
 
 const PREFIX = `${TEST_PREFIX}img-${process.pid}-`;
 
 const tmp = domainSandbox(PREFIX, 'reconcile-image');
-
-/** Every path under `root` with its size and mtime: proof that nothing was written there. */
-function snapshot(root: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    for (const name of readdirSync(d).sort()) {
-      const p = join(d, name);
-      const st = statSync(p);
-      out.push(`${relative(root, p)} ${st.size} ${st.mtimeMs}`);
-      if (st.isDirectory()) walk(p);
-    }
-  };
-  walk(root);
-  return out;
-}
 
 test('image layout entry: unpacked into the state dir, defined, started, removed and collected', async () => {
   const spool = join(tmp(), 'spool');
@@ -58,7 +43,7 @@ test('image layout entry: unpacked into the state dir, defined, started, removed
     config: { Cmd: ['/bin/sleep', '300'], Env: ['PATH=/bin'] },
   });
   writeFiles(join(spool, 'app'), b.layoutFiles([manifest]));
-  const spoolBefore = snapshot(spool);
+  const spoolBefore = treeListing(spool);
 
   const port = await connectLibvirt(TEST_URI);
   const opts: SyncOptions = { spoolDir: spool, stateDir: state, prefix: PREFIX, log: silentLogger(), startPolicy: 'always', stopTimeoutMs: 500 };
@@ -82,7 +67,7 @@ test('image layout entry: unpacked into the state dir, defined, started, removed
       assert.equal(again.plan.map((p) => p.action), ['nothing']);
     }
     assert.is(counted.writes(), 0);
-    assert.equal(snapshot(spool), spoolBefore, 'the spool was written to');
+    assert.equal(treeListing(spool), spoolBefore, 'the spool was written to');
 
     rmSync(join(spool, 'app'), { recursive: true });
     const removed = await syncOnce(port, opts);
