@@ -115,6 +115,16 @@ test('a bundle swapped right after it is opened: config, rootfs and bind sources
   assert.equal(sources.sort(), [join(moved(web), 'data'), join(moved(web), 'rootfs')]);
 });
 
+test('a bundle with settings swapped right after it is opened: a volume in the host directory is outside the bundle', async () => {
+  const { spool, host } = setup();
+  mkdirSync(join(host, 'web', 'data'));
+  writeFileSync(join(spool, 'web.ocivirt.json'), JSON.stringify({ volumes: [`${join(host, 'web', 'data')}:/data`] }));
+  const entry = (await scanSpool(spool)).entries.find((e) => e.name === 'web') as SpoolEntry;
+  assert.ok(entry.settings, 'the settings file belongs to the bundle');
+  swapOnOpen(join(spool, 'web'), join(host, 'web'));
+  await rejects(desiredDomain(entry, {}, 1), /web\.ocivirt\.json: volumes\[0\]: host path .* outside the bundle/);
+});
+
 test('the scan reads a directory entry swapped right after it is opened as it was', async () => {
   const { spool, host } = setup();
   const before = (await scanSpool(spool)).entries.find((e) => e.name === 'web');
