@@ -13,6 +13,7 @@ export const EVENTS = [
   'image.verified',
   'image.unpacked',
   'image.unchanged',
+  'image.reconverted',
   'image.repaired',
   'image.warning',
   'layer.progress',

@@ -62,6 +62,7 @@ function parseCount(flag: string, text: string, zeroOk = false): number {
 
 function summary(r: UnpackResult): string {
   const name = r.refs[0] ?? r.manifestDigest;
+  if (r.reconverted) return `config derived again: ${name} (${r.platform}) manifest ${r.manifestDigest} already in ${r.bundleDir}, its config.json made by an older ocivirt\n`;
   if (r.skipped) return `unchanged: ${name} (${r.platform}) manifest ${r.manifestDigest} already in ${r.bundleDir}\n`;
   const bytes = r.layers.reduce((n, l) => n + l.uncompressedBytes, 0);
   return `unpacked ${name} (${r.platform}) manifest ${r.manifestDigest} into ${r.bundleDir}: ${r.layers.length} layers, ${mib(bytes)} in ${(r.durations.totalMs / 1000).toFixed(1)}s\n`;

@@ -41,6 +41,15 @@ export const VOLUMES_ANNOTATION = `${ANNOTATION_PREFIX}image.volumes`;
 export const HEALTHCHECK_ANNOTATION = `${ANNOTATION_PREFIX}image.healthcheck`;
 
 /**
+ * Bump when the runtime config made from the same image changes: an unpacked bundle records the
+ * version that made its config.json, and one made by another is derived again, never reused.
+ * 2: image labels in ocivirt's namespace are kept under IMAGE_LABEL_PREFIX (1 made them
+ * ocivirt's own annotations: an image chose its domain XML and its start); the image's
+ * HEALTHCHECK is kept as HEALTHCHECK_ANNOTATION (1 dropped it).
+ */
+export const IMAGE_CONVERTER_VERSION = 2;
+
+/**
  * Where image labels in ocivirt's own namespace go: an image from a registry must not choose its
  * domain XML (`org.ocivirt.domain-xml`) or whether it starts (`org.ocivirt.start`).
  */

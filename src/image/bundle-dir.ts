@@ -5,7 +5,7 @@
  * left behind (the swap is two renames; between them only the old copy holds the bundle).
  */
 import { constants } from 'node:fs';
-import { lstat, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { spawn } from 'node:child_process';
 import { InputError } from '../errors.js';
@@ -20,6 +20,11 @@ export interface UnpackRecord {
   platform: string;
   /** Options that change the tree (e.g. device nodes allowed): a change means a new unpack. */
   optionsKey: string;
+  /**
+   * The image-config converter that made config.json (IMAGE_CONVERTER_VERSION); records written
+   * before it was recorded have none. Another version's config is derived again, not reused.
+   */
+  converter?: number;
   source: string;
   refs: string[];
   unpackedAt: string;
@@ -101,14 +106,15 @@ async function flockExclusive(fd: number, file: string): Promise<boolean> {
 
 /**
  * Runs a small system tool (util-linux, coreutils) that does one syscall Node lacks; `fd`, if
- * given, is its descriptor 3. Resolves with its exit status when that is one of `ok`.
+ * given, is its descriptor 3. Resolves with its exit status when that is one of `ok`; `signal`
+ * kills it and rejects at once with the signal's reason.
  */
-function runTool(tool: string, args: string[], what: string, ok: number[], fd?: number): Promise<number> {
+function runTool(tool: string, args: string[], what: string, ok: number[], fd?: number, signal?: AbortSignal): Promise<number> {
   return new Promise((resolve, reject) => {
-    const child = spawn(tool, args, { stdio: ['ignore', 'ignore', 'pipe', ...(fd === undefined ? [] : [fd])] });
+    const child = spawn(tool, args, { stdio: ['ignore', 'ignore', 'pipe', ...(fd === undefined ? [] : [fd])], ...(signal ? { signal, killSignal: 'SIGKILL' } : {}) });
     let err = '';
     child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
-    child.on('error', (e) => reject(new Error(`${what}: cannot run ${tool}: ${e.message}`)));
+    child.on('error', (e) => reject(signal?.aborted ? (signal.reason as Error) : new Error(`${what}: cannot run ${tool}: ${e.message}`)));
     child.on('close', (c) => (c !== null && ok.includes(c) ? resolve(c) : reject(new Error(`${what}: ${tool} failed (${c}): ${err.trim()}`))));
   });
 }
@@ -121,6 +127,15 @@ async function exists(p: string): Promise<boolean> {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw e;
   }
+}
+
+/** Replaces `path` by a file holding `data`, whole or not at all, durably (a rename over it, then the directory synced). */
+export async function replaceFile(path: string, data: string, mode: number): Promise<void> {
+  const tmp = join(dirname(path), `.${basename(path)}.ocivirt-new`);
+  await rm(tmp, { force: true });
+  await writeFile(tmp, data, { mode, flag: 'wx', flush: true });
+  await rename(tmp, path);
+  await fsyncDir(dirname(path));
 }
 
 async function fsyncDir(p: string): Promise<void> {
@@ -196,12 +211,15 @@ export async function createStaging(p: BundlePaths): Promise<void> {
  * Swaps the finished staging directory in; the old bundle, if any, is removed afterwards. Every
  * file and directory in the staging tree reaches the disk before the rename that makes its
  * record (and so the next pass's skip) visible: a crash never leaves a recorded bundle with
- * empty or missing files.
+ * empty or missing files. Aborted (`signal`) up to the renames, it rejects and swaps nothing.
  */
-export async function commitStaging(p: BundlePaths): Promise<void> {
+export async function commitStaging(p: BundlePaths, signal?: AbortSignal): Promise<void> {
+  signal?.throwIfAborted();
   // syncfs(2) of the staging tree's file system, through sync(1) (coreutils; Node has no syncfs).
   // An fsync of every file by fd was measured at 1.5-2x the whole unpack (a journal commit each).
-  await runTool('sync', ['--file-system', p.staging], `${p.staging}: flushing the unpacked tree`, [0]);
+  // It can take long on a busy disk: the step's abort kills it.
+  await runTool('sync', ['--file-system', p.staging], `${p.staging}: flushing the unpacked tree`, [0], undefined, signal);
+  signal?.throwIfAborted();
   const hadTarget = await exists(p.target);
   if (hadTarget) await rename(p.target, p.old);
   await rename(p.staging, p.target);

@@ -9,8 +9,7 @@ import { posix } from 'node:path';
 import { InputError } from '../errors.js';
 import { digestOf, parseDigest, shortDigest, type Digest } from './digest.js';
 import { parseIndex, parseJson, type Descriptor, type ImageIndex } from './documents.js';
-import { DirStore, TarStore, type FileStore } from './store.js';
-import { openSpoolFile, UnreadableFile } from '../spool/read.js';
+import { DirStore, openEntry, TarStore, type FileStore } from './store.js';
 import { normaliseMemberName } from './tar-index.js';
 import { inflateArchive, type Inflated, type InflateOptions } from './inflate.js';
 
@@ -44,6 +43,11 @@ export interface OpenSourceOptions {
   inflate?: InflateOptions;
 }
 
+/**
+ * The image at `path`, held open from here on (the spool's rule: a swap of its name after this
+ * leads nowhere). A directory is a DirStore; a file is sniffed and indexed through the same
+ * handle, or inflated from it (gzip) into a copy of ours.
+ */
 async function detectStore(path: string, opts: OpenSourceOptions): Promise<{ store: FileStore; release?: () => Promise<void> }> {
   let st;
   try {
@@ -51,37 +55,32 @@ async function detectStore(path: string, opts: OpenSourceOptions): Promise<{ sto
   } catch (e) {
     throw new InputError(`cannot read image: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { file: path });
   }
-  if (st.isDirectory()) return { store: new DirStore(path) };
+  if (st.isDirectory()) return { store: await DirStore.open(path) };
   if (st.isSymbolicLink()) throw new InputError('is a symlink: give the image directory or archive itself', { file: path });
   if (!st.isFile()) throw new InputError('is neither a directory nor a regular file', { file: path });
+  const file = await openEntry(path, 'file');
   const head = Buffer.alloc(512);
-  let opened;
-  try {
-    opened = await openSpoolFile(path);
-  } catch (e) {
-    throw e instanceof UnreadableFile ? new InputError(e.message, { file: path }) : e;
-  }
   let inflated: Inflated | undefined;
   try {
-    await opened.handle.read(head, 0, 512, 0);
+    await file.handle.read(head, 0, 512, 0);
     // docker save | gzip: inflated once (by content, whatever the name), then read as any archive
-    if (head[0] === 0x1f && head[1] === 0x8b) inflated = await inflateArchive(opened.handle, opened.stat, path, opts.inflate);
-  } finally {
-    await opened.handle.close();
+    if (head[0] === 0x1f && head[1] === 0x8b) inflated = await inflateArchive(file.handle, file.stat, path, opts.inflate);
+    else if (head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd)
+      throw new InputError('is a zstd-compressed file: decompress it first (images are read in place, which needs an uncompressed tar)', { file: path });
+    else if (head.toString('latin1', 257, 262) !== 'ustar' && !looksLikeV7Tar(head))
+      throw new InputError('is not an image: neither an OCI layout directory, an oci-archive nor a docker-save tarball (plain or gzip-compressed)', { file: path });
+  } catch (e) {
+    await file.close();
+    throw e;
   }
-  if (inflated !== undefined) {
-    try {
-      return { store: await TarStore.open(inflated.path, path), release: inflated.release };
-    } catch (e) {
-      await inflated.release();
-      throw e;
-    }
+  if (inflated === undefined) return { store: await TarStore.of(path, file) };
+  await file.close();
+  try {
+    return { store: await TarStore.open(inflated.path, path), release: inflated.release };
+  } catch (e) {
+    await inflated.release();
+    throw e;
   }
-  if (head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd)
-    throw new InputError('is a zstd-compressed file: decompress it first (images are read in place, which needs an uncompressed tar)', { file: path });
-  if (head.toString('latin1', 257, 262) !== 'ustar' && !looksLikeV7Tar(head))
-    throw new InputError('is not an image: neither an OCI layout directory, an oci-archive nor a docker-save tarball (plain or gzip-compressed)', { file: path });
-  return { store: await TarStore.open(path) };
 }
 
 /** A pre-POSIX tar header still has a valid checksum. */

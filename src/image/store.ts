@@ -5,11 +5,12 @@
  * directory (symlinks resolved as if it were `/`) or inside the archive.
  */
 import { createReadStream } from 'node:fs';
+import type { Stats } from 'node:fs';
 import { lstat, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { InputError } from '../errors.js';
 import { resolveInRoot } from '../fsroot/resolve.js';
-import { openSpoolFile, readSmallRegularFile, UnreadableFile } from '../spool/read.js';
+import { openSpoolEntry, openSpoolFileIn, readAll, UnreadableFile, type HeldEntry } from '../spool/read.js';
 import { indexTar, resolveMember, type TarMember } from './tar-index.js';
 
 export interface FileStore {
@@ -27,13 +28,25 @@ export interface FileStore {
   close(): Promise<void>;
 }
 
+/**
+ * An image directory held open (a spool entry: see openSpoolEntry): names are resolved inside
+ * the directory that was opened, never through its path again, and every file opened is checked
+ * to lie inside it.
+ */
 export class DirStore implements FileStore {
   readonly kind = 'directory';
-  constructor(readonly path: string) {}
+  private constructor(
+    readonly path: string,
+    private readonly dir: HeldEntry,
+  ) {}
 
-  /** The host path of `name`, resolved inside the directory. */
+  static async open(path: string): Promise<DirStore> {
+    return new DirStore(path, await openEntry(path, 'directory'));
+  }
+
+  /** The host path of `name`, resolved inside the directory (through the open handle). */
   private host(name: string): Promise<string> {
-    return resolveInRoot(this.path, name);
+    return resolveInRoot(this.dir.at, name);
   }
 
   async size(name: string): Promise<number | undefined> {
@@ -46,48 +59,65 @@ export class DirStore implements FileStore {
     }
   }
 
-  /** Opened through the spool's one safe reader (no symlink, no FIFO, regular only); undefined when missing. */
-  private async opened(name: string, limit?: number): Promise<FileHandle | undefined> {
+  /**
+   * Opened through the spool's one safe reader (no symlink, no FIFO, regular only, inside the
+   * directory), at most `limit` bytes; undefined when missing.
+   */
+  private async opened(name: string, limit?: number): Promise<{ handle: FileHandle; stat: Stats } | undefined> {
     try {
-      return (await openSpoolFile(await this.host(name), limit)).handle;
+      return await openSpoolFileIn(this.dir, await this.host(name), limit);
     } catch (e) {
       if (isGone(e) || (e instanceof UnreadableFile && e.code === 'ENOENT')) return undefined;
+      if (e instanceof UnreadableFile && e.message.startsWith('is larger than'))
+        throw new InputError(`${name} is larger than the ${limit}-byte limit for JSON documents`, { file: this.path });
       if (e instanceof UnreadableFile) throw new InputError(`${name} ${e.message}`, { file: this.path });
       throw e;
     }
   }
 
   async open(name: string): Promise<Readable> {
-    const fh = await this.opened(name);
-    if (fh === undefined) throw new InputError(`missing file ${name}`, { file: this.path });
-    return fh.createReadStream({ highWaterMark: 1 << 16 });
+    const f = await this.opened(name);
+    if (f === undefined) throw new InputError(`missing file ${name}`, { file: this.path });
+    return f.handle.createReadStream({ highWaterMark: 1 << 16 });
   }
 
   async head(name: string, n: number): Promise<Buffer> {
-    const fh = await this.opened(name);
-    if (fh === undefined) throw new InputError(`missing file ${name}`, { file: this.path });
+    const f = await this.opened(name);
+    if (f === undefined) throw new InputError(`missing file ${name}`, { file: this.path });
     try {
       const buf = Buffer.alloc(n);
-      const { bytesRead } = await fh.read(buf, 0, n, 0);
+      const { bytesRead } = await f.handle.read(buf, 0, n, 0);
       return buf.subarray(0, bytesRead);
     } finally {
-      await fh.close();
+      await f.handle.close();
     }
   }
 
   async readSmall(name: string, maxBytes: number): Promise<Buffer | undefined> {
+    const f = await this.opened(name, maxBytes);
+    if (f === undefined) return undefined;
     try {
-      return (await readSmallRegularFile(await this.host(name), maxBytes)).data;
+      return await readAll(f.handle, f.stat, maxBytes);
     } catch (e) {
-      if (isGone(e) || (e instanceof UnreadableFile && e.code === 'ENOENT')) return undefined;
-      if (e instanceof UnreadableFile && e.message.startsWith('is larger than'))
-        throw new InputError(`${name} is larger than the ${maxBytes}-byte limit for JSON documents`, { file: this.path });
-      if (e instanceof UnreadableFile) throw new InputError(`${name} ${e.message}`, { file: this.path });
+      if (e instanceof UnreadableFile) throw new InputError(`${name} is larger than the ${maxBytes}-byte limit for JSON documents`, { file: this.path });
       throw e;
+    } finally {
+      await f.handle.close();
     }
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    await this.dir.close();
+  }
+}
+
+/** A spool entry held open, its refusals as InputErrors naming it. */
+export async function openEntry(path: string, kind: 'directory' | 'file'): Promise<HeldEntry> {
+  try {
+    return await openSpoolEntry(path, kind);
+  } catch (e) {
+    throw e instanceof UnreadableFile ? new InputError(e.message, { file: path }) : e;
+  }
 }
 
 function isGone(e: unknown): boolean {
@@ -105,17 +135,21 @@ export class TarStore implements FileStore {
 
   /** `label`: the name messages give it (the spool's archive, when `path` is its inflated copy). */
   static async open(path: string, label = path): Promise<TarStore> {
-    let fh: FileHandle;
+    let file: HeldEntry;
     try {
-      fh = (await openSpoolFile(path)).handle;
+      file = await openSpoolEntry(path, 'file');
     } catch (e) {
       throw e instanceof UnreadableFile ? new InputError(e.message, { file: label }) : e;
     }
+    return TarStore.of(label, file);
+  }
+
+  /** The archive held open as `file`, named `label` (closed with the store, or here on failure). */
+  static async of(label: string, file: HeldEntry): Promise<TarStore> {
     try {
-      const st = await fh.stat();
-      return new TarStore(label, fh, await indexTar(fh, st.size, label));
+      return new TarStore(label, file.handle, await indexTar(file.handle, file.stat.size, label));
     } catch (e) {
-      await fh.close();
+      await file.close();
       throw e;
     }
   }

@@ -12,7 +12,7 @@ import { InputError } from '../errors.js';
 import { readFileInRoot } from '../fsroot/read.js';
 import { applyLayer, type ApplyLayerOptions, type LayerStats } from '../layer/index.js';
 import type { EventLogger } from '../log.js';
-import { imageConfigToRuntimeConfig } from '../convert/image-config.js';
+import { IMAGE_CONVERTER_VERSION, imageConfigToRuntimeConfig } from '../convert/image-config.js';
 import { validateRuntimeConfig } from '../oci/validate.js';
 import {
   bundlePaths,
@@ -23,6 +23,7 @@ import {
   lockBundle,
   readRecord,
   repairBundle,
+  replaceFile,
   RECORD_FILE,
   type BundlePaths,
   type UnpackRecord,
@@ -97,8 +98,10 @@ export interface UnpackResult {
   /** The image config's process part (Entrypoint, Cmd, Env …): settings apply over it. */
   exec: ExecConfig;
   layers: UnpackedLayer[];
-  /** The bundle already held this manifest, so nothing was written. */
+  /** The bundle already held this manifest, so no layer was unpacked. */
   skipped: boolean;
+  /** Skipped, but its config.json (made by another converter version) was derived again. */
+  reconverted?: boolean;
   warnings: string[];
   durations: { resolveMs: number; layersMs: number; configMs: number; commitMs: number; totalMs: number };
 }
@@ -199,9 +202,18 @@ async function unpackLocked(
       record.optionsKey === optionsKey(opts) &&
       (await bundleComplete(paths.target))
     ) {
-      opts.log?.info('image.unchanged', { entry: sourcePath, digest: base.manifestDigest, bundle: paths.target });
+      const reconverted = record.converter !== IMAGE_CONVERTER_VERSION;
+      if (reconverted) {
+        // made by another converter: its config.json may say what this one never would (an image
+        // label as an ocivirt annotation). The tree is the same layers' and stays: a running
+        // container may use it; only the config is derived again, then the record.
+        const config = await deriveBundleConfig(source, image, join(paths.target, 'rootfs'), warn);
+        await replaceFile(join(paths.target, 'config.json'), config, 0o644);
+        await replaceFile(join(paths.target, RECORD_FILE), recordText(base, opts, image), 0o600);
+        opts.log?.info('image.reconverted', { entry: sourcePath, digest: base.manifestDigest, bundle: paths.target, from: record.converter ?? 1, to: IMAGE_CONVERTER_VERSION });
+      } else opts.log?.info('image.unchanged', { entry: sourcePath, digest: base.manifestDigest, bundle: paths.target });
       const total = performance.now() - t0;
-      return { ...base, layers: [], skipped: true, warnings, durations: { resolveMs: tResolved - t0, layersMs: 0, configMs: 0, commitMs: 0, totalMs: total } };
+      return { ...base, layers: [], skipped: true, ...(reconverted ? { reconverted } : {}), warnings, durations: { resolveMs: tResolved - t0, layersMs: 0, configMs: 0, commitMs: 0, totalMs: total } };
     }
 
     await createStaging(paths);
@@ -214,6 +226,7 @@ async function unpackLocked(
         opts.signal?.throwIfAborted();
         layers.push(await unpackLayer(source, image, layer, rootfs, opts, warn));
       }
+      opts.signal?.throwIfAborted(); // aborted after the last layer: nothing more is written
       const tLayers = performance.now();
       opts.log?.info('image.verified', {
         entry: sourcePath,
@@ -223,20 +236,11 @@ async function unpackLocked(
         bytes: layers.reduce((n, l) => n + l.compressedBytes, 0),
       });
 
-      await writeBundleConfig(source, image, rootfs, paths.staging, warn);
-      const rec: UnpackRecord = {
-        tool: 'ocivirt',
-        manifestDigest: base.manifestDigest,
-        configDigest: base.configDigest,
-        platform: base.platform,
-        optionsKey: optionsKey(opts),
-        source: sourcePath,
-        refs: image.refs,
-        unpackedAt: new Date().toISOString(),
-      };
-      await writeFile(join(paths.staging, RECORD_FILE), JSON.stringify(rec, null, 2) + '\n', { mode: 0o600, flush: true });
+      const config = await deriveBundleConfig(source, image, rootfs, warn);
+      await writeFile(join(paths.staging, 'config.json'), config, { mode: 0o644, flush: true });
+      await writeFile(join(paths.staging, RECORD_FILE), recordText(base, opts, image), { mode: 0o600, flush: true });
       const tConfig = performance.now();
-      await commitStaging(paths);
+      await commitStaging(paths, opts.signal);
       const tEnd = performance.now();
       const result: UnpackResult = {
         ...base,
@@ -356,7 +360,24 @@ function inFile(e: unknown, file: string): unknown {
   return e instanceof InputError ? e.inFile(file) : e;
 }
 
-async function writeBundleConfig(source: ImageSource, image: ResolvedImage, rootfs: string, staging: string, warn: (m: string) => void): Promise<void> {
+/** The record of this unpack, as written beside config.json. */
+function recordText(base: { manifestDigest: string; configDigest: string; platform: string; source: string }, opts: UnpackOptions, image: ResolvedImage): string {
+  const rec: UnpackRecord = {
+    tool: 'ocivirt',
+    manifestDigest: base.manifestDigest,
+    configDigest: base.configDigest,
+    platform: base.platform,
+    optionsKey: optionsKey(opts),
+    converter: IMAGE_CONVERTER_VERSION,
+    source: base.source,
+    refs: image.refs,
+    unpackedAt: new Date().toISOString(),
+  };
+  return JSON.stringify(rec, null, 2) + '\n';
+}
+
+/** The bundle's config.json text, from the image config and the unpacked rootfs's user database. */
+async function deriveBundleConfig(source: ImageSource, image: ResolvedImage, rootfs: string, warn: (m: string) => void): Promise<string> {
   const where = (name: string) => (e: unknown) => {
     throw e instanceof InputError ? new InputError(`${name} in the unpacked rootfs: ${e.reason}`, { file: source.path }) : e;
   };
@@ -371,5 +392,5 @@ async function writeBundleConfig(source: ImageSource, image: ResolvedImage, root
   });
   for (const w of warnings) warn(w);
   validateRuntimeConfig(config, 'config.json (generated)');
-  await writeFile(join(staging, 'config.json'), JSON.stringify(config, null, 2) + '\n', { mode: 0o644, flush: true });
+  return JSON.stringify(config, null, 2) + '\n';
 }

@@ -59,6 +59,8 @@ export interface WriterOptions {
 const WHITEOUT = '.wh.';
 const OPAQUE = '.wh..wh..opq';
 const MAX_WARNINGS = 100;
+/** mknod(1) takes a few ms; one still running after this is hung (it runs while the worker cannot be terminated). */
+export const MKNOD_TIMEOUT_MS = 5_000;
 
 /**
  * Which xattrs a layer may set. user.*: ordinary data. security.capability: file capabilities
@@ -467,8 +469,11 @@ export class LayerWriter implements TarSink {
   }
 
   private mknod(target: string, e: TarEntry): void {
-    const r = spawnSync('mknod', ['-m', '0600', '--', target, e.type === '3' ? 'c' : 'b', String(e.devmajor), String(e.devminor)], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`mknod failed: ${r.error?.message ?? r.stderr.trim()}`);
+    // bounded: while the worker waits here it cannot be terminated, so a hung mknod would keep
+    // the layer (and the abort of its step) waiting with it
+    const args = ['-m', '0600', '--', target, e.type === '3' ? 'c' : 'b', String(e.devmajor), String(e.devminor)];
+    const r = spawnSync('mknod', args, { encoding: 'utf8', timeout: MKNOD_TIMEOUT_MS, killSignal: 'SIGKILL' });
+    if (r.status !== 0) throw new Error(`mknod failed: ${r.error?.message ?? (r.signal ? `killed after ${MKNOD_TIMEOUT_MS} ms` : r.stderr.trim())}`);
   }
 
   /**

@@ -5,7 +5,7 @@
  */
 import { dirname, join, resolve } from 'node:path';
 import { InputError } from '../errors.js';
-import { readSmallFileIn, readSmallRegularFile, UnreadableFile } from '../spool/read.js';
+import { readSmallRegularFile, UnreadableFile, withSpoolEntry, type HeldEntry } from '../spool/read.js';
 import type { RuntimeConfig } from './runtime-spec.js';
 import { validateRuntimeConfig } from './validate.js';
 import { jsonErrorOffset } from './json-error.js';
@@ -47,25 +47,37 @@ export function parseJsonText(text: string, file: string): unknown {
  */
 export async function readBundleConfig(arg: string): Promise<BundleConfig> {
   const target = resolve(arg);
-  let configPath = join(target, 'config.json');
-  let data: Buffer;
   try {
-    data = (await readSmallFileIn(target, 'config.json', MAX_CONFIG_BYTES)).data;
+    return await withSpoolEntry(target, 'directory', (dir) => readBundleConfigIn(dir, target));
   } catch (e) {
     if (!(e instanceof UnreadableFile)) throw e;
-    if (!e.directory) throw new InputError(e.code === 'ENOENT' ? 'no config.json in the bundle directory' : e.message, { file: configPath });
     if (e.code === 'ENOENT') throw new InputError('no such bundle directory or config file', { file: arg });
     if (e.code === 'ELOOP') throw new InputError('is a symlink: give the bundle directory or its config.json itself', { file: arg });
     if (e.code !== 'ENOTDIR') throw new InputError(e.message, { file: arg });
-    configPath = target; // not a directory: the config file itself
-    data = await readSmallRegularFile(configPath, MAX_CONFIG_BYTES).then(
-      (r) => r.data,
-      (e2: unknown) => {
-        throw e2 instanceof UnreadableFile ? new InputError(e2.message, { file: configPath }) : e2;
-      },
-    );
   }
-  const value = parseJsonText(data.toString('utf8'), configPath);
-  const config = validateRuntimeConfig(value, configPath);
-  return { config, bundleDir: dirname(configPath), configPath };
+  // not a directory: the config file itself
+  const data = await readSmallRegularFile(target, MAX_CONFIG_BYTES).then(
+    (r) => r.data,
+    (e: unknown) => {
+      throw e instanceof UnreadableFile ? new InputError(e.message, { file: target }) : e;
+    },
+  );
+  return { config: validateRuntimeConfig(parseJsonText(data.toString('utf8'), target), target), bundleDir: dirname(target), configPath: target };
+}
+
+/**
+ * The config.json of the bundle directory held open as `dir` (its path `bundleDir`, for
+ * messages): read through the open directory, so whatever `bundleDir` leads to now is not read.
+ */
+export async function readBundleConfigIn(dir: HeldEntry, bundleDir: string): Promise<BundleConfig> {
+  const configPath = join(bundleDir, 'config.json');
+  const data = await readSmallRegularFile(`${dir.at}/config.json`, MAX_CONFIG_BYTES).then(
+    (r) => r.data,
+    (e: unknown) => {
+      if (!(e instanceof UnreadableFile)) throw e;
+      throw new InputError(e.code === 'ENOENT' ? 'no config.json in the bundle directory' : e.message, { file: configPath });
+    },
+  );
+  const config = validateRuntimeConfig(parseJsonText(data.toString('utf8'), configPath), configPath);
+  return { config, bundleDir, configPath };
 }

@@ -7,7 +7,7 @@ import { basename, join } from 'node:path';
 import { errorMessage, InputError } from '../errors.js';
 import { fromNative } from '../convert/from-native.js';
 import { detectCgroupVersion, rootfsExecutableResolver, statHostDevice } from '../convert/host.js';
-import { readBundleConfig } from '../oci/bundle.js';
+import { readBundleConfig, readBundleConfigIn } from '../oci/bundle.js';
 import { ANNOTATION_PREFIX, type RuntimeConfig } from '../oci/runtime-spec.js';
 import {
   checkBundlePaths,
@@ -25,6 +25,7 @@ import {
 import { unpackImage, type UnpackOptions, type UnpackResult } from '../image/unpack.js';
 import { applySettings, checkRole, readEntrySettings, type ReadSettings } from '../settings/index.js';
 import { containerTree, unpackShared } from './images.js';
+import { openSpoolEntry, UnreadableFile, type HeldEntry } from '../spool/read.js';
 import type { Domain } from '../xml/domain.js';
 import type { StartPolicy } from '../config/index.js';
 import type { EventLogger } from '../log.js';
@@ -182,20 +183,44 @@ export async function desiredOfEntry(
   if (read?.settings.image !== undefined) uses?.set(entry.name, read.settings.image);
   if ((entry.kind === 'layout' || entry.kind === 'archive') && read?.settings.imageOnly === true) return IMAGE_ONLY;
   const from = await entryBundle(entry, read, opts);
+  if (entry.kind !== 'bundle') return bundleDomain(entry, from, from.bundleDir, read, opts, cgroupVersion);
+  // a spool bundle, held open from here on: read and checked as it was when opened, whatever its name leads to later
+  const held = await openSpoolEntry(entry.path, 'directory').catch((e: unknown) => {
+    throw e instanceof UnreadableFile ? new InputError(e.message, { file: entry.path }) : e;
+  });
+  try {
+    return await bundleDomain(entry, from, held, read, opts, cgroupVersion);
+  } finally {
+    await held.close();
+  }
+}
+
+/**
+ * The domain of an entry's bundle: a spool bundle held open (`dir`), or one in the state
+ * directory (ours: by path). `from.bundleDir` is its path, for messages and the domain.
+ */
+async function bundleDomain(
+  entry: SpoolEntry,
+  from: EntryBundle,
+  dir: HeldEntry | string,
+  read: ReadSettings | undefined,
+  opts: DesiredOptions,
+  cgroupVersion: 1 | 2,
+): Promise<DesiredDomain> {
   const { bundleDir } = from;
   const warnings = [...from.warnings];
-  const { config, configPath } = await readBundleConfig(bundleDir);
+  const { config, configPath } = typeof dir === 'string' ? await readBundleConfig(dir) : await readBundleConfigIn(dir, bundleDir);
   let effective = config;
   let notInForce: string[] = [];
   if (read !== undefined) {
     // the rootfs as the trust check resolves it: user names are looked up there
-    const root = await checkBundlePaths(config, bundleDir, opts.bindAllowList ?? []);
+    const root = await checkBundlePaths(config, dir, opts.bindAllowList ?? [], configPath);
     const exec = from.image?.exec;
     const applied = await applySettings(config, read.settings, {
       file: read.file,
       domainName: entry.domainName,
-      bundleDir,
-      rootfs: root.rootfs,
+      bundleDir: dir,
+      rootfs: root.rootfsAt,
       ...(exec !== undefined ? { image: { entrypoint: exec.Entrypoint ?? null, cmd: exec.Cmd ?? null, env: exec.Env ?? [] } } : {}),
       bindAllowList: opts.bindAllowList ?? [],
     });
@@ -203,7 +228,7 @@ export async function desiredOfEntry(
     notInForce = applied.notInForce;
   }
   // where root.path and bind sources really lead (a link out of the bundle is refused)
-  const paths = await checkBundlePaths(effective, bundleDir, opts.bindAllowList ?? []);
+  const paths = await checkBundlePaths(effective, dir, opts.bindAllowList ?? [], configPath);
   // a passed-through host device or interface hands over host resources like a bind of '/'
   checkHostDevices(effective, configPath, opts.hostDeviceAllowList ?? {});
   const { imageDigest } = from;
@@ -219,11 +244,11 @@ export async function desiredOfEntry(
       ...(imageDigest !== undefined ? { imageDigest } : {}),
       ...(read !== undefined ? { settingsDigest: read.digest } : {}),
     },
-    resolveExecutable: rootfsExecutableResolver(paths.rootfs),
+    resolveExecutable: rootfsExecutableResolver(paths.rootfsAt),
     hostDevice: statHostDevice,
   });
   // what libvirt would only refuse at start (after a timeout) is refused before the define
-  const problems = await startProblems(result.domain, paths.rootfs);
+  const problems = await startProblems(result.domain, paths.rootfs, paths.rootfsAt);
   if (problems.length) throw new InputError(problems.map((p) => p.reason).join('; '), { file: configPath, field: problems[0]!.field });
   warnings.push(...result.warnings);
   return {

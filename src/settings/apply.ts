@@ -14,6 +14,7 @@ import { hostnameForDomainName } from '../convert/identity.js';
 import { resolveUser } from '../convert/image-config.js';
 import { readFileInRoot } from '../fsroot/read.js';
 import type { Mount, RuntimeConfig } from '../oci/runtime-spec.js';
+import type { HeldEntry } from '../spool/read.js';
 import { checkMountSource } from '../spool/trust.js';
 import { RECORDED_PREFIX, type EntrySettings } from './keys.js';
 
@@ -27,8 +28,9 @@ export interface ApplyContext {
   /** The settings file: errors name it and the key. */
   file: string;
   domainName: string;
-  bundleDir: string;
-  /** The rootfs as the trust check resolved it: user names are looked up in its /etc files. */
+  /** The bundle: held open when it is a spool entry (see checkBundlePaths). */
+  bundleDir: string | HeldEntry;
+  /** The rootfs as the trust check resolved it (reached through a held bundle): user names are looked up in its /etc files. */
   rootfs: string;
   /** For a container of an image: what the image's config says (Docker's rules for entrypoint and command). */
   image?: { entrypoint?: string[] | null; cmd?: string[] | null; env?: string[] };

@@ -37,15 +37,18 @@ async function statInRoot(rootfs: string, path: string): Promise<Stats | undefin
   }
 }
 
-/** The problems a start of `domain` over `rootfs` would hit; empty when none is known. */
-export async function startProblems(domain: Domain, rootfs: string): Promise<StartProblem[]> {
+/**
+ * The problems a start of `domain` over `rootfs` would hit; empty when none is known. The rootfs
+ * is looked at through `at` (the same directory reached through a held bundle), named `rootfs`.
+ */
+export async function startProblems(domain: Domain, rootfs: string, at = rootfs): Promise<StartProblem[]> {
   const problems: StartProblem[] = [];
   const filesystems = domain.devices.filesystems;
   const mountTargets = filesystems.map((fs) => fs.target).filter((t): t is string => t !== undefined && t !== '/').map((t) => posix.normalize(t));
 
   const init = domain.os.init;
   if (init !== undefined && !mountTargets.some((t) => isUnder(init, t))) {
-    const st = await statInRoot(rootfs, init);
+    const st = await statInRoot(at, init);
     if (!st?.isFile() || (st.mode & 0o111) === 0)
       problems.push({
         field: 'process.args[0]',
@@ -57,7 +60,7 @@ export async function startProblems(domain: Domain, rootfs: string): Promise<Sta
   const root = filesystems.find((fs) => fs.target === '/');
   if (root?.readonly) {
     for (const dir of LIBVIRT_MOUNT_POINTS) {
-      if ((await statInRoot(rootfs, dir))?.isDirectory()) continue;
+      if ((await statInRoot(at, dir))?.isDirectory()) continue;
       problems.push({
         field: 'root.readonly',
         path: dir,
@@ -67,7 +70,7 @@ export async function startProblems(domain: Domain, rootfs: string): Promise<Sta
     const provided = [...LIBVIRT_MOUNT_POINTS, ...mountTargets];
     for (const target of mountTargets) {
       if (provided.some((other) => other !== target && isUnder(target, other))) continue; // inside a mount, not the rootfs
-      if ((await statInRoot(rootfs, target)) !== undefined) continue;
+      if ((await statInRoot(at, target)) !== undefined) continue;
       problems.push({
         field: 'root.readonly',
         path: target,

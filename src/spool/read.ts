@@ -4,20 +4,23 @@
  * blocking on a FIFO or a device (O_NONBLOCK, O_NOCTTY), only regular files (checked with fstat
  * on the open handle, so a swap after any earlier lstat does not help), bounded in size, and
  * everything after the open done through that handle, never by path again.
+ *
+ * The same holds for a spool entry itself (a bundle or image-layout directory, an archive): it
+ * is opened once (`openSpoolEntry`) and everything inside it is reached through that open
+ * handle, so swapping the entry for a symlink to a host directory after the scan leads nowhere.
  */
 import { constants, type Stats } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { lstat, open, readlink, type FileHandle } from 'node:fs/promises';
 
 /** Larger than any real config.json or index.json (podman's, with seccomp, is ~25 KiB). */
 export const MAX_METADATA_BYTES = 16 * 1024 * 1024;
 
 export class UnreadableFile extends Error {
   override name = 'UnreadableFile';
-  /** The errno code behind it (ENOENT: the file is missing), when there is one; `directory`: it was the directory's. */
+  /** The errno code behind it (ENOENT: the file is missing), when there is one. */
   constructor(
     message: string,
     readonly code?: string,
-    readonly directory = false,
   ) {
     super(message);
   }
@@ -51,39 +54,103 @@ export async function openSpoolFile(path: string, limit = Infinity): Promise<{ h
 export async function readSmallRegularFile(path: string, limit = MAX_METADATA_BYTES): Promise<{ data: Buffer; stat: Stats }> {
   const { handle, stat } = await openSpoolFile(path, limit);
   try {
-    const data = Buffer.alloc(Math.min(stat.size, limit) + 1);
-    let read = 0;
-    while (read < data.length) {
-      const { bytesRead } = await handle.read(data, read, data.length - read, read);
-      if (bytesRead === 0) break;
-      read += bytesRead;
-    }
-    if (read > limit) throw new UnreadableFile(`is larger than ${limit} bytes`);
-    return { data: data.subarray(0, read), stat };
+    return { data: await readAll(handle, stat, limit), stat };
   } finally {
     await handle.close();
   }
 }
 
-/**
- * `name` inside the directory `dir`, where `dir` itself must not be a symlink either: the
- * directory is opened first (O_DIRECTORY | O_NOFOLLOW) and the file read relative to that open
- * directory (through /proc/self/fd, Linux's openat), so swapping the directory for a link after
- * a scan leads nowhere.
- */
-export async function readSmallFileIn(dir: string, name: string, limit = MAX_METADATA_BYTES): Promise<{ data: Buffer; stat: Stats }> {
-  let d: FileHandle;
-  try {
-    d = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ELOOP' || code === 'ENOTDIR') throw new UnreadableFile('its directory is a symlink or not a directory', code, true);
-    if (code === 'ENOENT') throw new UnreadableFile('its directory is missing', code, true);
-    throw new UnreadableFile(`its directory cannot be opened (${code ?? (e as Error).message})`, code, true);
+/** What `handle` (`stat` its fstat) holds, at most `limit` bytes. */
+export async function readAll(handle: FileHandle, stat: Stats, limit: number): Promise<Buffer> {
+  const data = Buffer.alloc(Math.min(stat.size, limit) + 1);
+  let read = 0;
+  while (read < data.length) {
+    const { bytesRead } = await handle.read(data, read, data.length - read, read);
+    if (bytesRead === 0) break;
+    read += bytesRead;
   }
+  if (read > limit) throw new UnreadableFile(`is larger than ${limit} bytes`);
+  return data.subarray(0, read);
+}
+
+/**
+ * A spool entry held open. `at` is `/proc/self/fd/N`, Linux's openat for path-based calls: a
+ * path under it is resolved from the directory (or file) that was opened, whatever the entry's
+ * name in the spool leads to now.
+ */
+export interface HeldEntry {
+  readonly at: string;
+  readonly handle: FileHandle;
+  readonly stat: Stats;
+  /**
+   * Where the entry is now, as the kernel names it (no symlink in it). Not realpath(`at`):
+   * realpath(3) resolves that text again, component by component, and a swap meanwhile would
+   * lead it elsewhere.
+   */
+  real(): Promise<string>;
+  close(): Promise<void>;
+}
+
+/** Tests only: called right after an entry is opened, to swap its path as a hostile writer would. */
+export const entryTestHooks: { afterOpen?: (path: string) => void } = {};
+
+/**
+ * Opens the spool entry `path` once: a directory (O_DIRECTORY: anything else is refused without
+ * being opened) or a regular file (as `openSpoolFile`), never through a symlink. The caller
+ * closes it when done with everything inside.
+ */
+export async function openSpoolEntry(path: string, kind: 'directory' | 'file'): Promise<HeldEntry> {
+  let held: { handle: FileHandle; stat: Stats };
+  if (kind === 'file') held = await openSpoolFile(path);
+  else {
+    let handle: FileHandle;
+    try {
+      handle = await open(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW | constants.O_NOCTTY);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      // a symlink fails O_DIRECTORY before O_NOFOLLOW (ENOTDIR): the lstat only words the refusal
+      const link = code === 'ELOOP' || (code === 'ENOTDIR' && (await lstat(path).catch(() => undefined))?.isSymbolicLink());
+      if (link) throw new UnreadableFile('is a symlink', 'ELOOP');
+      if (code === 'ENOTDIR') throw new UnreadableFile('is not a directory', code);
+      if (code === 'ENOENT') throw new UnreadableFile('is missing', code);
+      throw new UnreadableFile(`cannot be opened (${code ?? (e as Error).message})`, code);
+    }
+    try {
+      held = { handle, stat: await handle.stat() };
+    } catch (e) {
+      await handle.close();
+      throw e;
+    }
+  }
+  entryTestHooks.afterOpen?.(path);
+  const at = `/proc/self/fd/${held.handle.fd}`;
+  return { at, ...held, real: () => readlink(at), close: () => held.handle.close() };
+}
+
+/** `fn` with the entry held open (see `openSpoolEntry`), closed after. */
+export async function withSpoolEntry<T>(path: string, kind: 'directory' | 'file', fn: (entry: HeldEntry) => Promise<T>): Promise<T> {
+  const entry = await openSpoolEntry(path, kind);
   try {
-    return await readSmallRegularFile(`/proc/self/fd/${d.fd}/${name}`, limit);
+    return await fn(entry);
   } finally {
-    await d.close();
+    await entry.close();
+  }
+}
+
+/**
+ * `openSpoolFile` for a path the caller resolved inside the held directory `dir`, checked after
+ * the open: the kernel's own path of what was opened must lie inside the directory's. Between a
+ * resolution and the open a hostile writer can swap a component (`blobs/`) for a symlink out;
+ * O_NOFOLLOW guards only the last one, this check every one.
+ */
+export async function openSpoolFileIn(dir: HeldEntry, path: string, limit = Infinity): Promise<{ handle: FileHandle; stat: Stats }> {
+  const opened = await openSpoolFile(path, limit);
+  try {
+    const [where, inside] = await Promise.all([dir.real(), readlink(`/proc/self/fd/${opened.handle.fd}`)]);
+    if (!inside.startsWith(where === '/' ? '/' : `${where}/`)) throw new UnreadableFile(`leads out of its directory (to ${inside})`);
+    return opened;
+  } catch (e) {
+    await opened.handle.close();
+    throw e;
   }
 }

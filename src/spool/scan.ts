@@ -17,7 +17,7 @@ import { lstat, readdir, stat } from 'node:fs/promises';
 import { basename, isAbsolute, join } from 'node:path';
 import { errorMessage, InputError } from '../errors.js';
 import { checkNamePrefix, domainNameFor, entryStem, IMAGE_SUFFIXES, isSettingsName } from './names.js';
-import { readSmallRegularFile, UnreadableFile } from './read.js';
+import { readSmallRegularFile, UnreadableFile, withSpoolEntry } from './read.js';
 
 export type SpoolEntryKind = 'bundle' | 'layout' | 'archive' | 'settings';
 
@@ -189,14 +189,20 @@ async function classify(path: string): Promise<Classified> {
   if (!st.isDirectory()) return { reason: 'is neither a directory nor a regular file' };
 
   try {
-    const [config, layout] = await Promise.all([lstatOrNull(join(path, 'config.json')), lstatOrNull(join(path, 'oci-layout'))]);
-    if (config && layout) return { reason: 'has both config.json (bundle) and oci-layout (image layout): it must be one or the other' };
-    if (config) return { kind: 'bundle', fingerprint: await bundleFingerprint(path) };
-    if (layout) return { kind: 'layout', fingerprint: await layoutFingerprint(path) };
+    // held open: a swap of the entry for a symlink after the lstat leads nowhere
+    return await withSpoolEntry(path, 'directory', (dir) => classifyDirectory(dir.at));
   } catch (e) {
     if (e instanceof UnreadableFile) return { reason: e.message };
     throw e;
   }
+}
+
+/** A directory entry reached through `at`: a bundle, an image layout, or refused. */
+async function classifyDirectory(at: string): Promise<Classified> {
+  const [config, layout] = await Promise.all([lstatOrNull(join(at, 'config.json')), lstatOrNull(join(at, 'oci-layout'))]);
+  if (config && layout) return { reason: 'has both config.json (bundle) and oci-layout (image layout): it must be one or the other' };
+  if (config) return { kind: 'bundle', fingerprint: await bundleFingerprint(at) };
+  if (layout) return { kind: 'layout', fingerprint: await layoutFingerprint(at) };
   return { reason: 'is a directory with neither config.json (a bundle) nor oci-layout (an image layout)' };
 }
 

@@ -13,6 +13,7 @@ import { realpath, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, sep } from 'node:path';
 import { InputError } from '../errors.js';
 import type { Mount, RuntimeConfig } from '../oci/runtime-spec.js';
+import type { HeldEntry } from './read.js';
 
 export interface DirectoryTrustOptions {
   /** Accept what would be refused, reporting it as warnings (the daemon logs them loudly). */
@@ -74,17 +75,26 @@ const PATH_OPTIONS = /^(lowerdir|upperdir|workdir)=(.*)$/;
 export interface BundlePaths {
   /** root.path resolved, symlinks followed: use this, not the configured string. */
   rootfs: string;
+  /** The same directory reached through the bundle directory as given (held open: its /proc/self/fd path), for reading it. */
+  rootfsAt: string;
   /** The host paths mounts take, resolved, by mount index. */
   mountSources: { index: number; field: string; path: string }[];
 }
 
 /**
  * Checks where a bundle's paths really lead. Relative paths are relative to the bundle, as the
- * runtime-spec says. Throws an InputError naming `<bundle>/config.json` and the field.
+ * runtime-spec says. A spool bundle is given held open: its paths are resolved from the directory
+ * that was opened and read, whatever its name in the spool leads to now. Throws an InputError
+ * naming `file` (default `<bundleDir>/config.json`) and the field.
  */
-export async function checkBundlePaths(config: RuntimeConfig, bundleDir: string, allowList: readonly string[]): Promise<BundlePaths> {
-  const file = join(bundleDir, 'config.json');
-  const bundle = await realpath(bundleDir).catch((e: NodeJS.ErrnoException) => {
+export async function checkBundlePaths(
+  config: RuntimeConfig,
+  bundleDir: string | HeldEntry,
+  allowList: readonly string[],
+  file = join(typeof bundleDir === 'string' ? bundleDir : bundleDir.at, 'config.json'),
+): Promise<BundlePaths> {
+  const base = typeof bundleDir === 'string' ? bundleDir : bundleDir.at;
+  const bundle = await realBundle(bundleDir).catch((e: NodeJS.ErrnoException) => {
     throw new InputError(`bundle directory cannot be used (${e.code ?? e.message})`, { file });
   });
   const allowed = await resolveAllowList(allowList);
@@ -92,7 +102,7 @@ export async function checkBundlePaths(config: RuntimeConfig, bundleDir: string,
   const real = async (p: string, field: string) => {
     // No path.resolve/join: they drop `x/..` lexically, while the kernel (and libvirt) follow
     // `x` first when it is a symlink. realpath(3) resolves the string as the kernel would.
-    const full = isAbsolute(p) ? p : `${bundle}/${p}`;
+    const full = isAbsolute(p) ? p : `${base}/${p}`;
     try {
       return await realpath(full);
     } catch (e) {
@@ -119,7 +129,12 @@ export async function checkBundlePaths(config: RuntimeConfig, bundleDir: string,
       mountSources.push({ index, field, path: resolved });
     }
   }
-  return { rootfs, mountSources };
+  return { rootfs, rootfsAt: join(base, relative(bundle, rootfs)), mountSources };
+}
+
+/** Where the bundle is: a held spool bundle as the kernel names its open directory (see HeldEntry.real). */
+function realBundle(bundleDir: string | HeldEntry): Promise<string> {
+  return typeof bundleDir === 'string' ? realpath(bundleDir) : bundleDir.real();
 }
 
 /** Why a host path a mount would take is refused, or undefined when it is inside the bundle or the allow-list. */
@@ -134,8 +149,8 @@ function outsideAllowed(path: string, resolved: string, bundle: string, allowed:
  * The bind-mount rule of `checkBundlePaths` for a host path given elsewhere (a settings file's
  * volume): the resolved path, or why it is refused. The same function decides both.
  */
-export async function checkMountSource(path: string, bundleDir: string, allowList: readonly string[]): Promise<{ resolved: string } | { reason: string }> {
-  const bundle = await realpath(bundleDir);
+export async function checkMountSource(path: string, bundleDir: string | HeldEntry, allowList: readonly string[]): Promise<{ resolved: string } | { reason: string }> {
+  const bundle = await realBundle(bundleDir);
   let resolved: string;
   try {
     resolved = await realpath(path);

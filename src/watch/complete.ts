@@ -28,6 +28,7 @@ import { createHash } from 'node:crypto';
 import type { BigIntStats, Dirent } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { openSpoolEntry, type HeldEntry } from '../spool/read.js';
 
 /** More than any real bundle or layout holds; past it the entry is judged on what was seen. */
 export const MAX_WALK_ENTRIES = 2_000_000;
@@ -48,10 +49,26 @@ const changedAt = (st: BigIntStats): bigint => (shared(st) ? st.mtimeNs : st.cti
 const describe = (st: BigIntStats): string => `${st.ino}:${st.size}:${st.mtimeNs}:${shared(st) ? 'linked' : st.ctimeNs}`;
 
 export async function snapshotEntry(path: string): Promise<Snapshot> {
-  const top = await lstat(path, { bigint: true }).catch(() => null);
-  if (top === null) return { exists: false, signature: '', whole: false };
+  const seen = await lstat(path, { bigint: true }).catch(() => null);
+  if (seen === null) return { exists: false, signature: '', whole: false };
+  if (!seen.isDirectory()) return { exists: true, signature: describe(seen), whole: seen.mtimeNs !== seen.ctimeNs };
+  // walked through the directory held open: an entry swapped for a symlink is never followed
+  let held: HeldEntry;
+  try {
+    held = await openSpoolEntry(path, 'directory');
+  } catch {
+    return { exists: true, signature: `${describe(seen)}:replaced`, whole: false }; // the next look sees what it became
+  }
+  try {
+    return await snapshotDirectory(held.at, await held.handle.stat({ bigint: true }));
+  } finally {
+    await held.close();
+  }
+}
+
+/** The directory at `at` (`top` its stat), walked; paths are hashed relative to it. */
+async function snapshotDirectory(at: string, top: BigIntStats): Promise<Snapshot> {
   const attributesLast = top.mtimeNs !== top.ctimeNs;
-  if (!top.isDirectory()) return { exists: true, signature: describe(top), whole: attributesLast };
   const hash = createHash('sha256').update(describe(top));
   const note = (line: string) => hash.update('\n').update(line);
 
@@ -61,7 +78,7 @@ export async function snapshotEntry(path: string): Promise<Snapshot> {
   const walk = async (dir: string): Promise<void> => {
     let children: Dirent[];
     try {
-      children = await readdir(dir, { withFileTypes: true });
+      children = await readdir(join(at, dir), { withFileTypes: true });
     } catch {
       note(`${dir}:unreadable`); // vanished or replaced mid-walk: the next look sees it
       newestInside = changedAfterTop;
@@ -71,7 +88,7 @@ export async function snapshotEntry(path: string): Promise<Snapshot> {
     for (const c of children) {
       if (++seen > MAX_WALK_ENTRIES) return;
       const p = join(dir, c.name);
-      const st = await lstat(p, { bigint: true }).catch(() => null);
+      const st = await lstat(join(at, p), { bigint: true }).catch(() => null);
       if (st === null) {
         note(`${p}:gone`);
         newestInside = changedAfterTop;
@@ -82,6 +99,6 @@ export async function snapshotEntry(path: string): Promise<Snapshot> {
       if (st.isDirectory()) await walk(p);
     }
   };
-  await walk(path);
+  await walk('.');
   return { exists: true, signature: hash.digest('hex'), whole: attributesLast && newestInside <= top.ctimeNs };
 }

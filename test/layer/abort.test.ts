@@ -1,13 +1,15 @@
 /**
  * A layer whose stream stops delivering (a blob read that blocks, a stalled source): without a
  * signal the applier waits for ever; aborted, it rejects at once with the signal's reason and its
- * worker is gone.
+ * worker is gone. A worker blocked in a call it makes (mknod(1) for a device node) is ended
+ * within a bounded time too.
  */
 import { PassThrough } from 'node:stream';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { applyLayer } from '../../src/layer/index.js';
-import { file, tar } from '../helpers/tar.js';
+import { abortWhileHanging } from '../helpers/hanging-tool.js';
+import { chardev, file, tar } from '../helpers/tar.js';
 import { sandbox } from './util.js';
 
 test('a stalled layer stream: abort rejects with the reason and ends the worker', async () => {
@@ -54,6 +56,22 @@ test('already aborted: nothing is applied', async () => {
       (e: unknown) => e,
     );
     assert.match(String(err), /daemon stopping/);
+  } finally {
+    sb.cleanup();
+  }
+});
+
+test('a mknod(1) that never returns: abort ends the layer within seconds, not when mknod does', async () => {
+  const sb = sandbox();
+  try {
+    const layer = tar([chardev('dev/x', 1, 3)]);
+    const { outcome, afterMs } = await abortWhileHanging(
+      'mknod',
+      (signal) => applyLayer(sb.root, new PassThrough().end(layer), { layer: 'sha256:device', allowDevices: true, signal }),
+      new Error('deadline of entry x'),
+    );
+    assert.is(outcome, 'Error: deadline of entry x');
+    assert.ok(afterMs < 15_000, `ended ${afterMs} ms after the abort`);
   } finally {
     sb.cleanup();
   }

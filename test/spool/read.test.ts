@@ -13,8 +13,9 @@ import * as assert from 'uvu/assert';
 import { readBundleConfig } from '../../src/oci/bundle.js';
 import { desiredDomain } from '../../src/reconcile/desired.js';
 import { scanSpool } from '../../src/spool/index.js';
-import { openSpoolFile, readSmallFileIn, readSmallRegularFile } from '../../src/spool/read.js';
+import { openSpoolEntry, openSpoolFile, readSmallRegularFile } from '../../src/spool/read.js';
 import { writeMinimalBundle } from '../helpers/bundle.js';
+import { rejects } from '../helpers/rejects.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'ocivirt-test-spool-read-'));
 test.after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -27,15 +28,6 @@ function setup() {
   writeMinimalBundle(join(spool, 'web'), 'from the spool');
   writeMinimalBundle(join(root, 'host', 'secret'), 'from a host file');
   return { spool, web: join(spool, 'web'), host: join(root, 'host', 'secret') };
-}
-
-async function rejects(p: Promise<unknown>, re: RegExp): Promise<void> {
-  const err = await p.then(
-    () => undefined,
-    (e: Error) => e,
-  );
-  assert.ok(err, `expected a rejection matching ${re}`);
-  assert.match(err!.message, re);
 }
 
 const argsOf = (d: Awaited<ReturnType<typeof desiredDomain>>) => JSON.stringify(d.domain);
@@ -93,7 +85,7 @@ test('size limit: checked with fstat, and again while reading', async () => {
   writeFileSync(join(root, 'big'), Buffer.alloc(2048));
   await rejects(readSmallRegularFile(join(root, 'big'), 1024), /is larger than 1024 bytes/);
   assert.is((await readSmallRegularFile(join(root, 'big'), 2048)).data.length, 2048);
-  await rejects(readSmallFileIn(join(root, 'nope'), 'x'), /its directory is missing/);
+  await rejects(openSpoolEntry(join(root, 'nope'), 'directory'), /is missing/);
 });
 
 test.run();
