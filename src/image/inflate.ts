@@ -17,9 +17,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import { InputError } from '../errors.js';
 import { DEFAULT_LIMITS } from '../layer/index.js';
+import { gunzip } from './gzip.js';
 import { DEFAULT_MAX_RATIO, RATIO_AFTER_BYTES } from './layer-stream.js';
 
 const FREE_CHECK_EVERY = 16 * 1024 * 1024;
@@ -32,7 +32,12 @@ export interface InflateOptions {
   /** Free bytes the scratch filesystem keeps (the layers' default reserve otherwise). */
   minFreeBytes?: number | undefined;
   signal?: AbortSignal | undefined;
+  /** Bytes after the gzip stream (ignored, as gzip(1) does): told once the archive is inflated. */
+  onTrailing?: ((bytes: number) => void) | undefined;
 }
+
+/** The scratch filesystem would go below its reserve: not the archive's fault, so not an InputError. */
+class LowSpaceError extends Error {}
 
 export interface Inflated {
   /** The inflated tar. */
@@ -91,16 +96,18 @@ async function inflateInto(handle: FileHandle, st: Stats, file: string, target: 
             nextFreeCheck = written + FREE_CHECK_EVERY;
             const fs = await statfs(scratch);
             if (fs.bavail * fs.bsize - chunk.length < minFree)
-              throw new Error(`${scratch}: inflating ${file} would leave less than ${minFree} bytes free (unpackLimits.minFreeBytes)`);
+              throw new LowSpaceError(`${scratch}: inflating ${file} would leave less than ${minFree} bytes free (unpackLimits.minFreeBytes)`);
           }
           await out.write(chunk);
         })().then(() => done(), done);
       },
     });
     try {
-      await pipeline([handle.createReadStream({ start: 0, autoClose: false }), createGunzip(), sink], opts.signal ? { signal: opts.signal } : {});
+      // gzip.ts, as for layers: concatenated members read to the end, trailing bytes ignored and told
+      const inflate = gunzip((bytes) => opts.onTrailing?.(bytes));
+      await pipeline(handle.createReadStream({ start: 0, autoClose: false }), inflate, sink, opts.signal ? { signal: opts.signal } : {});
     } catch (e) {
-      if (e instanceof InputError || opts.signal?.aborted || (e as Error).message.includes('would leave less than')) throw e;
+      if (e instanceof InputError || e instanceof LowSpaceError || opts.signal?.aborted) throw e;
       throw new InputError(`is not a valid gzip file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file });
     }
     await out.sync();

@@ -176,7 +176,13 @@ async function unpackLocked(
 
   const source = await openImageSource(sourcePath, {
     ...(opts.maxJsonBytes !== undefined ? { maxJsonBytes: opts.maxJsonBytes } : {}),
-    inflate: { cacheDir: opts.inflateCacheDir, maxRatio: opts.limits?.maxRatio, minFreeBytes: opts.limits?.minFreeBytes, signal: opts.signal },
+    inflate: {
+      cacheDir: opts.inflateCacheDir,
+      maxRatio: opts.limits?.maxRatio,
+      minFreeBytes: opts.limits?.minFreeBytes,
+      signal: opts.signal,
+      onTrailing: (bytes) => warn(`${sourcePath}: ${bytes} bytes after the end of its gzip stream ignored (as gzip(1) does)`),
+    },
   });
   try {
     const image = await resolveImage(source, { ...(opts.ref !== undefined ? { ref: opts.ref } : {}), platform: wanted, explicitVariant });

@@ -37,6 +37,26 @@ test('a gzip-compressed oci-archive named .tgz unpacks like the plain one, with 
   assert.ok(statSync(join(d, 'b', 'rootfs', 'bin', 'sh')).isFile());
 });
 
+test('a .tar.gz with bytes after its gzip stream: read to its end, the bytes ignored with a warning (as gzip(1)); two members are one stream', async () => {
+  const d = scratch();
+  const plain = layoutArchive();
+  const half = Math.floor(plain.length / 2);
+  const twoMembers = Buffer.concat([gzipSync(plain.subarray(0, half)), gzipSync(plain.subarray(half))]);
+  writeFileSync(join(d, 'web.tar.gz'), Buffer.concat([twoMembers, Buffer.from('trailing garbage\n')]));
+  const warnings: string[] = [];
+  const r = await unpackImage(join(d, 'web.tar.gz'), join(d, 'out'), { onWarning: (m) => warnings.push(m) });
+  assert.ok(statSync(join(d, 'out', 'rootfs', 'bin', 'sh')).isFile());
+  assert.is(r.format, 'oci-archive');
+  assert.equal(warnings.filter((w) => /17 bytes after the end of its gzip stream ignored/.test(w)).length, 1, warnings.join('\n'));
+});
+
+test('a .tar.gz cut short inside its gzip stream is refused, naming the file', async () => {
+  const d = scratch();
+  const gz = gzipSync(layoutArchive());
+  writeFileSync(join(d, 'cut.tar.gz'), gz.subarray(0, gz.length - 100));
+  await expectInputError(unpackImage(join(d, 'cut.tar.gz'), join(d, 'out')), /cut\.tar\.gz: is not a valid gzip file/);
+});
+
 test('a gzip-compressed multi-image docker archive (podman save -m | gzip) offers its refs', async () => {
   const d = scratch();
   const images = ['one', 'two'].map((t) => ({ tags: [`example.com/${t}:1`], config: { Cmd: [`/${t}`] }, layers: [tar(baseLayerEntries())] }));
