@@ -37,6 +37,8 @@ export const volumeCommand: Command = {
     const [action, name] = positionals;
     if (action !== 'list' && action !== 'remove') throw new UsageError(`volume: unknown action '${action}' (list or remove; see 'ocivirt volume --help')`);
     if ((action === 'remove') !== (name !== undefined)) throw new UsageError(`volume ${action}: ${action === 'remove' ? 'which volume? (NAME)' : 'takes no NAME'}`);
+    // a hostile name is refused before anything is read or connected
+    if (name !== undefined && !isVolumeName(name)) throw new InputError(`${JSON.stringify(name)} is not a volume name`, { field: 'NAME' });
     const { config, opts } = await reconcileSetup('volume', values, io);
     const where = { spoolDir: config.spoolDir, ...(opts.prefix !== undefined ? { prefix: opts.prefix } : {}) };
     return withLibvirt(config.uri, { logger: opts.log }, async (port) => {
@@ -46,7 +48,6 @@ export const volumeCommand: Command = {
         else io.stdout.write(formatVolumes(volumes));
         return 0;
       }
-      if (!isVolumeName(name!)) throw new InputError(`${JSON.stringify(name)} is not a volume name`, { field: 'NAME' });
       await volumesRoot(config.stateDir);
       const path = join(volumesDir(config.stateDir), name!);
       if (!(await existingVolume(path))) throw new InputError('no such volume', { file: path });
