@@ -36,6 +36,9 @@ export interface EntryVolumesInput {
   stateDir?: string;
 }
 
+/** More image VOLUMEs than any real image has: a hostile image must not make a directory per key. */
+export const MAX_IMAGE_VOLUMES = 64;
+
 /** The entry's volumes, made when new; `warnings` for image VOLUMEs that cannot be one. */
 export async function entryVolumes(input: EntryVolumesInput): Promise<{ volumes: VolumeMount[]; warnings: string[] }> {
   const warnings: string[] = [];
@@ -43,7 +46,10 @@ export async function entryVolumes(input: EntryVolumesInput): Promise<{ volumes:
   for (const v of input.settings?.volumes ?? [])
     if (v.kind === 'named') wanted.push({ name: v.name, destination: v.destination, readOnly: v.readOnly, anonymous: false });
   const taken = new Set([...(input.config.mounts ?? []).map((m) => m.destination), ...wanted.map((w) => w.destination)]);
-  for (const raw of Object.keys(input.imageVolumes ?? {}).sort()) {
+  const declared = Object.keys(input.imageVolumes ?? {});
+  if (declared.length > MAX_IMAGE_VOLUMES)
+    throw new InputError(`the image declares ${declared.length} VOLUMEs, more than ${MAX_IMAGE_VOLUMES}: refused (a volume directory is made for each)`, { field: 'config.Volumes' });
+  for (const raw of declared.sort()) {
     const destination = isAbsolute(raw) ? posix.normalize(raw).replace(/(.)\/$/, '$1') : undefined;
     if (destination === undefined || destination === '/' || /[\0-\x1f\x7f]/.test(raw)) {
       warnings.push(`image VOLUME ${JSON.stringify(raw).slice(0, 100)} is not an absolute path other than /: no volume made for it`);

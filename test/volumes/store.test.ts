@@ -159,6 +159,8 @@ test('entryVolumes: named volumes, an anonymous one per image VOLUME nothing els
   );
   assert.is(r.warnings.length, 3);
   assert.is(readFileSync(join(r.volumes[1]!.source, 'seed.txt'), 'utf8'), 'from the image\n');
+  const many = Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`/v${i}`, {}]));
+  await rejects(() => entryVolumes({ domainName: 'web', imageVolumes: many, config: { ociVersion: '1.2.0' }, seedRoot: image, stateDir: state }), /config\.Volumes: the image declares 65 VOLUMEs, more than 64/);
   await rejects(() => entryVolumes({ domainName: 'web', settings, settingsFile: '/s.ocivirt.json', config: { ociVersion: '1.2.0' }, seedRoot: image }), /\/s\.ocivirt\.json: volumes: volumes need a state directory/);
 });
 
