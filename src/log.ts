@@ -34,6 +34,7 @@ export const EVENTS = [
   // export
   'export.written',
   'export.failed',
+  'export.removed',
   'export.watching',
   // libvirt connection
   'libvirt.connected',

@@ -75,7 +75,8 @@ const usage = `Usage: ocivirt plan --spool DIR [--state DIR] [--uri URI] [--conf
 
 Prints what 'ocivirt sync --once' would do, one line per domain: create, update, delete,
 nothing or fail, and why. Reads the spool and libvirt; changes nothing, except that image
-entries are unpacked into the state directory (the plan needs their config).
+entries are unpacked into the state directory (the plan needs their config) and volumes an
+entry needs are made there (a domain's definition names them).
 
 Options:
 ${RECONCILE_FLAGS_USAGE}

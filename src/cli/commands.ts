@@ -9,5 +9,6 @@ import { statusCommand } from './cmd-status.js';
 import { planCommand } from './cmd-plan.js';
 import { syncCommand } from './cmd-sync.js';
 import { validateCommand } from './cmd-validate.js';
+import { volumeCommand } from './cmd-volume.js';
 
-export const COMMANDS: Command[] = [unpackCommand, fromNativeCommand, toNativeCommand, daemonCommand, statusCommand, exportCommand, planCommand, syncCommand, validateCommand];
+export const COMMANDS: Command[] = [unpackCommand, fromNativeCommand, toNativeCommand, daemonCommand, statusCommand, exportCommand, planCommand, syncCommand, validateCommand, volumeCommand];

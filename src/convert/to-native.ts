@@ -5,10 +5,12 @@
  * in `org.ocivirt.*` annotations.
  */
 import type { RuntimeConfig } from '../oci/runtime-spec.js';
+import { domainDifferences } from '../xml/compare.js';
 import type { Domain } from '../xml/domain.js';
 import { libvirtArch, Warnings, type ToNativeOptions } from './context.js';
 import { deriveConfig } from './derive.js';
 import { guardOf } from './guard.js';
+import { fromNative } from './from-native.js';
 import { detectCgroupVersion } from './host.js';
 import { fillMissing, getAt, pointerToField, setAt } from './json.js';
 
@@ -37,5 +39,37 @@ export function toNative(domain: Domain, opts: ToNativeOptions = {}): { config: 
   const ordered: Record<string, unknown> = {};
   for (const k of TOP_LEVEL_ORDER) if (config[k] !== undefined) ordered[k] = config[k];
   for (const [k, v] of Object.entries(config)) if (!(k in ordered)) ordered[k] = v;
-  return { config: ordered as unknown as RuntimeConfig, warnings: warnings.lines() };
+  const result = ordered as unknown as RuntimeConfig;
+  for (const lost of lostInConfig(domain, result, ctx)) warnings.add(lost.key, `not carried by the config (the domain says ${lost.domain}, the config gives back ${lost.config}): kept only in libvirt`);
+  return { config: result, warnings: warnings.lines() };
+}
+
+/**
+ * What the config would not give back: the config converted again and compared with the domain
+ * (the reconciler's own comparison, `sameDomain`). A hand edit the OCI fields cannot say (a vCPU
+ * count without a cpuset, say) is then reported instead of dropped without a word. Metadata is
+ * ocivirt's bookkeeping, and a config that cannot be converted again is reported by from-native.
+ */
+function lostInConfig(domain: Domain, config: RuntimeConfig, ctx: { id: string; cgroupVersion: 1 | 2; hostArch: string; opts: ToNativeOptions }): { key: string; domain: string; config: string }[] {
+  let back: Domain;
+  try {
+    // no rootfs to look the program up in: it is the one the domain runs
+    const resolveExecutable = (argv0: string) => domain.os.init ?? argv0;
+    back = fromNative(structuredClone(config), {
+      bundleDir: domain.metadata.ours?.bundle ?? '/',
+      name: domain.name,
+      id: ctx.id,
+      cgroupVersion: ctx.cgroupVersion,
+      hostArch: ctx.hostArch,
+      resolveExecutable,
+      secModels: ['selinux', 'apparmor', 'dac'], // the host's are the domain's business: not a loss
+      ...(ctx.opts.hostDevice ? { hostDevice: ctx.opts.hostDevice } : {}),
+    }).domain;
+  } catch {
+    return [];
+  }
+  return domainDifferences(domain, back)
+    .map((d) => /^(\S+) (.*) -> (.*)$/.exec(d))
+    .filter((m): m is RegExpExecArray => m !== null && !m[1]!.startsWith('metadata.') && m[1] !== 'uuid')
+    .map((m) => ({ key: m[1]!, domain: m[2]!, config: m[3]! }));
 }

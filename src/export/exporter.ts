@@ -21,7 +21,7 @@ import { errorMessage } from '../errors.js';
 import type { LibvirtPort, PortEvent } from '../libvirt/port.js';
 import type { EventLogger } from '../log.js';
 import { exportableName, exportDomain } from './export-domain.js';
-import { ensureOwnDirectory } from './write.js';
+import { ensureOwnDirectory, exportedNames, moveExportAside } from './write.js';
 
 export interface ExporterOptions {
   port: LibvirtPort;
@@ -102,11 +102,14 @@ export class Exporter {
     this.passRunning = (async () => {
       try {
         this.last.clear();
-        const domains = await this.opts.port.listDomains();
+        const listed = (await this.opts.port.listDomains()).map((d) => d.name);
+        // exports of domains undefined while no event came (daemon down): looked at, so moved aside
+        const known = new Set(listed);
+        const names = [...listed, ...(await exportedNames(this.opts.exportDir)).filter((n) => !known.has(n))];
         let next = 0;
         await Promise.all(
-          Array.from({ length: Math.min(PASS_CONCURRENCY, domains.length) }, async () => {
-            while (next < domains.length && !this.stopped) await this.exportNow(domains[next++]!.name);
+          Array.from({ length: Math.min(PASS_CONCURRENCY, names.length) }, async () => {
+            while (next < names.length && !this.stopped) await this.exportNow(names[next++]!);
           }),
         );
       } catch (e) {
@@ -161,6 +164,10 @@ export class Exporter {
       });
       if (out.canonical !== undefined) this.last.set(name, out.canonical);
       if (out.status === 'gone' || out.status === 'skipped') this.last.delete(name);
+      if (out.status === 'gone') {
+        const to = await moveExportAside(this.opts.exportDir, name);
+        if (to !== undefined) this.opts.log.info('export.removed', { domain: name, path: to, reason: 'the domain was undefined: its export is moved aside' });
+      }
       if (out.status === 'written') {
         this.opts.log.info('export.written', {
           domain: name,

@@ -4,7 +4,7 @@
  * environment variables), and never through a symlink someone planted.
  */
 import { constants } from 'node:fs';
-import { lstat, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { canonicalJson } from '../convert/json.js';
 import type { RuntimeConfig } from '../oci/runtime-spec.js';
@@ -59,4 +59,35 @@ export async function writeConfigAtomically(bundleDir: string, config: RuntimeCo
     await dir.close();
   }
   return target;
+}
+
+/** Where the exports of undefined domains go: out of the way of a spool, never pointing at a live rootfs. */
+export const REMOVED_DIR = '.removed';
+
+/**
+ * Moves `<exportDir>/<name>` aside to `<exportDir>/.removed/<name>/` (replacing an older one there):
+ * the domain is gone and its rootfs with it, so the export must not look like a bundle one can use.
+ * Returns the new path, or undefined when there was nothing (a real directory) to move.
+ */
+export async function moveExportAside(exportDir: string, name: string): Promise<string | undefined> {
+  const from = join(exportDir, name);
+  const st = await lstat(from).catch(() => undefined);
+  if (!st?.isDirectory()) return undefined;
+  const removed = join(exportDir, REMOVED_DIR);
+  await ensureOwnDirectory(removed);
+  const to = join(removed, name);
+  // the older one first out of the way, under a name of its own: a crash leaves both, never neither
+  const old = join(removed, `.old-${name}-${process.pid}-${Date.now()}`);
+  await rename(to, old).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== 'ENOENT') throw e;
+  });
+  await rename(from, to);
+  await rm(old, { recursive: true, force: true });
+  return to;
+}
+
+/** The exported bundles' names now in `exportDir` (dot entries, .removed among them, left out). */
+export async function exportedNames(exportDir: string): Promise<string[]> {
+  const entries = await readdir(exportDir, { withFileTypes: true }).catch(() => []);
+  return entries.filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name);
 }

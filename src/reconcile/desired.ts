@@ -26,6 +26,7 @@ import { unpackImage, type UnpackOptions, type UnpackResult } from '../image/unp
 import { applySettings, checkRole, readEntrySettings, type ReadSettings } from '../settings/index.js';
 import { containerTree, unpackShared } from './images.js';
 import { openSpoolEntry, UnreadableFile, type HeldEntry } from '../spool/read.js';
+import { entryVolumes, volumeMounts } from '../volumes/index.js';
 import type { Domain } from '../xml/domain.js';
 import type { StartPolicy } from '../config/index.js';
 import type { EventLogger } from '../log.js';
@@ -231,8 +232,23 @@ async function bundleDomain(
   const paths = await checkBundlePaths(effective, dir, opts.bindAllowList ?? [], configPath);
   // a passed-through host device or interface hands over host resources like a bind of '/'
   checkHostDevices(effective, configPath, opts.hostDeviceAllowList ?? {});
+  // volumes are mounted from ocivirt's own directory, so after the trust check (volumes/mounts.ts)
+  const vol = await entryVolumes({
+    domainName: entry.domainName,
+    ...(read !== undefined ? { settings: read.settings, settingsFile: read.file } : {}),
+    ...(from.image?.exec.Volumes !== undefined ? { imageVolumes: from.image.exec.Volumes } : {}),
+    config: effective,
+    // a new volume is seeded from the pristine image when there is one: nothing runs on it
+    seedRoot: from.imageTree !== undefined ? join(from.imageTree, 'rootfs') : paths.rootfsAt,
+    ...(opts.stateDir !== undefined ? { stateDir: opts.stateDir } : {}),
+  }).catch((e: unknown) => {
+    throw e instanceof InputError ? e.inFile(entry.path) : e; // the image's config says it
+  });
+  warnings.push(...vol.warnings);
+  const checked = withCheckedPaths(effective, paths);
+  if (vol.volumes.length) checked.mounts = [...(checked.mounts ?? []), ...volumeMounts(vol.volumes)];
   const { imageDigest } = from;
-  const result = fromNative(withCheckedPaths(effective, paths), {
+  const result = fromNative(checked, {
     bundleDir,
     file: configPath,
     name: entry.domainName,

@@ -29,10 +29,10 @@ export function sharedImagesDir(stateDir: string): string {
   return join(stateDir, 'images');
 }
 
-/** Work on one shared image, one after another in this process: the unpack lock would refuse a second at once. */
+/** Work on one key (a shared image, a volume), one after another in this process: the unpack lock would refuse a second at once. */
 const queues = new Map<string, Promise<unknown>>();
 
-function oneAtATime<T>(key: string, work: () => Promise<T>): Promise<T> {
+export function oneAtATime<T>(key: string, work: () => Promise<T>): Promise<T> {
   const prev = queues.get(key) ?? Promise.resolve();
   const result = prev.then(work, work);
   const tail = result.catch(() => undefined);
@@ -90,7 +90,7 @@ async function isBundle(dir: string): Promise<boolean> {
 }
 
 /** cp(1) keeps owners, modes, times, hard links, xattrs and special files as they are; Node's cp does not all of that. */
-function copyTree(from: string, to: string, signal?: AbortSignal): Promise<void> {
+export function copyTree(from: string, to: string, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn('cp', ['-a', '--reflink=auto', '--', from, to], { stdio: ['ignore', 'ignore', 'pipe'], ...(signal ? { signal } : {}) });
     let err = '';

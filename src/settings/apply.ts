@@ -103,22 +103,15 @@ export async function applySettings(config: RuntimeConfig, s: EntrySettings, ctx
   for (const key of ['restart', 'stopSignal', 'stopTimeout', 'networks', 'publish'] as const) if (s[key] !== undefined) record(key, s[key]);
 
   const mounts: Mount[] = [];
-  const named: string[] = [];
   for (const [i, v] of (s.volumes ?? []).entries()) {
-    if (v.kind === 'named') {
-      named.push(`${v.name}:${v.destination}${v.readOnly ? ':ro' : ''}`);
-      continue;
-    }
+    if (v.kind === 'named') continue; // made and mounted after the trust check (volumes/mounts.ts)
     const checked = await checkMountSource(v.source, ctx.bundleDir, ctx.bindAllowList);
     if ('reason' in checked) throw new InputError(checked.reason, where(`volumes[${i}]`));
     mounts.push({ destination: v.destination, type: 'bind', source: checked.resolved, options: ['rbind', v.readOnly ? 'ro' : 'rw'] });
   }
-  if (named.length) record('volumes', named);
-  if (mounts.length) {
-    // a volume wins over a config.json mount at the same place
-    const taken = new Set(mounts.map((m) => m.destination));
-    c.mounts = [...(c.mounts ?? []).filter((m) => !taken.has(m.destination)), ...mounts];
-  }
+  // a volume wins over a config.json mount at the same place
+  const taken = new Set((s.volumes ?? []).map((v) => v.destination));
+  if (taken.size) c.mounts = [...(c.mounts ?? []).filter((m) => !taken.has(m.destination)), ...mounts];
   if (Object.keys(annotations).length) c.annotations = annotations;
   return { config: c, notInForce };
 }

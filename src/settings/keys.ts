@@ -143,7 +143,7 @@ export const MIN_MEMORY = 4 * 1024 ** 2;
 const MAX_MEMORY = 2 ** 53 - 1;
 const RESTART = /^(no|always|on-failure(:[1-9][0-9]{0,5})?)$/;
 const SIGNAL = /^(SIG)?[A-Z][A-Z0-9+-]*$|^([1-9]|[1-5][0-9]|6[0-4])$/;
-const VOLUME_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+export const VOLUME_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const NETWORK_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$/;
 const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
 /** Keys ocivirt itself writes from settings (below); a settings file sets them through their keys. */
@@ -426,7 +426,7 @@ export const ENTRY_KEYS: readonly KeySpec[] = [
     effect: 'applied',
     check: list(volume),
     schema: { type: 'array', items: { type: 'string', pattern: '^([A-Za-z0-9][A-Za-z0-9_.-]*|/[^:]*):/[^:]*(:(ro|rw))?$' } },
-    doc: 'Mounts: `"/host/path:/path[:ro]"` binds a host directory, which must be under the daemon\'s `bindAllowList` (in force); `"NAME:/path[:ro]"` names a volume (recorded, not yet in force: volumes are not built yet).',
+    doc: 'Mounts: `"/host/path:/path[:ro]"` binds a host directory, which must be under the daemon\'s `bindAllowList`; `"NAME:/path[:ro]"` mounts the named volume `<state>/volumes/NAME`, made (and seeded with the image\'s files at the path) when new, kept until `ocivirt volume remove`.',
     examples: [['/srv/shared:/data:ro'], ['cache:/var/cache']],
     refused: [['data'], ['/a:relative'], ['/a:/b:rx'], '/a:/b'],
   },

@@ -13,7 +13,7 @@ import { effectiveCaps } from '../../src/convert/passes/capabilities.js';
 import { parseDomainXml } from '../../src/xml/parse.js';
 import { projectDomain } from '../../src/xml/compare.js';
 import { assertRuntimeSchemaValid } from '../helpers/schema.js';
-import { HOST_DEVICES, testOptions } from './fixtures.js';
+import { HOST_DEVICES, runcSpec, testOptions } from './fixtures.js';
 import { HAND_WRITTEN, HAND_WRITTEN_PORTABLE } from './hand-written.js';
 
 
@@ -121,6 +121,15 @@ test('a domain without a root filesystem shares the host root', () => {
   assert.equal(config.root, { path: '/' });
   assert.equal(config.process?.args, ['/bin/true']);
   assert.equal(config.linux?.resources?.memory, { limit: 1048576 });
+});
+
+test('what the config cannot give back (a hand edit of the vcpu count) is a warning, not dropped without a word', () => {
+  const { domain } = fromNative(runcSpec(), testOptions({ name: 'web', owner: { entry: 'web' } }));
+  assert.equal(toNative(domain, { cgroupVersion: 1, hostArch: 'x86_64' }).warnings, [], 'an unedited domain gives back the same domain');
+  const edited = structuredClone(domain);
+  edited.vcpu = { count: 4, placement: 'static' };
+  const { warnings } = toNative(edited, { cgroupVersion: 1, hostArch: 'x86_64' });
+  assert.equal(warnings.filter((w) => /^vcpu: not carried by the config \(the domain says 4, the config gives back 1\)/.test(w)).length, 1, warnings.join('\n'));
 });
 
 test.run();

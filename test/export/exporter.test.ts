@@ -3,7 +3,7 @@
  * a domain at a time with at most one more queued, a failing or vanished domain never stopping
  * the others, full passes on schedule, and stop() waiting for what is in flight.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -155,6 +155,29 @@ test('stop(): a pending hint is dropped, the export in flight is waited for, not
   await clock.advance(1_000);
   assert.is(exported('b'), undefined);
   assert.equal([port.count('inactiveXml', 'a'), port.count('inactiveXml', 'b')], [1, 0]);
+});
+
+test('an undefined domain\'s export is moved aside to .removed/<name>/, replacing an older one; a full pass finds one undefined while nothing watched', async () => {
+  const { port, exporter, exported, named } = setup();
+  port.add({ name: 'web', xml: domainXml('web') });
+  await exporter.exportNow('web');
+  assert.ok(exported('web'));
+  const exportDir = join(named('export.written')[0]!.path as string, '..', '..');
+  mkdirSync(join(exportDir, '.removed', 'web'), { recursive: true });
+  writeFileSync(join(exportDir, '.removed', 'web', 'stale'), '');
+  await port.undefine('web');
+  await exporter.exportNow('web');
+  assert.is(exported('web'), undefined);
+  assert.ok(existsSync(join(exportDir, '.removed', 'web', 'config.json')));
+  assert.not.ok(existsSync(join(exportDir, '.removed', 'web', 'stale')));
+  assert.equal(readdirSync(join(exportDir, '.removed')), ['web']);
+  assert.is(named('export.removed').length, 1);
+  // an export left behind (the domain undefined while the daemon was down): the next pass moves it
+  mkdirSync(join(exportDir, 'old'));
+  writeFileSync(join(exportDir, 'old', 'config.json'), '{}');
+  await exporter.fullPass();
+  assert.not.ok(existsSync(join(exportDir, 'old')));
+  assert.ok(existsSync(join(exportDir, '.removed', 'old', 'config.json')));
 });
 
 test.run();

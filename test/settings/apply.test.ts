@@ -106,7 +106,7 @@ test('workdir, hostname, memory, cpus, pids, start, annotations', async () => {
   assert.equal(other.notInForce, ['hostname', 'pids']);
 });
 
-test('restart, stopSignal, stopTimeout, networks, publish and named volumes are recorded, not in force', async () => {
+test('restart, stopSignal, stopTimeout, networks and publish are recorded, not in force; named volumes are left to the volume step', async () => {
   const r = await apply({
     restart: 'on-failure:3',
     stopSignal: 'SIGQUIT',
@@ -115,13 +115,13 @@ test('restart, stopSignal, stopTimeout, networks, publish and named volumes are 
     publish: ['8080:80'],
     volumes: ['cache:/var/cache:ro'],
   });
-  assert.equal(r.notInForce, ['restart', 'stopSignal', 'stopTimeout', 'networks', 'publish', 'volumes']);
+  assert.equal(r.notInForce, ['restart', 'stopSignal', 'stopTimeout', 'networks', 'publish']);
   const a = r.config.annotations!;
   assert.is(a['org.ocivirt.settings.restart'], 'on-failure:3');
   assert.is(a['org.ocivirt.settings.stopTimeout'], '5');
   assert.equal(JSON.parse(a['org.ocivirt.settings.networks']!), [{ network: 'default' }, { network: 'lan', ip: '192.168.1.5/24' }]);
-  assert.equal(JSON.parse(a['org.ocivirt.settings.volumes']!), ['cache:/var/cache:ro']);
-  assert.is(r.config.mounts, undefined);
+  assert.is(a['org.ocivirt.settings.volumes'], undefined);
+  assert.equal(r.config.mounts, []);
 });
 
 test('a bind volume under bindAllowList becomes a bind mount; elsewhere it is refused naming the file and the volume', async () => {
@@ -140,6 +140,9 @@ test('a volume wins over a config.json mount at the same place', async () => {
   c.mounts = [{ destination: '/data', type: 'tmpfs', source: 'tmpfs' }, { destination: '/proc', type: 'proc', source: 'proc' }];
   const r = await apply({ volumes: [`${dir}/allowed/data:/data`] }, c);
   assert.equal(r.config.mounts!.map((m) => `${m.destination} ${m.type}`), ['/proc proc', '/data bind']);
+  // a named volume too: the config.json mount at its place goes, the volume step adds the volume
+  const named = await apply({ volumes: ['cache:/data'] }, c);
+  assert.equal(named.config.mounts!.map((m) => `${m.destination} ${m.type}`), ['/proc proc']);
 });
 
 test.run();
