@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// Runs every compiled uvu test file (dist/test/**/*.test.js) in its own node process and
+// Runs every compiled uvu test file (dist/test/**/*.test.js) and libvirt-binding's node:test files, each in its own node process, and
 // prints one closing line "N passed, N failed, N skipped". Exit 1 if any test or file failed.
-//   --unit      skip test/integration (no libvirtd needed)
+//   --unit      skip test/integration and libvirt-binding/test (no libvirtd needed)
 //   --only STR  only files whose path contains STR
 //   -j N        files run at once (default 2; integration files always run one at a time)
 import { spawn } from 'node:child_process';
@@ -23,8 +23,13 @@ function walk(dir) {
   }
   return out;
 }
-const files = walk(join(root, 'dist/test'))
-  .filter((f) => !unitOnly || !f.includes('/integration/'))
+// libvirt-binding's own tests (node:test, on the real libvirtd) run with the integration files
+const bindingTests = readdirSync(join(root, 'libvirt-binding/test'))
+  .filter((n) => n.endsWith('.test.mjs'))
+  .map((n) => join(root, 'libvirt-binding/test', n));
+const isIntegration = (f) => f.includes('/integration/') || f.includes('/libvirt-binding/');
+const files = [...walk(join(root, 'dist/test')), ...bindingTests]
+  .filter((f) => !unitOnly || !isIntegration(f))
   .filter((f) => !only || f.includes(only));
 if (files.length === 0) {
   console.error('run-tests: no test files found (did tsc run?)');
@@ -46,11 +51,16 @@ function runFile(file) {
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (out += d));
     child.on('close', (code) => {
+      // uvu's summary ("Total: N"), or node:test's ("# tests N")
       const num = (label) => Number((out.match(new RegExp(`${label}:\\s+(\\d+)`)) ?? [])[1] ?? 0);
-      const total = num('Total'), ok = num('Passed'), skip = num('Skipped');
+      const tap = (label) => Number((out.match(new RegExp(`^# ${label} (\\d+)$`, 'm')) ?? [])[1] ?? 0);
+      const nodeTest = /^# tests \d+$/m.test(out);
+      const total = nodeTest ? tap('tests') : num('Total');
+      const ok = nodeTest ? tap('pass') : num('Passed');
+      const skip = nodeTest ? tap('skipped') + tap('todo') : num('Skipped');
       const bad = total - ok - skip;
       passed += ok; skipped += skip; failed += bad;
-      const name = relative(join(root, 'dist'), file);
+      const name = file.startsWith(join(root, 'dist')) ? relative(join(root, 'dist'), file) : relative(root, file);
       const secs = ((Date.now() - started) / 1000).toFixed(1);
       if (code !== 0 || bad > 0 || total === 0) {
         if (bad === 0) { failed += 1; }
@@ -64,8 +74,8 @@ function runFile(file) {
   });
 }
 
-const unit = files.filter((f) => !f.includes('/integration/'));
-const integration = files.filter((f) => f.includes('/integration/'));
+const unit = files.filter((f) => !isIntegration(f));
+const integration = files.filter(isIntegration);
 async function pool(list, n) {
   const queue = [...list];
   await Promise.all(Array.from({ length: Math.min(n, queue.length) }, async () => {
