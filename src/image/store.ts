@@ -68,7 +68,7 @@ export class DirStore implements FileStore {
       return await openSpoolFileIn(this.dir, await this.host(name), limit);
     } catch (e) {
       if (isGone(e) || (e instanceof UnreadableFile && e.code === 'ENOENT')) return undefined;
-      if (e instanceof UnreadableFile && e.message.startsWith('is larger than'))
+      if (e instanceof UnreadableFile && e.code === 'EFBIG')
         throw new InputError(`${name} is larger than the ${limit}-byte limit for JSON documents`, { file: this.path });
       if (e instanceof UnreadableFile) throw new InputError(`${name} ${e.message}`, { file: this.path });
       throw e;

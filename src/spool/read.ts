@@ -17,7 +17,7 @@ export const MAX_METADATA_BYTES = 16 * 1024 * 1024;
 
 export class UnreadableFile extends Error {
   override name = 'UnreadableFile';
-  /** The errno code behind it (ENOENT: the file is missing), when there is one. */
+  /** The errno code behind it (ENOENT: the file is missing; EFBIG: over the size limit), when there is one. */
   constructor(
     message: string,
     readonly code?: string,
@@ -42,7 +42,7 @@ export async function openSpoolFile(path: string, limit = Infinity): Promise<{ h
   try {
     const stat = await handle.stat();
     if (!stat.isFile()) throw new UnreadableFile('is not a regular file');
-    if (stat.size > limit) throw new UnreadableFile(`is larger than ${limit} bytes`);
+    if (stat.size > limit) throw new UnreadableFile(`is larger than ${limit} bytes`, 'EFBIG');
     return { handle, stat };
   } catch (e) {
     await handle.close();
@@ -69,7 +69,7 @@ export async function readAll(handle: FileHandle, stat: Stats, limit: number): P
     if (bytesRead === 0) break;
     read += bytesRead;
   }
-  if (read > limit) throw new UnreadableFile(`is larger than ${limit} bytes`);
+  if (read > limit) throw new UnreadableFile(`is larger than ${limit} bytes`, 'EFBIG');
   return data.subarray(0, read);
 }
 
