@@ -19,7 +19,7 @@
  * A lifecycle callback does not keep Node alive, so every wait for one holds a timer.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -30,6 +30,7 @@ import { fromNative } from '../../src/convert/from-native.js';
 import { Exporter } from '../../src/export/exporter.js';
 import { connectLibvirt } from '../../src/libvirt/adapter.js';
 import { silentLogger, type EventLogger } from '../../src/log.js';
+import { writeBenchSection } from '../section.js';
 
 const arg = (name: string, dflt: number) => (process.argv.includes(name) ? Number(process.argv[process.argv.indexOf(name) + 1]) : dflt);
 const N = arg('--domains', 1000);
@@ -292,11 +293,7 @@ async function main(): Promise<void> {
       `| \`virsh define\` of an edited definition → \`export.written\`, ${EDITS} edits: p50 / p99 / max | ${ms(pct(editLat, 50))} / ${ms(editP99)} / ${ms(Math.max(...editLat))}, ${editMisses} missed | — | p99 < 300 ms | ${yes(editP99 < 300 && editMisses === 0)} |`,
       '<!-- bench:libvirt:end -->',
     ].join('\n');
-    const file = join(repo, 'BENCHMARKS.md');
-    const old = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n\n';
-    const re = /<!-- bench:libvirt:start[\s\S]*?<!-- bench:libvirt:end -->/;
-    writeFileSync(file, re.test(old) ? old.replace(re, section) : `${old.trimEnd()}\n\n${section}\n`);
-    process.stdout.write(section + '\n');
+    writeBenchSection(repo, 'libvirt', section);
   } finally {
     say('undefining the bench domains');
     const all = await lv.virConnectListAllDomains(conn, 0);

@@ -14,13 +14,14 @@
  *   npx tsc -p . && node dist/bench/sync-latency/run.js [--one N] [--stream L] [--stream-gap G] [--many M] [--exports K] [--idle S]
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DaemonProcess, bundleConfig, busyboxCopy, daemonDirs, writeConfig, writeSmallBundle, type LogEvent } from '../../test/daemon/harness.js';
 import { repoRoot } from '../../test/helpers/schema.js';
+import { writeBenchSection } from '../section.js';
 
 const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -223,11 +224,7 @@ async function main(): Promise<void> {
       `| RSS (max of samples) | ${rssMax.toFixed(0)} MiB | < 150 MB | ${yes(rssMax * 1.048576 < 150)} |`,
       '<!-- bench:sync-latency:end -->',
     ].join('\n');
-    const file = join(repoRoot(), 'BENCHMARKS.md');
-    const old = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n\n';
-    const re = /<!-- bench:sync-latency:start[\s\S]*?<!-- bench:sync-latency:end -->/;
-    writeFileSync(file, re.test(old) ? old.replace(re, section) : `${old.trimEnd()}\n\n${section}\n`);
-    process.stdout.write(section + '\n');
+    writeBenchSection(repoRoot(), 'sync-latency', section);
   } finally {
     await daemon?.stop();
     undefineAll();

@@ -14,7 +14,7 @@
  * through its port.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +23,7 @@ import { Hypervisor } from '@unraid/libvirt';
 import { fromNative } from '../../src/convert/from-native.js';
 import { detectCgroupVersion } from '../../src/convert/host.js';
 import { readBundleConfig } from '../../src/oci/bundle.js';
+import { writeBenchSection } from '../section.js';
 
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
 const arg = (name: string, dflt: number) => (process.argv.includes(name) ? Number(process.argv[process.argv.indexOf(name) + 1]) : dflt);
@@ -172,11 +173,7 @@ async function main(): Promise<void> {
     `Target: cold sync within 3× of the one-at-a-time floor: ${ratio <= 3 ? 'yes' : 'NO'} (${ratio.toFixed(2)}×).`,
     '<!-- bench:sync:end -->',
   ].join('\n');
-  const file = join(repo, 'BENCHMARKS.md');
-  const old = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n\n';
-  const re = /<!-- bench:sync:start[\s\S]*?<!-- bench:sync:end -->/;
-  writeFileSync(file, re.test(old) ? old.replace(re, section) : `${old.trimEnd()}\n\n${section}\n`);
-  process.stdout.write(section + '\n');
+  writeBenchSection(repo, 'sync', section);
 }
 
 main().catch((e: unknown) => {

@@ -14,6 +14,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, w
 import { cpus, homedir, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeBenchSection } from '../section.js';
 
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
 const cache = process.env.OCIVIRT_BENCH_CACHE ?? join(homedir(), '.cache', 'ocivirt-bench');
@@ -273,11 +274,7 @@ async function main(): Promise<void> {
     ...verdict,
     '<!-- bench:unpack:end -->',
   ].join('\n');
-  const file = join(repo, 'BENCHMARKS.md');
-  const old = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n\n';
-  const re = /<!-- bench:unpack:start[\s\S]*?<!-- bench:unpack:end -->/;
-  writeFileSync(file, re.test(old) ? old.replace(re, section) : `${old.trimEnd()}\n\n${section}\n`);
-  process.stdout.write(section + '\n');
+  writeBenchSection(repo, 'unpack', section);
 }
 
 main().catch((e: unknown) => {

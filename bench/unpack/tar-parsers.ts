@@ -5,7 +5,7 @@
  *   node dist/bench/unpack/tar-parsers.js [--runs N] [file.tar]
  * Writes its section of BENCHMARKS.md (between the bench:tar-parsers markers).
  */
-import { createReadStream, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -15,6 +15,7 @@ import { Parser as NodeTarParser } from 'tar';
 import { extract as tarStreamExtract } from 'tar-stream';
 import { DEFAULT_LIMITS } from '../../src/layer/index.js';
 import { TarReader } from '../../src/layer/tar-reader.js';
+import { writeBenchSection } from '../section.js';
 
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -105,11 +106,7 @@ async function main(): Promise<void> {
     'Neither library reads GNU or PAX sparse files; ours does, and checks every limit before it allocates.',
     '<!-- bench:tar-parsers:end -->',
   ].join('\n');
-  console.log(section);
-  const md = join(repo, 'BENCHMARKS.md');
-  const text = readFileSync(md, 'utf8');
-  const re = /<!-- bench:tar-parsers:start[\s\S]*?<!-- bench:tar-parsers:end -->/;
-  writeFileSync(md, re.test(text) ? text.replace(re, section) : `${text.trimEnd()}\n\n${section}\n`);
+  writeBenchSection(repo, 'tar-parsers', section);
 }
 
 await main();

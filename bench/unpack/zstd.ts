@@ -11,7 +11,7 @@
  * BENCHMARKS.md.
  */
 import { spawnSync } from 'node:child_process';
-import { createReadStream, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { Writable, type Transform } from 'node:stream';
@@ -19,6 +19,7 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { fromFirstLayer } from './cache.js';
 import { scavengeEvery } from '../../src/image/memory.js';
+import { writeBenchSection } from '../section.js';
 
 const altRequire = createRequire(join(process.env.OCIVIRT_ZSTD_ALT ?? '/tmp/zstd-alt', 'node_modules', 'x.js'));
 
@@ -131,11 +132,7 @@ async function main(): Promise<void> {
     ...rows,
     '<!-- bench:zstd:end -->',
   ].join('\n');
-  const md = join(repo, 'BENCHMARKS.md');
-  const old = existsSync(md) ? readFileSync(md, 'utf8') : '# Benchmarks\n\n';
-  const re = /<!-- bench:zstd:start[\s\S]*?<!-- bench:zstd:end -->/;
-  writeFileSync(md, re.test(old) ? old.replace(re, section) : `${old.trimEnd()}\n\n${section}\n`);
-  process.stdout.write(section + '\n');
+  writeBenchSection(repo, 'zstd', section);
 }
 
 main().catch((e: unknown) => {
