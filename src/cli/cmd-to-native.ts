@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { domainToConfig } from '../convert/host.js';
 import { InputError, UsageError } from '../errors.js';
 import { withLibvirt } from '../libvirt/adapter.js';
+import { DomainNotFoundError } from '../libvirt/port.js';
 import { parseDomainXml } from '../xml/parse.js';
 import { parseCommandArgs } from './args.js';
 import type { Command, CommandIO } from './command.js';
@@ -41,8 +42,12 @@ async function readStdin(stream: NodeJS.ReadableStream): Promise<string> {
 /** Through withLibvirt, so a hung libvirtd ends the command (exit 137) instead of hanging it. */
 async function readFromLibvirt(name: string, uri: string): Promise<string> {
   return withLibvirt(uri, {}, async (port) => {
-    if (!(await port.lookup(name))) throw new InputError(`no such domain on ${uri}`, { file: `domain ${name}` });
-    return port.inactiveXml(name);
+    try {
+      return await port.inactiveXml(name);
+    } catch (e) {
+      if (e instanceof DomainNotFoundError) throw new InputError(`no such domain on ${uri}`, { file: `domain ${name}` });
+      throw e;
+    }
   });
 }
 

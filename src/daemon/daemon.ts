@@ -225,7 +225,7 @@ export class Daemon {
       // the status keeps what it shows, not the domain XML the plan carried
       const reason = r.busy ? BUSY_REASON : r.item.reason;
       this.status.set(r.item.entry, { ...r, item: { domain: r.item.domain, entry: r.item.entry, action: r.item.action, reason } });
-      if (r.ok && (r.item.action === 'create' || r.item.action === 'update')) this.exporter.hint(r.item.domain);
+      if (r.ok && !r.busy && (r.item.action === 'create' || r.item.action === 'update')) this.exporter.hint(r.item.domain);
     }
     for (const s of settling) {
       const busy = s.busy === true || this.inFlight.has(s.entry);

@@ -6,7 +6,7 @@
 import { canonicalJson } from '../convert/json.js';
 import { readOwnership } from '../convert/ownership.js';
 import { domainToConfig } from '../convert/host.js';
-import type { LibvirtPort } from '../libvirt/port.js';
+import { DomainNotFoundError, type LibvirtPort } from '../libvirt/port.js';
 import type { RuntimeConfig } from '../oci/runtime-spec.js';
 import { parseDomainXml } from '../xml/parse.js';
 import { readExportedCanonical, writeConfigAtomically } from './write.js';
@@ -40,7 +40,7 @@ export async function exportDomain(
   try {
     xml = await port.inactiveXml(name);
   } catch (e) {
-    if ((await port.lookup(name)) === undefined) return { status: 'gone' };
+    if (e instanceof DomainNotFoundError) return { status: 'gone' };
     throw e;
   }
   const domain = parseDomainXml(xml, `domain ${name}`);

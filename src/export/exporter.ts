@@ -141,6 +141,9 @@ export class Exporter {
       this.again.add(name);
       return current;
     }
+    // this run reads the newest definition: a hint still waiting for its debounce is answered by it
+    this.clock.clearTimeout(this.timers.get(name));
+    this.timers.delete(name);
     const run = this.exportOnce(name).finally(() => {
       this.running.delete(name);
       if (this.again.delete(name) && !this.stopped) void this.exportNow(name);

@@ -62,12 +62,16 @@ const STATES: Record<number, DomainState> = {
 /** virDomainEventType values, in order (VIR_DOMAIN_EVENT_DEFINED = 0 ...). */
 const LIFECYCLE_KINDS: LifecycleKind[] = ['defined', 'undefined', 'started', 'suspended', 'resumed', 'stopped', 'shutdown', 'pmsuspended', 'crashed'];
 
-/** `stopped` + VIR_DOMAIN_EVENT_STOPPED_DESTROYED -> 'destroyed', from the binding's constants. */
-function detailName(kind: LifecycleKind, detail: number): string {
+/** `stopped:2` (VIR_DOMAIN_EVENT_STOPPED_DESTROYED) -> 'destroyed': built once from the binding's constants. */
+const DETAILS = new Map<string, string>();
+for (const kind of LIFECYCLE_KINDS) {
   const prefix = `VIR_DOMAIN_EVENT_${kind.toUpperCase()}_`;
   for (const [k, v] of Object.entries(lv))
-    if (v === detail && k.startsWith(prefix) && !k.endsWith('_LAST')) return k.slice(prefix.length).toLowerCase();
-  return String(detail);
+    if (typeof v === 'number' && k.startsWith(prefix) && !k.endsWith('_LAST')) DETAILS.set(`${kind}:${v}`, k.slice(prefix.length).toLowerCase());
+}
+
+function detailName(kind: LifecycleKind, detail: number): string {
+  return DETAILS.get(`${kind}:${detail}`) ?? String(detail);
 }
 
 /** Error codes that mean the connection is gone or was never made (besides any RPC-layer error). */
@@ -300,7 +304,9 @@ class LibvirtAdapter implements LibvirtPort {
         }),
       );
       if (this.conn !== conn || this.closed) {
-        // lost or closed while registering: the callback went with that connection
+        // lost or closed while registering: give the registration back (it holds a reference on
+        // that connection), then try again on the next one
+        void lv.virConnectDomainEventDeregisterAny(conn, id).catch(() => undefined);
         this.scheduleResubscribe(RESUBSCRIBE_MIN_MS);
         return;
       }

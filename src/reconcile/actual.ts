@@ -13,7 +13,7 @@
 import { join, resolve } from 'node:path';
 import { readOwnership, type Ownership } from '../convert/ownership.js';
 import { errorMessage } from '../errors.js';
-import type { LibvirtPort } from '../libvirt/port.js';
+import { DomainNotFoundError, type LibvirtPort } from '../libvirt/port.js';
 import type { Domain } from '../xml/domain.js';
 import { parseDomainXml } from '../xml/parse.js';
 
@@ -74,7 +74,7 @@ export async function readDomainInto(port: LibvirtPort, ref: { name: string; uui
   try {
     xml = await port.inactiveXml(ref.name);
   } catch (e) {
-    if ((await port.lookup(ref.name)) === undefined) return; // undefined meanwhile (a transient domain that stopped)
+    if (e instanceof DomainNotFoundError) return; // undefined meanwhile (a transient domain that stopped)
     throw e;
   }
   let domain: Domain;
