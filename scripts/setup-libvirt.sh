@@ -40,7 +40,8 @@ URI=lxc:///
 PKGS="libvirt-daemon libvirt-daemon-driver-lxc libvirt-clients libvirt-dev libxml2-utils iproute2 procps
       g++ make python3 pkg-config busybox-static runc umoci skopeo systemd debootstrap zstd ${OCIVIRT_EXTRA_PKGS:-}"
 # systemd as PID 1 (not merely installed): systemd runs libvirtd, from libvirt-daemon-system's unit
-if [ -d /run/systemd/system ]; then SYSTEMD=1; PKGS="$PKGS libvirt-daemon-system"; else SYSTEMD=0; fi
+# (a private pid file, OCIVIRT_LIBVIRTD_PIDFILE, names a libvirtd of this script's own: never systemd's)
+if [ -d /run/systemd/system ] && [ -z "${OCIVIRT_LIBVIRTD_PIDFILE:-}" ]; then SYSTEMD=1; PKGS="$PKGS libvirt-daemon-system"; else SYSTEMD=0; fi
 LOG=${OCIVIRT_SETUP_LOG:-/var/log/libvirt/ocivirt-setup.log}
 PIDFILE=${OCIVIRT_LIBVIRTD_PIDFILE:-/var/run/libvirtd.pid}  # the pid file of the libvirtd this script starts
 T0=$(date +%s)

@@ -2,12 +2,14 @@
  * scripts/setup-libvirt.sh only ever signals the libvirtd it started: the process its pid file
  * names, called libvirtd, running this machine's libvirtd binary, with `--pid-file <that file>` on
  * its command line. Anything else a pid file points at, and any libvirtd found by name, is left
- * alone. These run `--stop` against stand-in processes and a private pid file: the machine's
- * libvirtd is never named, so they need no lock.
+ * alone. These run `--stop` against stand-in processes and a private pid file (which also keeps
+ * systemd's libvirtd out of it): the machine's libvirtd is never named, so they need no lock.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { setTimeout as delay } from 'node:timers/promises';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,16 +17,23 @@ import { repoRoot } from '../helpers/schema.js';
 
 const script = join(repoRoot(), 'scripts', 'setup-libvirt.sh');
 
-function stopWith(pidFile: string, dir: string): { status: number | null; out: string } {
-  const r = spawnSync(script, ['--stop'], {
-    encoding: 'utf8',
+/** Runs `--stop` without blocking the event loop: a signalled stand-in's exit is then seen. */
+async function stopWith(pidFile: string, dir: string): Promise<{ status: number | null; out: string }> {
+  const r = spawn(script, ['--stop'], {
     env: { ...process.env, OCIVIRT_LIBVIRTD_PIDFILE: pidFile, OCIVIRT_SETUP_LOG: join(dir, 'setup.log') },
   });
-  return { status: r.status, out: r.stdout + r.stderr };
+  let out = '';
+  r.stdout.on('data', (d) => (out += d));
+  r.stderr.on('data', (d) => (out += d));
+  const [status] = (await once(r, 'close')) as [number | null];
+  return { status, out };
 }
 
-function alive(child: ChildProcess): boolean {
-  return child.exitCode === null && child.signalCode === null;
+/** Still running half a second after the script ended (a SIGTERM it sent would have ended it by then). */
+async function alive(child: ChildProcess): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return false;
+  const exited = once(child, 'exit').then(() => true);
+  return !(await Promise.race([exited, delay(500).then(() => false)]));
 }
 
 /** A stand-in: a copy of /bin/sh named `libvirtd` (so its comm is libvirtd), looping in sleeps. */
@@ -43,9 +52,9 @@ test('a process named libvirtd with our --pid-file argument but another binary i
     await new Promise((r) => child.once('spawn', r));
     writeFileSync(pidFile, `${child.pid}\n`);
     assert.is(readFileSync(`/proc/${child.pid}/comm`, 'utf8').trim(), 'libvirtd', 'the stand-in looks like libvirtd by name');
-    const r = stopWith(pidFile, dir);
+    const r = await stopWith(pidFile, dir);
     assert.is(r.status, 0, r.out);
-    assert.ok(alive(child), `the stand-in was signalled: ${r.out}`);
+    assert.ok(await alive(child), `the stand-in was signalled: ${r.out}`);
   } finally {
     child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
@@ -59,9 +68,9 @@ test('a pid file naming some other process is not acted on', async () => {
   try {
     await new Promise((r) => child.once('spawn', r));
     writeFileSync(pidFile, `${child.pid}\n`);
-    const r = stopWith(pidFile, dir);
+    const r = await stopWith(pidFile, dir);
     assert.is(r.status, 0, r.out);
-    assert.ok(alive(child), `the process was signalled: ${r.out}`);
+    assert.ok(await alive(child), `the process was signalled: ${r.out}`);
   } finally {
     child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
