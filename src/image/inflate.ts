@@ -19,6 +19,7 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { InputError } from '../errors.js';
 import { DEFAULT_LIMITS } from '../layer/index.js';
+import { CorruptStreamError } from './codec-error.js';
 import { gunzip } from './gzip.js';
 import { DEFAULT_MAX_RATIO, RATIO_AFTER_BYTES } from './layer-stream.js';
 
@@ -107,8 +108,10 @@ async function inflateInto(handle: FileHandle, st: Stats, file: string, target: 
       const inflate = gunzip((bytes) => opts.onTrailing?.(bytes));
       await pipeline(handle.createReadStream({ start: 0, autoClose: false }), inflate, sink, opts.signal ? { signal: opts.signal } : {});
     } catch (e) {
-      if (e instanceof InputError || e instanceof LowSpaceError || opts.signal?.aborted) throw e;
-      throw new InputError(`is not a valid gzip file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file });
+      // only a bad stream is the archive's fault; a write or read error of this host stays what it is
+      const code = (e as NodeJS.ErrnoException).code;
+      if (!(e instanceof CorruptStreamError || code?.startsWith('Z_')) || opts.signal?.aborted) throw e;
+      throw new InputError(`is not a valid gzip file (${code ?? (e as Error).message})`, { file });
     }
     await out.sync();
   } finally {
