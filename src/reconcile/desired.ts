@@ -241,6 +241,7 @@ async function bundleDomain(
     // a new volume is seeded from the pristine image when there is one: nothing runs on it
     seedRoot: from.imageTree !== undefined ? join(from.imageTree, 'rootfs') : paths.rootfsAt,
     ...(opts.stateDir !== undefined ? { stateDir: opts.stateDir } : {}),
+    ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
   }).catch((e: unknown) => {
     throw e instanceof InputError ? e.inFile(entry.path) : e; // the image's config says it
   });

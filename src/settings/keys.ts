@@ -85,7 +85,12 @@ export function short(value: unknown): string {
 
 const at = (where: Where, sub: string): Where => ({ file: where.file, field: `${where.field}${sub}` });
 const index = (i: number) => `[${i}]`;
-const member = (k: string) => (/^[A-Za-z_][A-Za-z0-9_.-]*$/.test(k) ? `.${k}` : `[${JSON.stringify(k)}]`);
+const member = (k: string) => (/^[A-Za-z_][A-Za-z0-9_.-]{0,63}$/.test(k) ? `.${k}` : `[${quotedKey(k)}]`);
+
+/** A key from the file as a message names it: JSON, cut short (a hostile key may be megabytes long). */
+export function quotedKey(k: string): string {
+  return JSON.stringify(k.length > 64 ? `${k.slice(0, 61)}...` : k);
+}
 
 /** No NUL, no other control character but tab: they cannot travel through libvirt's XML. */
 const TEXT = /^[^\0-\x08\x0a-\x1f\x7f]*$/;
@@ -175,6 +180,23 @@ function volume(value: unknown, where: Where): Volume {
   if (source.startsWith('/')) return { kind: 'bind', source: posix.normalize(source), destination, readOnly };
   if (!VOLUME_NAME.test(source)) fail(where, 'its source must be an absolute host path or a volume name (letters, digits, _ . -)', value);
   return { kind: 'named', name: source, destination, readOnly };
+}
+
+/** More mounts than any service needs: each named volume may be a seeded copy of the image's files. */
+export const MAX_SETTINGS_VOLUMES = 64;
+
+/** The mounts: at most MAX_SETTINGS_VOLUMES, each container path once. */
+function volumes(value: unknown, where: Where): Volume[] {
+  if (Array.isArray(value) && value.length > MAX_SETTINGS_VOLUMES)
+    fail(where, `may list at most ${MAX_SETTINGS_VOLUMES} mounts (a named volume is made, and seeded, for each)`, value);
+  const out = list(volume)(value, where);
+  const seen = new Set<string>();
+  out.forEach((v, i) => {
+    const path = v.destination.replace(/(.)\/$/, '$1'); // /data/ is /data
+    if (seen.has(path)) fail(at(where, index(i)), `mounts ${path} a second time`, (value as unknown[])[i]);
+    seen.add(path);
+  });
+  return out;
 }
 
 function network(value: unknown, where: Where): NetworkAttachment {
@@ -424,9 +446,9 @@ export const ENTRY_KEYS: readonly KeySpec[] = [
   {
     key: 'volumes',
     effect: 'applied',
-    check: list(volume),
-    schema: { type: 'array', items: { type: 'string', pattern: '^([A-Za-z0-9][A-Za-z0-9_.-]*|/[^:]*):/[^:]*(:(ro|rw))?$' } },
-    doc: 'Mounts: `"/host/path:/path[:ro]"` binds a host directory, which must be under the daemon\'s `bindAllowList`; `"NAME:/path[:ro]"` mounts the named volume `<state>/volumes/NAME`, made (and seeded with the image\'s files at the path) when new, kept until `ocivirt volume remove`.',
+    check: volumes,
+    schema: { type: 'array', maxItems: MAX_SETTINGS_VOLUMES, items: { type: 'string', pattern: '^([A-Za-z0-9][A-Za-z0-9_.-]*|/[^:]*):/[^:]*(:(ro|rw))?$' } },
+    doc: 'Mounts: `"/host/path:/path[:ro]"` binds a host directory, which must be under the daemon\'s `bindAllowList`; `"NAME:/path[:ro]"` mounts the named volume `<state>/volumes/NAME`, made (and seeded with the image\'s files at the path) when new, kept until `ocivirt volume remove`. At most 64, each container path once.',
     examples: [['/srv/shared:/data:ro'], ['cache:/var/cache']],
     refused: [['data'], ['/a:relative'], ['/a:/b:rx'], '/a:/b'],
   },

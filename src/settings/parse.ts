@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { InputError } from '../errors.js';
 import { parseJsonText } from '../oci/bundle.js';
 import { readSmallRegularFile, UnreadableFile } from '../spool/read.js';
-import { ENTRY_KEYS, KEY_NAMES, type EntrySettings, type KeySpec } from './keys.js';
+import { ENTRY_KEYS, KEY_NAMES, quotedKey, type EntrySettings, type KeySpec } from './keys.js';
 
 /** A settings file is a few hundred bytes; 1 MiB is generous and keeps a hostile one cheap. */
 export const MAX_SETTINGS_BYTES = 1024 * 1024;
@@ -48,7 +48,7 @@ export function parseEntrySettings(value: unknown, file: string): EntrySettings 
 
 /** A key as a message may show it: a hostile file's key can hold anything. */
 function fieldName(key: string): string {
-  return /^[A-Za-z0-9_.-]{1,64}$/.test(key) ? key : JSON.stringify(key.length > 64 ? `${key.slice(0, 61)}...` : key);
+  return /^[A-Za-z0-9_.-]{1,64}$/.test(key) ? key : quotedKey(key);
 }
 
 /** Which keys the file may hold, given what it belongs to. */

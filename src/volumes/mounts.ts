@@ -34,6 +34,8 @@ export interface EntryVolumesInput {
   /** The tree new volumes are seeded from: the pristine image when there is one, else the rootfs. */
   seedRoot: string;
   stateDir?: string;
+  /** Ends a seed copy (the entry's deadline, the daemon stopping). */
+  signal?: AbortSignal;
 }
 
 /** More image VOLUMEs than any real image has: a hostile image must not make a directory per key. */
@@ -65,7 +67,11 @@ export async function entryVolumes(input: EntryVolumesInput): Promise<{ volumes:
   const idmap = userNamespaceOf(input.config);
   const volumes: VolumeMount[] = [];
   for (const w of wanted) {
-    const source = await ensureVolume(input.stateDir, w.name, { seed: { root: input.seedRoot, path: w.destination }, ...(idmap ? { idmap } : {}) });
+    const source = await ensureVolume(input.stateDir, w.name, {
+      seed: { root: input.seedRoot, path: w.destination },
+      ...(idmap ? { idmap } : {}),
+      ...(input.signal ? { signal: input.signal } : {}),
+    });
     volumes.push({ ...w, source });
   }
   return { volumes, warnings };

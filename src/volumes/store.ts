@@ -17,6 +17,7 @@ import { InputError } from '../errors.js';
 import { resolveInRoot } from '../fsroot/resolve.js';
 import type { IdMapping } from '../oci/runtime-spec.js';
 import { copyTree, oneAtATime } from '../reconcile/images.js';
+import { openSpoolEntry, UnreadableFile, type HeldEntry } from '../spool/read.js';
 import { checkDirectoryTrust } from '../spool/trust.js';
 import { isVolumeName, volumesDir } from './names.js';
 
@@ -36,6 +37,8 @@ export interface EnsureOptions {
   seed?: VolumeSeed;
   /** The container's user namespace mappings: seeded owners are moved into the host range. */
   idmap?: IdMap;
+  /** Ends a seed copy (the entry's deadline, the daemon stopping). */
+  signal?: AbortSignal;
 }
 
 /** The volumes directory, created 0700 when absent, refused when anyone but its owner could change it. */
@@ -114,19 +117,52 @@ function alive(pid: number): boolean {
  * owned by the container's root.
  */
 async function seedInto(staging: string, opts: EnsureOptions): Promise<void> {
-  const source = opts.seed ? await resolveInRoot(opts.seed.root, opts.seed.path) : undefined;
-  const st = source !== undefined ? await lstat(source).catch(() => undefined) : undefined;
-  if (source !== undefined && st?.isDirectory()) {
-    // cp -a never follows a symlink inside the tree, nor the source itself; a held spool entry
-    // (/proc/self/fd/N/...) is reached by cp through this process's descriptor
-    await copyTree(source.replace(/^\/proc\/self\//, `/proc/${process.pid}/`), staging);
-    const copied = await lstat(staging);
-    if (copied.isSymbolicLink() || !copied.isDirectory()) throw new InputError(`${opts.seed!.path} changed while it was copied into a volume`, { file: opts.seed!.root });
+  const source = opts.seed ? await heldSeed(opts.seed) : undefined;
+  if (source !== undefined) {
+    try {
+      // the directory held open, reached by cp through this process's descriptor: whatever its
+      // path (or a component of it) is swapped for meanwhile, cp copies what was checked; cp -a
+      // never follows a symlink inside the tree
+      await copyTree(`/proc/${process.pid}/fd/${source.handle.fd}/.`, staging, opts.signal);
+    } finally {
+      await source.close();
+    }
   } else {
     await mkdir(staging, { mode: 0o755 });
     await lchown(staging, 0, 0);
   }
   if (opts.idmap) await chownIntoRange(staging, opts.idmap);
+}
+
+/** Tests only: called with the seed path once resolved, before it is opened (a hostile swap's moment). */
+export const seedTestHooks: { afterResolve?: (resolved: string) => void } = {};
+
+/**
+ * The seed's directory, opened (no symlink as its last step) and checked to lie inside the seed
+ * root as the kernel names both; undefined when the image has no directory there. A path that
+ * leads out (a component swapped for a symlink after it was resolved) is refused.
+ */
+async function heldSeed(seed: VolumeSeed): Promise<HeldEntry | undefined> {
+  const root = await openSpoolEntry(seed.root, 'directory');
+  try {
+    let dir: HeldEntry;
+    try {
+      const resolved = await resolveInRoot(root.at, seed.path);
+      seedTestHooks.afterResolve?.(resolved);
+      dir = await openSpoolEntry(resolved, 'directory');
+    } catch (e) {
+      if (e instanceof UnreadableFile && (e.code === 'ENOENT' || e.code === 'ENOTDIR')) return undefined; // no directory there: an empty volume
+      throw e instanceof UnreadableFile ? new InputError(`${seed.path} ${e.message}: not seeded into a volume`, { file: seed.root }) : e;
+    }
+    const [where, inside] = await Promise.all([root.real(), dir.real()]);
+    if (inside !== where && !inside.startsWith(where === '/' ? '/' : `${where}/`)) {
+      await dir.close();
+      throw new InputError(`${seed.path} leads out of its directory (to ${inside}): not seeded into a volume`, { file: seed.root });
+    }
+    return dir;
+  } finally {
+    await root.close();
+  }
 }
 
 /**

@@ -51,6 +51,26 @@ test('a FIFO, a directory and a device are refused without blocking', async () =
   const dev = join(dir, 'null.ocivirt.json');
   symlinkSync('/dev/null', dev);
   assert.match(await refusal(dev), /is a symlink/);
+  const node = join(dir, 'char.ocivirt.json');
+  execFileSync('mknod', [node, 'c', '1', '3']); // a real character device (/dev/null's numbers)
+  assert.is(await refusal(node), `${node}: is not a regular file`);
+});
+
+test('settings that would fill the disk or the log: too many volumes, one path twice, a huge key', async () => {
+  const p = join(dir, 'fill.ocivirt.json');
+  const cases: [unknown, RegExp][] = [
+    // each named volume is a seeded copy of the image's files
+    [{ volumes: Array.from({ length: 65 }, (_, i) => `v${i}:/data${i}`) }, /: volumes: may list at most 64 mounts/],
+    [{ volumes: ['a:/data', 'b:/data/'] }, /: volumes\[1\]: mounts \/data a second time/],
+  ];
+  for (const [value, expected] of cases) {
+    writeFileSync(p, JSON.stringify(value));
+    assert.match(await refusal(p), expected);
+  }
+  writeFileSync(p, JSON.stringify({ env: { [`${'K'.repeat(500_000)}-`]: '1' } }));
+  const msg = await refusal(p);
+  assert.match(msg, /: env\["K+\.\.\."\]: /);
+  assert.ok(msg.length < 300, `a ${msg.length}-character line`);
 });
 
 test('a huge file is refused before it is read', async () => {

@@ -11,6 +11,9 @@ import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, re
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { anonymousOwner, anonymousVolumeName, ensureVolume, entryVolumes, isVolumeName, mapIntoRange, volumesDir } from '../../src/volumes/index.js';
+import { seedTestHooks } from '../../src/volumes/store.js';
+import { entryTestHooks } from '../../src/spool/read.js';
+import { renameSync } from 'node:fs';
 import { parseEntrySettings } from '../../src/settings/index.js';
 
 let dir = '';
@@ -42,6 +45,43 @@ test.before.each(() => {
   writeFileSync(join(dir, 'host-secret', 'key'), 'secret');
 });
 test.after.each(() => rmSync(dir, { recursive: true, force: true }));
+
+test('a seed path swapped for a link out of the image after it was resolved: refused, nothing of the host copied', async () => {
+  // seeding /data/sub: rootfs/data swapped for a link to a host directory holding sub/ between
+  // the resolve and the open (a middle component: O_NOFOLLOW alone would not see it)
+  mkdirSync(join(dir, 'host-secret', 'sub'));
+  writeFileSync(join(dir, 'host-secret', 'sub', 'key'), 'secret');
+  seedTestHooks.afterResolve = () => {
+    renameSync(join(image, 'data'), join(image, 'data.orig'));
+    symlinkSync(join(dir, 'host-secret'), join(image, 'data'));
+  };
+  try {
+    await rejects(() => ensureVolume(state, 'raced', { seed: { root: image, path: '/data/sub' } }), /leads out of its directory/);
+  } finally {
+    seedTestHooks.afterResolve = undefined;
+  }
+  assert.not.ok(existsSync(join(volumesDir(state), 'raced')), 'no volume made');
+  assert.equal(readdirSync(volumesDir(state)).filter((n) => n.startsWith('.new-')), [], 'no staging directory left');
+});
+
+test('a seed directory swapped for a link after it was opened: the copy is of what was opened', async () => {
+  let swapped = false;
+  entryTestHooks.afterOpen = (path) => {
+    if (swapped || !path.endsWith('/data')) return;
+    swapped = true;
+    renameSync(join(image, 'data'), join(image, 'data.orig'));
+    symlinkSync(join(dir, 'host-secret'), join(image, 'data'));
+  };
+  let volume: string;
+  try {
+    volume = await ensureVolume(state, 'held', { seed: { root: image, path: '/data' } });
+  } finally {
+    entryTestHooks.afterOpen = undefined;
+  }
+  assert.ok(swapped, 'the seed directory was opened (and swapped right after)');
+  assert.is(readFileSync(join(volume, 'seed.txt'), 'utf8'), 'from the image\n');
+  assert.not.ok(existsSync(join(volume, 'key')), 'the host directory was copied');
+});
 
 test('volume names: hostile ones are refused, anonymous ones cannot be named by a settings file', async () => {
   for (const bad of ['', '.', '..', '../x', 'a/b', '/abs', '.hidden', '-x', 'a\0b', 'x'.repeat(200), '_web.0123456789ab/..'])
