@@ -6,8 +6,9 @@
  * Container trees sit where an image entry's own tree sits, so collection treats both alike.
  */
 import { spawn } from 'node:child_process';
-import { copyFile, readdir, rm, rmdir, stat } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { copyFile, readdir, rm, rmdir, stat, statfs } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { DEFAULT_LIMITS } from '../layer/index.js';
 import { errorMessage } from '../errors.js';
 import {
   BundleBusyError,
@@ -89,14 +90,41 @@ async function isBundle(dir: string): Promise<boolean> {
   }
 }
 
-/** cp(1) keeps owners, modes, times, hard links, xattrs and special files as they are; Node's cp does not all of that. */
-export function copyTree(from: string, to: string, signal?: AbortSignal): Promise<void> {
+/** How often a copy looks at the free space it leaves. */
+const COPY_FREE_CHECK_MS = 250;
+
+/**
+ * cp(1) keeps owners, modes, times, hard links, xattrs and special files as they are; Node's cp
+ * does not all of that. A copy is of hostile content (an image, a volume seed), so it is stopped
+ * once the target's filesystem would keep less than `minFreeBytes` free, as an unpack is.
+ */
+export async function copyTree(from: string, to: string, signal?: AbortSignal, minFreeBytes = DEFAULT_LIMITS.minFreeBytes): Promise<void> {
+  const scratch = dirname(to);
+  const lowOnSpace = async () => {
+    const fs = await statfs(scratch);
+    return fs.bavail * fs.bsize < minFreeBytes ? new Error(`${scratch}: copying ${from} would leave less than ${minFreeBytes} bytes free (unpackLimits.minFreeBytes)`) : undefined;
+  };
+  const before = await lowOnSpace();
+  if (before) throw before;
   return new Promise((resolve, reject) => {
     const child = spawn('cp', ['-a', '--reflink=auto', '--', from, to], { stdio: ['ignore', 'ignore', 'pipe'], ...(signal ? { signal } : {}) });
     let err = '';
+    let lowSpace: Error | undefined;
+    const watch = setInterval(() => {
+      void lowOnSpace().then((e) => {
+        if (e === undefined || lowSpace) return;
+        lowSpace = e;
+        child.kill('SIGKILL');
+      }, () => undefined);
+    }, COPY_FREE_CHECK_MS);
     child.stderr!.on('data', (b: Buffer) => (err = (err + b.toString()).slice(-2000)));
-    child.on('error', (e) => reject(signal?.aborted ? signal.reason : new Error(`copying ${from}: ${e.message}`)));
-    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`copying ${from} to ${to}: cp failed (${code}): ${err.trim()}`))));
+    child.on('error', (e) => (clearInterval(watch), reject(signal?.aborted ? signal.reason : new Error(`copying ${from}: ${e.message}`))));
+    child.on('close', (code) => {
+      clearInterval(watch);
+      if (lowSpace) reject(lowSpace);
+      else if (code === 0) resolve();
+      else reject(new Error(`copying ${from} to ${to}: cp failed (${code}): ${err.trim()}`));
+    });
   });
 }
 
