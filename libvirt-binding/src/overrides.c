@@ -4,6 +4,7 @@
  * connection close), delivered to JavaScript through threadsafe functions.
  */
 #include "runtime.h"
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -455,7 +456,8 @@ static void tp_cleanup(lvb_call *b) {
 /* One given value as the type libvirt has for that parameter. */
 static int tp_add(virTypedParameterPtr *list, int *n, int *max, int type, const tp_value *v, char *err, size_t errlen) {
   double num = v->kind == napi_number ? v->num : v->kind == napi_bigint ? (v->big_signed ? (double)v->i64 : (double)v->u64) : 0;
-  int integral = v->kind == napi_bigint || (v->kind == napi_number && num == (double)(long long)num);
+  /* no cast of a double before its range is known: out of range (or NaN) it is undefined in C */
+  int integral = v->kind == napi_bigint || (v->kind == napi_number && isfinite(num) && num == trunc(num));
   switch (type) {
     case VIR_TYPED_PARAM_INT:
       if (!integral || num < INT32_MIN || num > INT32_MAX) break;
@@ -464,11 +466,19 @@ static int tp_add(virTypedParameterPtr *list, int *n, int *max, int type, const 
       if (!integral || num < 0 || num > UINT32_MAX) break;
       return virTypedParamsAddUInt(list, n, max, v->name, (unsigned int)num);
     case VIR_TYPED_PARAM_LLONG:
-      if (!integral) break;
-      return virTypedParamsAddLLong(list, n, max, v->name, v->kind == napi_bigint && v->big_signed ? v->i64 : (long long)num);
+      if (v->kind == napi_bigint) {
+        if (!v->big_signed && v->u64 > INT64_MAX) break;
+        return virTypedParamsAddLLong(list, n, max, v->name, v->big_signed ? v->i64 : (long long)v->u64);
+      }
+      if (!integral || num < -0x1p63 || num >= 0x1p63) break;
+      return virTypedParamsAddLLong(list, n, max, v->name, (long long)num);
     case VIR_TYPED_PARAM_ULLONG:
-      if (!integral || num < 0) break;
-      return virTypedParamsAddULLong(list, n, max, v->name, v->kind == napi_bigint && !v->big_signed ? v->u64 : (unsigned long long)num);
+      if (v->kind == napi_bigint) {
+        if (v->big_signed) break;
+        return virTypedParamsAddULLong(list, n, max, v->name, v->u64);
+      }
+      if (!integral || num < 0 || num >= 0x1p64) break;
+      return virTypedParamsAddULLong(list, n, max, v->name, (unsigned long long)num);
     case VIR_TYPED_PARAM_DOUBLE:
       if (v->kind != napi_number && v->kind != napi_bigint) break;
       return virTypedParamsAddDouble(list, n, max, v->name, num);
@@ -574,10 +584,15 @@ static napi_value js_tp_set(napi_env env, napi_callback_info info) {
     if (tv->kind == napi_number) {
       napi_get_value_double(env, v, &tv->num);
     } else if (tv->kind == napi_bigint) {
-      bool lossless;
-      napi_get_value_bigint_int64(env, v, &tv->i64, &lossless);
-      tv->big_signed = tv->i64 < 0;
-      napi_get_value_bigint_uint64(env, v, &tv->u64, &lossless);
+      /* one of the two readings is exact for any 64-bit value; neither is for a wider one */
+      bool exact_signed, exact_unsigned;
+      napi_get_value_bigint_int64(env, v, &tv->i64, &exact_signed);
+      napi_get_value_bigint_uint64(env, v, &tv->u64, &exact_unsigned);
+      if (!exact_signed && !exact_unsigned) {
+        napi_throw_range_error(env, NULL, "a typed parameter bigint must be a 64-bit integer");
+        goto fail;
+      }
+      tv->big_signed = exact_signed && tv->i64 < 0;
     } else if (tv->kind == napi_boolean) {
       bool b;
       napi_get_value_bool(env, v, &b);

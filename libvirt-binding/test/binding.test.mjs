@@ -87,6 +87,9 @@ test('errors carry libvirt code and domain; bad arguments are TypeErrors', async
   assert.throws(() => lv.virDomainLookupByName({}, 'x'), TypeError);
   assert.throws(() => lv.virDomainGetXMLDesc(conn, 0), TypeError);
   assert.throws(() => lv.virDomainGetXMLDesc(null, 0.5), TypeError);
+  // a typed parameter wider than 64 bits is refused, not cut down (the values are read before the domain)
+  assert.throws(() => lv.virDomainSetMemoryParameters(null, { hard_limit: 2n ** 70n }, 0), /64-bit integer/);
+  assert.throws(() => lv.virDomainSetMemoryParameters(null, { hard_limit: 2n ** 64n - 1n }, 0), /domain/);
 });
 
 test('define, list, lookup, XML, info, start, shutdown/destroy, undefine; lifecycle events with detail', async () => {
