@@ -25,12 +25,16 @@ static napi_value js_free(napi_env env, napi_callback_info info) {
 
 typedef struct {
   lvb_call base;
-  void *conn;
+  void *conn;  /* the call's reference */
+  void *owned; /* the handle's own reference, taken from it */
   int ret;
 } close_call;
 
+/* Both references dropped on this thread, in this order: what it resolves with (the references
+ * left, 0 when this closed the connection) no longer depends on another thread's timing. */
 static void close_execute(lvb_call *b) {
   close_call *c = (close_call *)b;
+  if (c->owned) virConnectClose((virConnectPtr)c->owned);
   c->ret = virConnectClose((virConnectPtr)c->conn);
   if (c->ret < 0) lvb_capture_error(b);
 }
@@ -46,9 +50,14 @@ static napi_value js_connect_close(napi_env env, napi_callback_info info) {
   void *conn = NULL;
   /* checks the argument and takes the call's reference */
   if (lvb_arg_handle(env, argv[0], LVB_CONNECT, &conn, "virConnectClose", "conn")) return NULL;
-  /* the handle's own reference is dropped now: the handle is unusable from here on */
-  lvb_release_later(LVB_CONNECT, lvb_take(env, argv[0], LVB_CONNECT));
   close_call *c = calloc(1, sizeof *c);
+  if (!c) {
+    lvb_release_later(LVB_CONNECT, conn);
+    napi_throw_error(env, NULL, "virConnectClose: out of memory");
+    return NULL;
+  }
+  /* the handle is unusable from here on: its own reference goes with the call */
+  c->owned = lvb_take(env, argv[0], LVB_CONNECT);
   c->base.fname = "virConnectClose";
   c->base.execute = close_execute;
   c->base.result = close_result;
