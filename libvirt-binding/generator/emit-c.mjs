@@ -4,6 +4,17 @@
 // libvirt's error (code, domain, message) copied on that worker thread.
 import { HANDLES } from './mapping.mjs';
 
+/** The handle kinds runtime.h names (LVB_*), checked against HANDLES at compile time. */
+const ENUM_KINDS = {
+  LVB_CONNECT: 'virConnect',
+  LVB_DOMAIN: 'virDomain',
+  LVB_NETWORK: 'virNetwork',
+  LVB_NETWORK_PORT: 'virNetworkPort',
+  LVB_SNAPSHOT: 'virDomainSnapshot',
+  LVB_CHECKPOINT: 'virDomainCheckpoint',
+  LVB_STREAM: 'virStream',
+};
+
 const cHandle = (i) => `${HANDLES[i].c}Ptr`;
 
 function field(a, fn) {
@@ -273,6 +284,8 @@ const lvb_kind_t lvb_kinds[] = {
 ${HANDLES.map((h, i) => `  {"${h.c}", ref_${i}, rel_${i}},`).join('\n')}
 };
 const int lvb_nkinds = ${HANDLES.length};
+/* runtime.h names the kinds the overrides use: they must be where this table has them */
+_Static_assert(${Object.entries(ENUM_KINDS).map(([e, c]) => `${e} == ${HANDLES.findIndex((h) => h.c === c)}`).join(' && ')}, "runtime.h's LVB_* kinds follow generator/mapping.mjs's HANDLES order");
 
 static napi_value lvb_strlist(napi_env env, char **list, int n) {
   napi_value arr;

@@ -1,21 +1,24 @@
 // How C types in libvirt-api.xml map to JavaScript, and which functions are hand-written instead.
 // classify() returns either a generation plan or { skip: reason }.
 
+/** A handle kind: `virDomain` -> virDomainPtr, VirDomain, virDomainRef and (unless said) virDomainFree. */
+const handle = (c, free = `${c}Free`) => ({ type: `${c}Ptr`, c, ts: `V${c.slice(1)}`, ref: `${c}Ref`, free });
+
 /** Object handles the binding wraps. Each is reference-counted by libvirt (virXxxRef / virXxxFree). */
 export const HANDLES = [
-  { type: 'virConnectPtr', c: 'virConnect', ts: 'VirConnect', ref: 'virConnectRef', free: 'virConnectClose' },
-  { type: 'virDomainPtr', c: 'virDomain', ts: 'VirDomain', ref: 'virDomainRef', free: 'virDomainFree' },
-  { type: 'virNetworkPtr', c: 'virNetwork', ts: 'VirNetwork', ref: 'virNetworkRef', free: 'virNetworkFree' },
-  { type: 'virNetworkPortPtr', c: 'virNetworkPort', ts: 'VirNetworkPort', ref: 'virNetworkPortRef', free: 'virNetworkPortFree' },
-  { type: 'virDomainSnapshotPtr', c: 'virDomainSnapshot', ts: 'VirDomainSnapshot', ref: 'virDomainSnapshotRef', free: 'virDomainSnapshotFree' },
-  { type: 'virDomainCheckpointPtr', c: 'virDomainCheckpoint', ts: 'VirDomainCheckpoint', ref: 'virDomainCheckpointRef', free: 'virDomainCheckpointFree' },
-  { type: 'virStreamPtr', c: 'virStream', ts: 'VirStream', ref: 'virStreamRef', free: 'virStreamFree' },
-  { type: 'virStoragePoolPtr', c: 'virStoragePool', ts: 'VirStoragePool', ref: 'virStoragePoolRef', free: 'virStoragePoolFree' },
-  { type: 'virInterfacePtr', c: 'virInterface', ts: 'VirInterface', ref: 'virInterfaceRef', free: 'virInterfaceFree' },
-  { type: 'virNodeDevicePtr', c: 'virNodeDevice', ts: 'VirNodeDevice', ref: 'virNodeDeviceRef', free: 'virNodeDeviceFree' },
-  { type: 'virSecretPtr', c: 'virSecret', ts: 'VirSecret', ref: 'virSecretRef', free: 'virSecretFree' },
-  { type: 'virNWFilterPtr', c: 'virNWFilter', ts: 'VirNWFilter', ref: 'virNWFilterRef', free: 'virNWFilterFree' },
-  { type: 'virNWFilterBindingPtr', c: 'virNWFilterBinding', ts: 'VirNWFilterBinding', ref: 'virNWFilterBindingRef', free: 'virNWFilterBindingFree' },
+  handle('virConnect', 'virConnectClose'),
+  handle('virDomain'),
+  handle('virNetwork'),
+  handle('virNetworkPort'),
+  handle('virDomainSnapshot'),
+  handle('virDomainCheckpoint'),
+  handle('virStream'),
+  handle('virStoragePool'),
+  handle('virInterface'),
+  handle('virNodeDevice'),
+  handle('virSecret'),
+  handle('virNWFilter'),
+  handle('virNWFilterBinding'),
 ];
 const handleOf = (type) => HANDLES.findIndex((h) => h.type === type);
 

@@ -833,11 +833,11 @@ static napi_value js_stream_close(napi_env env, napi_callback_info info) {
 
 void lvb_overrides_init(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
-      {"virDomainFree", NULL, js_free, NULL, NULL, NULL, napi_enumerable, (void *)(intptr_t)1},
-      {"virNetworkFree", NULL, js_free, NULL, NULL, NULL, napi_enumerable, (void *)(intptr_t)2},
-      {"virNetworkPortFree", NULL, js_free, NULL, NULL, NULL, napi_enumerable, (void *)(intptr_t)3},
-      {"virDomainSnapshotFree", NULL, js_free, NULL, NULL, NULL, napi_enumerable, (void *)(intptr_t)4},
-      {"virDomainCheckpointFree", NULL, js_free, NULL, NULL, NULL, napi_enumerable, (void *)(intptr_t)5},
+      {"virDomainFree", NULL, js_free, NULL, NULL, NULL, napi_enumerable, (void *)(intptr_t)LVB_DOMAIN},
+      {"virNetworkFree", NULL, js_free, NULL, NULL, NULL, napi_enumerable, (void *)(intptr_t)LVB_NETWORK},
+      {"virNetworkPortFree", NULL, js_free, NULL, NULL, NULL, napi_enumerable, (void *)(intptr_t)LVB_NETWORK_PORT},
+      {"virDomainSnapshotFree", NULL, js_free, NULL, NULL, NULL, napi_enumerable, (void *)(intptr_t)LVB_SNAPSHOT},
+      {"virDomainCheckpointFree", NULL, js_free, NULL, NULL, NULL, napi_enumerable, (void *)(intptr_t)LVB_CHECKPOINT},
       {"virConnectClose", NULL, js_connect_close, NULL, NULL, NULL, napi_enumerable, NULL},
       {"virConnectDomainEventRegisterAny", NULL, js_event_register, NULL, NULL, NULL, napi_enumerable, NULL},
       {"virConnectDomainEventDeregisterAny", NULL, js_event_deregister, NULL, NULL, NULL, napi_enumerable, NULL},

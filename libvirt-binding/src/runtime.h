@@ -20,7 +20,7 @@ typedef struct {
 } lvb_kind_t;
 extern const lvb_kind_t lvb_kinds[];
 extern const int lvb_nkinds;
-enum { LVB_CONNECT = 0, LVB_DOMAIN = 1, LVB_NETWORK = 2, LVB_STREAM = 6 };
+enum { LVB_CONNECT = 0, LVB_DOMAIN = 1, LVB_NETWORK = 2, LVB_NETWORK_PORT = 3, LVB_SNAPSHOT = 4, LVB_CHECKPOINT = 5, LVB_STREAM = 6 };
 
 /* One call in flight. Generated calls embed this as their first member. */
 typedef struct lvb_call {
