@@ -187,21 +187,23 @@ static int lifecycle_cb(virConnectPtr conn, virDomainPtr dom, int event, int det
   return 0;
 }
 
-typedef struct {
+/* The calls that register or drop a callback on a connection: one shape, one libvirt call each. */
+typedef struct register_call register_call;
+struct register_call {
   lvb_call base;
-  void *conn, *dom;
+  int (*op)(register_call *); /* the libvirt call */
+  void *conn, *dom;           /* the call's references (dom may be NULL) */
   int event_id;
   int ret;
-  cb_reg *reg;
-} register_call;
+  cb_reg *reg; /* a registration's callback: libvirt's once the call succeeds */
+};
 
-static void register_execute(lvb_call *b) {
+static void conn_call_execute(lvb_call *b) {
   register_call *c = (register_call *)b;
-  c->ret = virConnectDomainEventRegisterAny((virConnectPtr)c->conn, (virDomainPtr)c->dom, c->event_id,
-                                            VIR_DOMAIN_EVENT_CALLBACK(lifecycle_cb), c->reg, cb_reg_free);
+  c->ret = c->op(c);
   if (c->ret < 0) {
     lvb_capture_error(b);
-    cb_reg_free(c->reg); /* libvirt does not call the free callback of a failed registration */
+    if (c->reg) cb_reg_free(c->reg); /* libvirt does not call the free callback of a failed registration */
   }
   c->reg = NULL;
   lvb_unref(LVB_DOMAIN, c->dom);
@@ -212,15 +214,40 @@ static napi_value int_result(napi_env env, lvb_call *b) {
   return lvb_num(env, ((register_call *)b)->ret);
 }
 
-/* A call on `conn` (the call's reference) resolving with libvirt's int result. */
-static register_call *conn_call(const char *fname, void (*execute)(lvb_call *), void *conn) {
+/*
+ * Queues `op` on `conn` (and `dom`): the call's references, given back here when it cannot be
+ * queued. With `fn`, the JavaScript callback a registration hands to libvirt (`what` names it).
+ */
+static napi_value queue_conn_call(napi_env env, const char *F, int (*op)(register_call *), void *conn, void *dom, int event_id,
+                                  napi_value fn, const char *what, napi_threadsafe_function_call_js call_js) {
   register_call *c = calloc(1, sizeof *c);
-  if (!c) return NULL;
-  c->base.fname = fname;
-  c->base.execute = execute;
+  if (c && fn) c->reg = cb_reg_new(env, fn, what, call_js);
+  if (!c || (fn && !c->reg)) {
+    free(c);
+    lvb_release_later(LVB_CONNECT, conn);
+    lvb_release_later(LVB_DOMAIN, dom);
+    char msg[128];
+    snprintf(msg, sizeof msg, "%s: %s", F, fn ? "cannot create the callback" : "out of memory");
+    napi_throw_error(env, NULL, msg);
+    return NULL;
+  }
+  c->base.fname = F;
+  c->base.execute = conn_call_execute;
   c->base.result = int_result;
+  c->op = op;
   c->conn = conn;
-  return c;
+  c->dom = dom;
+  c->event_id = event_id;
+  return lvb_queue(env, &c->base);
+}
+
+static int op_register(register_call *c) {
+  return virConnectDomainEventRegisterAny((virConnectPtr)c->conn, (virDomainPtr)c->dom, c->event_id,
+                                          VIR_DOMAIN_EVENT_CALLBACK(lifecycle_cb), c->reg, cb_reg_free);
+}
+
+static int op_deregister(register_call *c) {
+  return virConnectDomainEventDeregisterAny((virConnectPtr)c->conn, c->event_id);
 }
 
 static napi_value js_event_register(napi_env env, napi_callback_info info) {
@@ -246,25 +273,7 @@ static napi_value js_event_register(napi_env env, napi_callback_info info) {
     lvb_release_later(LVB_CONNECT, conn);
     return NULL;
   }
-  register_call *c = conn_call(F, register_execute, conn);
-  if (c) c->reg = cb_reg_new(env, argv[3], "libvirt lifecycle event", lifecycle_js);
-  if (!c || !c->reg) {
-    free(c);
-    lvb_release_later(LVB_CONNECT, conn);
-    lvb_release_later(LVB_DOMAIN, dom);
-    napi_throw_error(env, NULL, "virConnectDomainEventRegisterAny: cannot create the callback");
-    return NULL;
-  }
-  c->dom = dom;
-  c->event_id = (int)id;
-  return lvb_queue(env, &c->base);
-}
-
-static void deregister_execute(lvb_call *b) {
-  register_call *c = (register_call *)b;
-  c->ret = virConnectDomainEventDeregisterAny((virConnectPtr)c->conn, c->event_id);
-  if (c->ret < 0) lvb_capture_error(b);
-  lvb_unref(LVB_CONNECT, c->conn);
+  return queue_conn_call(env, F, op_register, conn, dom, (int)id, argv[3], "libvirt lifecycle event", lifecycle_js);
 }
 
 static napi_value js_event_deregister(napi_env env, napi_callback_info info) {
@@ -276,9 +285,7 @@ static napi_value js_event_deregister(napi_env env, napi_callback_info info) {
   void *conn = NULL;
   if (lvb_arg_i64(env, argv[1], &id, F, "callbackID", 0)) return NULL;
   if (lvb_arg_handle(env, argv[0], LVB_CONNECT, &conn, F, "conn")) return NULL;
-  register_call *c = conn_call(F, deregister_execute, conn);
-  c->event_id = (int)id;
-  return lvb_queue(env, &c->base);
+  return queue_conn_call(env, F, op_deregister, conn, NULL, (int)id, NULL, NULL, NULL);
 }
 
 /* ---------- connection close callback ---------- */
@@ -298,15 +305,12 @@ static void close_cb(virConnectPtr conn, int reason, void *opaque) {
   cb_reg_send(opaque, (void *)(intptr_t)reason);
 }
 
-static void close_register_execute(lvb_call *b) {
-  register_call *c = (register_call *)b;
-  c->ret = virConnectRegisterCloseCallback((virConnectPtr)c->conn, close_cb, c->reg, cb_reg_free);
-  if (c->ret < 0) {
-    lvb_capture_error(b);
-    cb_reg_free(c->reg);
-  }
-  c->reg = NULL;
-  lvb_unref(LVB_CONNECT, c->conn);
+static int op_close_register(register_call *c) {
+  return virConnectRegisterCloseCallback((virConnectPtr)c->conn, close_cb, c->reg, cb_reg_free);
+}
+
+static int op_close_unregister(register_call *c) {
+  return virConnectUnregisterCloseCallback((virConnectPtr)c->conn, close_cb);
 }
 
 static napi_value js_close_register(napi_env env, napi_callback_info info) {
@@ -320,22 +324,7 @@ static napi_value js_close_register(napi_env env, napi_callback_info info) {
     return NULL;
   }
   if (lvb_arg_handle(env, argv[0], LVB_CONNECT, &conn, F, "conn")) return NULL;
-  register_call *c = conn_call(F, close_register_execute, conn);
-  if (c) c->reg = cb_reg_new(env, argv[1], "libvirt close callback", close_js);
-  if (!c || !c->reg) {
-    free(c);
-    lvb_release_later(LVB_CONNECT, conn);
-    napi_throw_error(env, NULL, "virConnectRegisterCloseCallback: cannot create the callback");
-    return NULL;
-  }
-  return lvb_queue(env, &c->base);
-}
-
-static void close_unregister_execute(lvb_call *b) {
-  register_call *c = (register_call *)b;
-  c->ret = virConnectUnregisterCloseCallback((virConnectPtr)c->conn, close_cb);
-  if (c->ret < 0) lvb_capture_error(b);
-  lvb_unref(LVB_CONNECT, c->conn);
+  return queue_conn_call(env, F, op_close_register, conn, NULL, 0, argv[1], "libvirt close callback", close_js);
 }
 
 static napi_value js_close_unregister(napi_env env, napi_callback_info info) {
@@ -345,8 +334,7 @@ static napi_value js_close_unregister(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   void *conn = NULL;
   if (lvb_arg_handle(env, argv[0], LVB_CONNECT, &conn, F, "conn")) return NULL;
-  register_call *c = conn_call(F, close_unregister_execute, conn);
-  return lvb_queue(env, &c->base);
+  return queue_conn_call(env, F, op_close_unregister, conn, NULL, 0, NULL, NULL, NULL);
 }
 
 
