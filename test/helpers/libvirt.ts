@@ -128,10 +128,26 @@ export async function waitForInit(name: string, expectedCmdline: string[], timeo
   throw new Error(`${name}: init ${want} not seen running within ${timeoutMs} ms (last seen: ${seen})`);
 }
 
+/**
+ * Runs `argv` inside the domain's namespaces; returns its stdout. libvirtd learns the init's pid
+ * from the controller a moment after the init runs, and until then refuses with "Init pid is not yet
+ * available" (VIR_ERR_OPERATION_INVALID), so that one refusal is retried for a while.
+ */
+export function enterNamespace(name: string, argv: string[], timeoutMs = 10_000): string {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return virsh('lxc-enter-namespace', name, '--noseclabel', ...argv);
+    } catch (e) {
+      if (!/Init pid is not yet available/.test((e as Error).message) || Date.now() > deadline) throw e;
+      execFileSync('sleep', ['0.1']);
+    }
+  }
+}
+
 /** The argv of pid 1 as seen from inside the container (needs `cat` in its rootfs). */
 export function pid1Inside(name: string): string[] {
-  const raw = virsh('lxc-enter-namespace', name, '--noseclabel', '/bin/cat', '/proc/1/cmdline');
-  return raw.replace(/\0$/, '').split('\0');
+  return enterNamespace(name, ['/bin/cat', '/proc/1/cmdline']).replace(/\0$/, '').split('\0');
 }
 
 export function isAlive(pid: number): boolean {

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { busyboxLayerEntries, ImageBuilder, writeFiles } from '../image/fixtures.js';
-import { TEST_PREFIX, cleanupDomains, domainState, makeTempDir, removeTempDir, virsh, waitForInit } from '../helpers/libvirt.js';
+import { TEST_PREFIX, cleanupDomains, domainState, enterNamespace, makeTempDir, removeTempDir, virsh, waitForInit } from '../helpers/libvirt.js';
 import { DaemonProcess, daemonDirs, writeConfig, type DaemonDirs, type LogEvent } from '../daemon/harness.js';
 
 const PREFIX = `${TEST_PREFIX}settings-${process.pid}-`;
@@ -58,7 +58,7 @@ function putSettings(name: string, value: unknown): void {
 
 /** What the container's own pid 1 sees, read from inside the container. */
 function inside(domain: string, path: string): string {
-  return virsh('lxc-enter-namespace', domain, '--noseclabel', '/bin/cat', path);
+  return enterNamespace(domain, ['/bin/cat', path]);
 }
 
 /**
