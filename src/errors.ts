@@ -36,3 +36,9 @@ export function isInputError(e: unknown): e is InputError | UsageError {
 export function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
+
+/** A value as it appears in a one-line message: JSON, cut short (hostile input may hold megabytes). */
+export function shortJson(value: unknown, max = 80): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > max ? `${text.slice(0, max - 3)}...` : text;
+}

@@ -12,7 +12,7 @@
  * noNewPrivileges are left out: libvirt-lxc cannot express them, and including them would only
  * produce refusals or warnings downstream.
  */
-import { InputError } from '../errors.js';
+import { InputError, shortJson } from '../errors.js';
 import type { ExecConfig, ImageConfig } from '../image/documents.js';
 import { ANNOTATION_PREFIX, type Mount, type RuntimeConfig } from '../oci/runtime-spec.js';
 
@@ -241,13 +241,13 @@ function annotations(image: ImageConfig, warnings: string[]): Record<string, str
   const volumes = Object.keys(exec.Volumes ?? {});
   if (volumes.length > 0) {
     a[VOLUMES_ANNOTATION] = volumes.join(',');
-    warnings.push(`the image declares volumes (${volumes.join(', ')}): recorded in ${VOLUMES_ANNOTATION}, not mounted; their data stays in the rootfs`);
+    warnings.push(`the image declares volumes (${shortJson(volumes, 200)}): recorded in ${VOLUMES_ANNOTATION}; a spool entry gets a volume at each, a bundle unpacked by hand keeps their data in its rootfs`);
   }
   if (exec.Healthcheck !== undefined) {
     a[HEALTHCHECK_ANNOTATION] = JSON.stringify(exec.Healthcheck);
     const test = exec.Healthcheck.Test;
     if (!(Array.isArray(test) && test[0] === 'NONE'))
-      warnings.push(`the image declares a HEALTHCHECK (${JSON.stringify(test ?? null)}): recorded in ${HEALTHCHECK_ANNOTATION}, not run (libvirt-lxc has no health checks)`);
+      warnings.push(`the image declares a HEALTHCHECK (${shortJson(test ?? null, 200)}): recorded in ${HEALTHCHECK_ANNOTATION}, not run (libvirt-lxc has no health checks)`);
   }
   // labels win over every implicit annotation (conversion.md), but none may speak for ocivirt
   for (const [key, value] of Object.entries(exec.Labels ?? {})) {

@@ -9,7 +9,7 @@
  * (apply.ts: bind sources under bindAllowList; the converter's checks on annotations).
  */
 import { isAbsolute, posix } from 'node:path';
-import { InputError } from '../errors.js';
+import { InputError, shortJson } from '../errors.js';
 import { parsePlatform } from '../image/platform.js';
 
 export type Volume =
@@ -74,14 +74,8 @@ export interface KeySpec {
 }
 
 const fail = (where: Where, reason: string, value: unknown): never => {
-  throw new InputError(`${reason}, got ${short(value)}`, where);
+  throw new InputError(`${reason}, got ${shortJson(value)}`, where);
 };
-
-/** A value as it appears in a one-line message: JSON, cut short (a hostile file may hold megabytes). */
-export function short(value: unknown): string {
-  const text = JSON.stringify(value) ?? String(value);
-  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
-}
 
 const at = (where: Where, sub: string): Where => ({ file: where.file, field: `${where.field}${sub}` });
 const index = (i: number) => `[${i}]`;

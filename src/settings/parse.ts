@@ -7,14 +7,13 @@
 import { createHash } from 'node:crypto';
 import { InputError } from '../errors.js';
 import { parseJsonText } from '../oci/bundle.js';
+import { SETTINGS_SUFFIX } from '../spool/names.js';
 import { readSmallRegularFile, UnreadableFile } from '../spool/read.js';
 import { ENTRY_KEYS, KEY_NAMES, quotedKey, type EntrySettings, type KeySpec } from './keys.js';
 
 /** A settings file is a few hundred bytes; 1 MiB is generous and keeps a hostile one cheap. */
 export const MAX_SETTINGS_BYTES = 1024 * 1024;
 
-/** The suffix that makes a spool item a settings file. */
-export const SETTINGS_SUFFIX = '.ocivirt.json';
 
 export interface ReadSettings {
   settings: EntrySettings;
