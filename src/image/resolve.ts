@@ -80,13 +80,37 @@ function distinct(entries: TopEntry[]): TopEntry[] {
   return [...seen.values()];
 }
 
+/** How the caller lets its user choose an image: `--ref` on the command line, a settings key in the spool. */
+export type ChoiceHint = (choice: 'ref' | 'platform', value?: string) => string;
+
+export const commandLineHint: ChoiceHint = (choice, value) => (value === undefined ? `choose one with --${choice}` : `choose it with --${choice} ${value}`);
+
+/**
+ * Which image of an input to take is the caller's to say. The message is written with a hint the
+ * caller can replace (`reworded`); `unmatched` says the value asked for matches nothing offered.
+ */
+export class SelectionError extends InputError {
+  constructor(
+    readonly choice: 'ref' | 'platform',
+    readonly unmatched: boolean,
+    private readonly text: (hint: ChoiceHint | undefined) => string,
+    where: { file: string },
+  ) {
+    super(text(commandLineHint), where);
+  }
+  /** The message with another hint (or none). */
+  describe(hint: ChoiceHint | undefined): string {
+    return this.text(hint);
+  }
+}
+
 export async function resolveImage(source: ImageSource, opts: SelectOptions): Promise<ResolvedImage> {
   if (source.entries.length === 0) throw new InputError('holds no image (empty index)', { file: source.path });
   let candidates = source.entries;
   if (opts.ref !== undefined) {
     candidates = candidates.filter((e) => refMatches(e, opts.ref as string));
     if (candidates.length === 0)
-      throw new InputError(`no image with ref '${opts.ref}'; the image offers: ${describeEntries(distinct(source.entries))}`, { file: source.path });
+      throw new SelectionError('ref', true, () => `no image with ref '${opts.ref}'; the image offers: ${describeEntries(distinct(source.entries))}`, { file: source.path });
   }
   candidates = distinct(candidates);
   if (candidates.length > 1) {
@@ -98,10 +122,8 @@ export async function resolveImage(source: ImageSource, opts: SelectOptions): Pr
       const refs = [...new Set(all.filter((e) => e.descriptor.digest.text === chosen.digest.text).flatMap((e) => e.refs))];
       return resolveManifest(source, chosen, opts, refs);
     }
-    throw new InputError(
-      `holds ${candidates.length} images; choose one with --ref: ${describeEntries(candidates)}`,
-      { file: source.path },
-    );
+    const n = candidates.length;
+    throw new SelectionError('ref', false, (hint) => `holds ${n} images; ${(hint ?? commandLineHint)('ref')}: ${describeEntries(candidates)}`, { file: source.path });
   }
   const entry = candidates[0] as TopEntry;
   if (entry.kind === 'legacy') return resolveLegacy(source, entry, opts);
@@ -172,17 +194,17 @@ async function choosePlatform(source: ImageSource, list: Descriptor[], opts: Sel
   const bare = all.filter((o) => o.p === undefined);
   if (withPlatform.length === 0 && bare.length === 1) return descend(source, (bare[0] as { d: Descriptor }).d, opts, where, depth);
   const offers = withPlatform.map((o) => formatPlatform(o.p as Platform));
-  throw new InputError(
-    `no manifest for platform ${formatPlatform(opts.platform)} in ${where}; it offers: ${offers.length ? [...new Set(offers)].join(', ') : '(no platforms)'}${bare.length ? ` and ${bare.length} manifest(s) without a platform` : ''} (choose one with --platform)`,
-    { file: source.path },
-  );
+  const found = `${offers.length ? [...new Set(offers)].join(', ') : '(no platforms)'}${bare.length ? ` and ${bare.length} manifest(s) without a platform` : ''}`;
+  throw new SelectionError('platform', true, (hint) => `no manifest for platform ${formatPlatform(opts.platform)} in ${where}; it offers: ${found}${hint ? ` (${hint('platform')})` : ''}`, {
+    file: source.path,
+  });
 }
 
 function checkConfigPlatform(source: ImageSource, config: ImageConfig, opts: SelectOptions): Platform {
   const p: Platform = { os: config.os, architecture: config.architecture };
   if (config.variant) p.variant = config.variant;
   if (!platformMatches(opts.platform, p, opts.explicitVariant))
-    throw new InputError(`the image is for ${formatPlatform(p)}, not ${formatPlatform(opts.platform)} (choose it with --platform ${formatPlatform(p)})`, { file: source.path });
+    throw new SelectionError('platform', false, (hint) => `the image is for ${formatPlatform(p)}, not ${formatPlatform(opts.platform)}${hint ? ` (${hint('platform', formatPlatform(p))})` : ''}`, { file: source.path });
   return p;
 }
 

@@ -23,6 +23,7 @@ import {
   type SpoolEntry,
 } from '../spool/index.js';
 import { unpackImage, type UnpackOptions, type UnpackResult } from '../image/unpack.js';
+import { SelectionError, type ChoiceHint } from '../image/resolve.js';
 import { applySettings, checkRole, readEntrySettings, type ReadSettings } from '../settings/index.js';
 import { containerTree, unpackShared } from './images.js';
 import { openSpoolEntry, UnreadableFile, type HeldEntry } from '../spool/read.js';
@@ -336,23 +337,18 @@ async function imageEntryNamed(read: ReadSettings, opts: DesiredOptions): Promis
 
 /**
  * Which image of an input the settings choose is theirs to say: a ref or platform the image
- * does not offer names the settings file and the key; an input holding several images says
- * to choose with "ref" (a spool entry has no --ref).
+ * does not offer names the settings file and the key; otherwise the hint says which key of the
+ * settings file chooses (a spool entry has no --ref).
  */
 function selectionIn(read: ReadSettings | undefined, entry: SpoolEntry) {
   return (e: unknown): never => {
-    if (!(e instanceof InputError)) throw e;
+    if (!(e instanceof SelectionError)) throw e;
     const file = read?.file;
-    if (file !== undefined && read?.settings.ref !== undefined && e.reason.startsWith('no image with ref'))
-      throw new InputError(`${e.reason} (${e.file ?? 'the image'})`, { file, field: 'ref' });
-    if (file !== undefined && read?.settings.platform !== undefined && e.reason.startsWith('no manifest for platform'))
-      throw new InputError(`${e.reason.replace(/ \(choose one with --platform\)$/, '')} (${e.file ?? 'the image'})`, { file, field: 'platform' });
-    if (/choose one with --ref|choose it with --platform|choose one with --platform/.test(e.reason)) {
-      const settingsName = file !== undefined ? basename(file) : `${entryStem(entry.name)}${SETTINGS_SUFFIX}`;
-      const reason = e.reason.replace(/choose one with --ref/, `choose one with "ref" in ${settingsName}`).replace(/choose (one|it) with --platform( \S+)?/, (_m, _w, p: string | undefined) => `set "platform"${p ? ` to "${p.trim()}"` : ''} in ${settingsName}`);
-      throw new InputError(reason, { ...(e.file !== undefined ? { file: e.file } : {}), ...(e.field !== undefined ? { field: e.field } : {}) });
-    }
-    throw e;
+    if (file !== undefined && e.unmatched && read?.settings[e.choice] !== undefined)
+      throw new InputError(`${e.describe(undefined)} (${e.file ?? 'the image'})`, { file, field: e.choice });
+    const settingsName = file !== undefined ? basename(file) : `${entryStem(entry.name)}${SETTINGS_SUFFIX}`;
+    const hint: ChoiceHint = (choice, value) => (value === undefined ? `choose one with "${choice}" in ${settingsName}` : `set "${choice}" to "${value}" in ${settingsName}`);
+    throw new InputError(e.describe(hint), { ...(e.file !== undefined ? { file: e.file } : {}), ...(e.field !== undefined ? { field: e.field } : {}) });
   };
 }
 
