@@ -5,7 +5,7 @@
  * in `org.ocivirt.*` annotations.
  */
 import type { RuntimeConfig } from '../oci/runtime-spec.js';
-import { domainDifferences } from '../xml/compare.js';
+import { domainChanges } from '../xml/compare.js';
 import type { Domain } from '../xml/domain.js';
 import { libvirtArch, Warnings, type ToNativeOptions } from './context.js';
 import { deriveConfig } from './derive.js';
@@ -68,8 +68,7 @@ function lostInConfig(domain: Domain, config: RuntimeConfig, ctx: { id: string; 
   } catch {
     return [];
   }
-  return domainDifferences(domain, back)
-    .map((d) => /^(\S+) (.*) -> (.*)$/.exec(d))
-    .filter((m): m is RegExpExecArray => m !== null && !m[1]!.startsWith('metadata.') && m[1] !== 'uuid')
-    .map((m) => ({ key: m[1]!, domain: m[2]!, config: m[3]! }));
+  return domainChanges(domain, back)
+    .filter((c) => !c.key.startsWith('metadata.') && c.key !== 'uuid')
+    .map((c) => ({ key: c.key, domain: c.desired ?? '(none)', config: c.actual ?? '(none)' }));
 }

@@ -175,20 +175,32 @@ export function projectDomain(d: Domain): Map<string, string> {
   return p;
 }
 
-/** Human-readable differences, e.g. `memtune.hard_limit 524288 -> 1048576`; empty when the same. */
-export function domainDifferences(desired: Domain, actual: Domain): string[] {
+/** One key whose value differs; undefined where that side has none. */
+export interface DomainChange {
+  key: string;
+  desired: string | undefined;
+  actual: string | undefined;
+}
+
+/** What differs between two domains, key by key (what libvirt fills in counts only when desired sets it). */
+export function domainChanges(desired: Domain, actual: Domain): DomainChange[] {
   const want = projectDomain(desired);
   const have = projectDomain(actual);
-  const out: string[] = [];
+  const out: DomainChange[] = [];
   const keys = [...new Set([...want.keys(), ...have.keys()])];
-  for (const k of keys) {
-    const w = want.get(k);
-    const h = have.get(k);
+  for (const key of keys) {
+    const w = want.get(key);
+    const h = have.get(key);
     if (w === h) continue;
-    if (w === undefined && FILLED_BY_LIBVIRT.some((re) => re.test(k))) continue;
-    out.push(`${k} ${w ?? '(none)'} -> ${h ?? '(none)'}`);
+    if (w === undefined && FILLED_BY_LIBVIRT.some((re) => re.test(key))) continue;
+    out.push({ key, desired: w, actual: h });
   }
   return out;
+}
+
+/** Human-readable differences, e.g. `memtune.hard_limit 524288 -> 1048576`; empty when the same. */
+export function domainDifferences(desired: Domain, actual: Domain): string[] {
+  return domainChanges(desired, actual).map((c) => `${c.key} ${c.desired ?? '(none)'} -> ${c.actual ?? '(none)'}`);
 }
 
 export function sameDomain(desired: Domain, actual: Domain): boolean {
