@@ -6,7 +6,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { collectInflated } from '../../src/image/inflate.js';
@@ -98,13 +98,22 @@ test('without a cache the copy lives as long as the source', async () => {
   const d = scratch();
   const gz = join(d, 'web.tar.gz');
   writeFileSync(gz, gzipSync(layoutArchive()));
-  const s = await openImageSource(gz);
-  const path = (s.store as unknown as { fh: { fd: number } }).fh.fd;
-  assert.ok(path > 0);
-  const tmpCopies = () => readdirSync('/tmp').filter((n) => n.startsWith('ocivirt-inflate-')).length;
-  const during = tmpCopies();
-  await s.close();
-  assert.is(tmpCopies(), during - 1);
+  // a temporary directory of this test's own: other jobs' copies in /tmp are not counted
+  const tmp = join(d, 'tmp');
+  mkdirSync(tmp);
+  const before = process.env.TMPDIR;
+  process.env.TMPDIR = tmp;
+  try {
+    const s = await openImageSource(gz);
+    const fd = (s.store as unknown as { fh: { fd: number } }).fh.fd;
+    assert.ok(fd > 0);
+    assert.is(readdirSync(tmp).filter((n) => n.startsWith('ocivirt-inflate-')).length, 1, 'the copy is made in TMPDIR');
+    await s.close();
+    assert.equal(readdirSync(tmp), [], 'the copy outlived its source');
+  } finally {
+    if (before === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = before;
+  }
 });
 
 test('a corrupt gzip stream and a gzip bomb are refused, naming the archive', async () => {
