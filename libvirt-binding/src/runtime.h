@@ -66,6 +66,10 @@ napi_value lvb_num(napi_env env, double d);
 napi_value lvb_str(napi_env env, const char *s);
 char *lvb_strdup(const char *s);
 
+/* eventloop.c: libvirt's event loop (virEventRegisterImpl) on a thread of its own */
+int lvb_event_loop_start(void);
+unsigned long lvb_event_loop_iterations(void);
+
 /* overrides.c */
 void lvb_overrides_init(napi_env env, napi_value exports);
 
