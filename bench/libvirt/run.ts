@@ -4,33 +4,33 @@
  *
  * In the same run, on the same libvirtd:
  * - lookup + XML: N (default 1,000) defined domains, each looked up by name and its inactive XML
- *   read, 8 at a time, by each binding; one warm-up round, then --runs rounds (median), each
- *   through the domains in slices of 100, both bindings per slice, the first alternating;
+ *   read, 8 at a time, by each binding in a child process of its own; one warm-up round, then
+ *   --runs rounds (median), each through the domains in slices of 100, both bindings per slice,
+ *   the first alternating;
  * - define -> lifecycle event callback latency (our binding; @unraid/libvirt has no events);
  * - RSS after --calls (default 100,000) lookup + name calls, sampled every tenth after a full GC,
- *   for each binding in a child process of its own (so one's heap does not count against the other);
+ *   for each binding in a child process of its own;
  * - `virsh define` of an edited definition (what `virsh edit` does) -> `export.written` from the
  *   exporter, as the daemon runs it.
  * Writes its section into BENCHMARKS.md. Every domain is named ocivirt-test-binding-bench-* and
  * undefined at the end.
  *
- * Both bindings load into one process: that is safe (one libvirt library, whose event loop
- * libvirt-binding registers and runs for every connection of the process, @unraid/libvirt's too).
+ * A process loads one binding only, each as an application using it alone would: loading
+ * libvirt-binding registers its event loop with libvirt for every connection of the process, and
+ * @unraid/libvirt, which registers none, would otherwise run on it. So both bindings and the
+ * modules that load libvirt-binding (the adapter) are imported where they are used.
  * A lifecycle callback does not keep Node alive, so every wait for one holds a timer.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { Hypervisor, DomainGetXMLDescFlags } from '@unraid/libvirt';
-import * as lv from 'libvirt-binding';
-import { fromNative } from '../../src/convert/from-native.js';
-import { Exporter } from '../../src/export/exporter.js';
-import { connectLibvirt } from '../../src/libvirt/adapter.js';
-import { silentLogger, type EventLogger } from '../../src/log.js';
+import type { EventLogger } from '../../src/log.js';
 import { writeBenchSection } from '../section.js';
+
+type Which = 'ours' | 'unraid';
 
 const arg = (name: string, dflt: number) => (process.argv.includes(name) ? Number(process.argv[process.argv.indexOf(name) + 1]) : dflt);
 const N = arg('--domains', 1000);
@@ -53,6 +53,8 @@ const ms = (x: number) => `${x.toFixed(1)} ms`;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const mib = (b: number) => (b / 1048576).toFixed(1);
 const pct = (xs: number[], p: number) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)]! : NaN);
+
+const names = Array.from({ length: N }, (_, i) => `${PREFIX}${String(i).padStart(4, '0')}`);
 
 function xml(name: string, arg = '300', uuid?: string): string {
   return `<domain type='lxc'><name>${name}</name>${uuid ? `<uuid>${uuid}</uuid>` : ''}<memory unit='MiB'>64</memory>
@@ -87,9 +89,95 @@ async function pool<T>(items: T[], fn: (t: T) => Promise<void>): Promise<void> {
   }));
 }
 
+/** One binding's calls: a process that uses it imports no other binding. */
+interface Client {
+  lookupXml(name: string): Promise<void>;
+  lookupName(name: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+async function client(which: Which): Promise<Client> {
+  if (which === 'ours') {
+    const lv = await import('libvirt-binding');
+    const conn = await lv.virConnectOpen(URI);
+    return {
+      lookupXml: async (n) => {
+        const d = await lv.virDomainLookupByName(conn, n);
+        await lv.virDomainGetXMLDesc(d, lv.VIR_DOMAIN_XML_INACTIVE);
+        lv.virDomainFree(d);
+      },
+      lookupName: async (n) => {
+        const d = await lv.virDomainLookupByName(conn, n);
+        await lv.virDomainGetName(d);
+        lv.virDomainFree(d);
+      },
+      close: async () => {
+        await lv.virConnectClose(conn);
+      },
+    };
+  }
+  const { Hypervisor, DomainGetXMLDescFlags } = await import('@unraid/libvirt');
+  const hv = new Hypervisor({ uri: URI });
+  await hv.connectOpen();
+  return {
+    lookupXml: async (n) => {
+      const d = await hv.domainLookupByName(n);
+      await hv.domainGetXMLDesc(d, DomainGetXMLDescFlags.INACTIVE);
+      keep(d);
+    },
+    lookupName: async (n) => {
+      const d = await hv.domainLookupByName(n);
+      await d.getName();
+      keep(d);
+    },
+    close: () => hv.connectClose(),
+  };
+}
+
+type SliceResult = { ms: number; cpu: number };
+
+/** A child process: lookup + XML of the slices of `names` the parent asks for, timed here. */
+async function lookupChild(which: Which): Promise<void> {
+  const c = await client(which);
+  process.on('message', (m: { from: number; to: number } | 'exit') => {
+    void (async () => {
+      if (m === 'exit') {
+        await c.close();
+        process.disconnect();
+        return;
+      }
+      const c0 = process.cpuUsage();
+      const t0 = performance.now();
+      await pool(names.slice(m.from, m.to), (n) => c.lookupXml(n));
+      const cpu = process.cpuUsage(c0);
+      process.send!({ ms: performance.now() - t0, cpu: (cpu.user + cpu.system) / 1000 } satisfies SliceResult);
+    })();
+  });
+  process.send!('ready');
+}
+
+/** The next message from a child. */
+function reply<T>(child: ChildProcess): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onExit = (code: number | null) => reject(new Error(`bench child exited with ${code}`));
+    child.once('exit', onExit);
+    child.once('message', (m) => {
+      child.off('exit', onExit);
+      resolve(m as T);
+    });
+  });
+}
+
+async function lookupChildren(): Promise<Record<Which, ChildProcess>> {
+  const start = (which: Which) => spawn(process.execPath, [here, '--lookup-child', which, '--domains', String(N)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const kids = { ours: start('ours'), unraid: start('unraid') };
+  await Promise.all([reply(kids.ours), reply(kids.unraid)]);
+  return kids;
+}
+
 /** A child process: RSS every CALLS/10 lookup + getName calls through one binding, after a full GC. */
-async function rssChild(which: 'ours' | 'unraid'): Promise<void> {
-  const name = `${PREFIX}0000`;
+async function rssChild(which: Which): Promise<void> {
+  const name = names[0]!;
   const samples: number[] = [];
   const every = CALLS / 10;
   // a full collection first, so the samples show what stays, not the young generation's churn
@@ -97,26 +185,12 @@ async function rssChild(which: 'ours' | 'unraid'): Promise<void> {
     (globalThis as { gc?: () => void }).gc?.();
     return process.memoryUsage.rss();
   };
-  if (which === 'ours') {
-    const conn = await lv.virConnectOpen(URI);
-    for (let i = 0; i < CALLS; i++) {
-      const d = await lv.virDomainLookupByName(conn, name);
-      await lv.virDomainGetName(d);
-      lv.virDomainFree(d);
-      if (i % every === 0) samples.push(rss());
-    }
-    await lv.virConnectClose(conn);
-  } else {
-    const hv = new Hypervisor({ uri: URI });
-    await hv.connectOpen();
-    for (let i = 0; i < CALLS; i++) {
-      const d = await hv.domainLookupByName(name);
-      await d.getName();
-      keep(d);
-      if (i % every === 0) samples.push(rss());
-    }
-    await hv.connectClose();
+  const c = await client(which);
+  for (let i = 0; i < CALLS; i++) {
+    await c.lookupName(name);
+    if (i % every === 0) samples.push(rss());
   }
+  await c.close();
   // the end: after the last call, and again once the finalizers of the last handles have run
   samples.push(rss());
   await new Promise((resolve) => setTimeout(resolve, 100));
@@ -124,67 +198,60 @@ async function rssChild(which: 'ours' | 'unraid'): Promise<void> {
   process.stdout.write(JSON.stringify(samples));
 }
 
-function rssRun(which: 'ours' | 'unraid'): number[] {
-  const r = spawnSync(process.execPath, ['--expose-gc', here, '--rss-child', which, '--calls', String(CALLS)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+function rssRun(which: Which): number[] {
+  const r = spawnSync(process.execPath, ['--expose-gc', here, '--rss-child', which, '--calls', String(CALLS), '--domains', String(N)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   if (r.status !== 0) throw new Error(`rss child ${which} failed`);
   return JSON.parse(r.stdout) as number[];
 }
 
 async function main(): Promise<void> {
   const load0 = loadavg().map((x) => x.toFixed(2)).join(' ');
+  // this process uses libvirt-binding (defines, events, the exporter's port); @unraid/libvirt only runs in children
+  const lv = await import('libvirt-binding');
+  const { fromNative } = await import('../../src/convert/from-native.js');
+  const { Exporter } = await import('../../src/export/exporter.js');
+  const { connectLibvirt } = await import('../../src/libvirt/adapter.js');
+  const { silentLogger } = await import('../../src/log.js');
   const conn = await lv.virConnectOpen(URI);
-  const hv = new Hypervisor({ uri: URI });
-  await hv.connectOpen();
-  const names = Array.from({ length: N }, (_, i) => `${PREFIX}${String(i).padStart(4, '0')}`);
   say(`defining ${N} domains`);
   await pool(names, async (n) => lv.virDomainFree(await lv.virDomainDefineXML(conn, xml(n))));
   const tmp = mkdtempSync(join(tmpdir(), 'ocivirt-bench-libvirt-'));
   try {
-    // 1. lookup + XML of N domains. Each round goes through the domains in slices of SLICE, both
-    // bindings per slice, the first alternating: a burst of load from elsewhere on a shared machine
-    // then falls on both instead of on one binding's whole round.
-    const lookupXml = {
-      ours: async (slice: string[]) =>
-        pool(slice, async (n) => {
-          const d = await lv.virDomainLookupByName(conn, n);
-          await lv.virDomainGetXMLDesc(d, lv.VIR_DOMAIN_XML_INACTIVE);
-          lv.virDomainFree(d);
-        }),
-      unraid: async (slice: string[]) =>
-        pool(slice, async (n) => {
-          const d = await hv.domainLookupByName(n);
-          await hv.domainGetXMLDesc(d, DomainGetXMLDescFlags.INACTIVE);
-          keep(d);
-        }),
-    };
+    // 1. lookup + XML of N domains, each binding in a child process of its own. Each round goes
+    // through the domains in slices of SLICE, both bindings per slice, the first alternating: a
+    // burst of load from elsewhere on a shared machine then falls on both instead of on one
+    // binding's whole round.
+    const kids = await lookupChildren();
     const times = { ours: [] as number[], unraid: [] as number[] };
-    // CPU time of this process (all its threads): steadier than wall time on a shared machine
+    // CPU time of each binding's process (all its threads): steadier than wall time on a shared machine
     const cpuTimes = { ours: [] as number[], unraid: [] as number[] };
-    for (let r = -1; r < RUNS; r++) {
-      // round -1 warms both up (JIT, libvirtd's caches) and is not counted
-      const got = { ours: 0, unraid: 0 };
-      const gotCpu = { ours: 0, unraid: 0 };
-      for (let k = 0; k * SLICE < N; k++) {
-        const slice = names.slice(k * SLICE, (k + 1) * SLICE);
-        for (const which of (k + r) % 2 === 0 ? (['ours', 'unraid'] as const) : (['unraid', 'ours'] as const)) {
-          const c0 = process.cpuUsage();
-          const t0 = performance.now();
-          await lookupXml[which](slice);
-          got[which] += performance.now() - t0;
-          const c = process.cpuUsage(c0);
-          gotCpu[which] += (c.user + c.system) / 1000;
+    try {
+      for (let r = -1; r < RUNS; r++) {
+        // round -1 warms both up (JIT, libvirtd's caches) and is not counted
+        const got = { ours: 0, unraid: 0 };
+        const gotCpu = { ours: 0, unraid: 0 };
+        for (let k = 0; k * SLICE < N; k++) {
+          for (const which of (k + r) % 2 === 0 ? (['ours', 'unraid'] as const) : (['unraid', 'ours'] as const)) {
+            kids[which].send({ from: k * SLICE, to: (k + 1) * SLICE });
+            const res = await reply<SliceResult>(kids[which]);
+            got[which] += res.ms;
+            gotCpu[which] += res.cpu;
+          }
         }
-      }
-      if (r >= 0) {
-        for (const which of ['ours', 'unraid'] as const) {
-          times[which].push(got[which]);
-          cpuTimes[which].push(gotCpu[which]);
+        if (r >= 0) {
+          for (const which of ['ours', 'unraid'] as const) {
+            times[which].push(got[which]);
+            cpuTimes[which].push(gotCpu[which]);
+          }
         }
+        say(
+          `lookup+XML ${r < 0 ? 'warm-up' : `round ${r + 1}`}: ours ${ms(got.ours)} (CPU ${ms(gotCpu.ours)}), ` +
+            `@unraid/libvirt ${ms(got.unraid)} (CPU ${ms(gotCpu.unraid)})`,
+        );
       }
-      say(
-        `lookup+XML ${r < 0 ? 'warm-up' : `round ${r + 1}`}: ours ${ms(got.ours)} (CPU ${ms(gotCpu.ours)}), ` +
-          `@unraid/libvirt ${ms(got.unraid)} (CPU ${ms(gotCpu.unraid)})`,
-      );
+    } finally {
+      for (const kid of Object.values(kids)) kid.send('exit');
+      await Promise.all(Object.values(kids).map((kid) => new Promise((resolve) => (kid.exitCode !== null ? resolve(null) : kid.once('exit', resolve)))));
     }
 
     // 2. define -> event latency
@@ -278,7 +345,8 @@ async function main(): Promise<void> {
         `Load average before/after: ${load0} / ${load1} (shared machine).`,
       '',
       `Lookup + XML: ${N} defined domains, each looked up by name and its inactive XML read, ${CONCURRENCY} at a time, one connection per binding, ` +
-        `both in this process; a warm-up round, then ${RUNS} rounds, each through the domains in slices of ${SLICE}, both bindings per slice, the first alternating (a burst of load from elsewhere falls on both). ` +
+        `each binding in a child process of its own that loads no other binding (as an application using it alone); a warm-up round, then ${RUNS} rounds, ` +
+        `each through the domains in slices of ${SLICE}, both bindings per slice, the first alternating (a burst of load from elsewhere falls on both); time and CPU measured in each child. ` +
         `Events: ${EVENTS} redefinitions of a domain, each timed from the call to the callback. ` +
         `RSS: ${CALLS.toLocaleString('en')} × (lookup by name + get name) per binding, each in a child process of its own, sampled after a full GC. ` +
         `Export: \`virsh define\` of the edited definition of a managed domain (what \`virsh edit\` does when it saves), timed from the spawn of virsh (its own start included) to the exporter's \`export.written\` log event, ${EDITS} edits. ` +
@@ -286,8 +354,8 @@ async function main(): Promise<void> {
       '',
       '| measure | libvirt-binding | @unraid/libvirt | target | met |',
       '| --- | --- | --- | --- | --- |',
-      `| lookup + inactive XML of ${N} domains (median of ${RUNS}; rounds) | ${ms(median(times.ours))} (${times.ours.map((x) => x.toFixed(0)).join(', ')}) | ${ms(median(times.unraid))} (${times.unraid.map((x) => x.toFixed(0)).join(', ')}) | ours no slower | ${yes(lookupRatio <= 1)} (${lookupRatio.toFixed(2)}×) |`,
-      `| the same rounds: CPU time of the bench process (median; rounds) | ${ms(median(cpuTimes.ours))} (${cpuTimes.ours.map((x) => x.toFixed(0)).join(', ')}) | ${ms(median(cpuTimes.unraid))} (${cpuTimes.unraid.map((x) => x.toFixed(0)).join(', ')}) | — | — |`,
+      `| lookup + inactive XML of ${N} domains (median of ${RUNS}; rounds) | ${ms(median(times.ours))} (${times.ours.map((x) => x.toFixed(0)).join(', ')}) | ${ms(median(times.unraid))} (${times.unraid.map((x) => x.toFixed(0)).join(', ')}) | ours no slower | ${yes(lookupRatio <= 1)} (${lookupRatio.toFixed(3)}×) |`,
+      `| the same rounds: CPU time of the binding's process (median; rounds) | ${ms(median(cpuTimes.ours))} (${cpuTimes.ours.map((x) => x.toFixed(0)).join(', ')}) | ${ms(median(cpuTimes.unraid))} (${cpuTimes.unraid.map((x) => x.toFixed(0)).join(', ')}) | — | — |`,
       `| define → lifecycle event callback, ${EVENTS} defines: p50 / p99 / max | ${ms(pct(latencies, 50))} / ${ms(eventP99)} / ${ms(Math.max(...latencies))}, ${eventMisses} missed | no events | p99 < 100 ms | ${yes(eventP99 < 100 && eventMisses === 0)} |`,
       `| RSS over ${CALLS.toLocaleString('en')} calls, MiB (start, every 10%, end, end + 100 ms) | ${rssOurs.map(mib).join(' ')} | ${rssTheirs.map(mib).join(' ')} | flat (< 2 MiB from 10% to the end) | ours ${yes(flat(rssOurs))} (${mib(growth(rssOurs))} MiB); theirs ${yes(flat(rssTheirs))} (${mib(growth(rssTheirs))} MiB) |`,
       `| \`virsh define\` of an edited definition → \`export.written\`, ${EDITS} edits: p50 / p99 / max | ${ms(pct(editLat, 50))} / ${ms(editP99)} / ${ms(Math.max(...editLat))}, ${editMisses} missed | — | p99 < 300 ms | ${yes(editP99 < 300 && editMisses === 0)} |`,
@@ -302,10 +370,11 @@ async function main(): Promise<void> {
       lv.virDomainFree(d);
     });
     await lv.virConnectClose(conn);
-    await hv.connectClose();
     rmSync(tmp, { recursive: true, force: true });
   }
 }
 
-if (process.argv.includes('--rss-child')) await rssChild(process.argv[process.argv.indexOf('--rss-child') + 1] as 'ours' | 'unraid');
+const child = (flag: string) => (process.argv.includes(flag) ? (process.argv[process.argv.indexOf(flag) + 1] as Which) : undefined);
+if (child('--rss-child')) await rssChild(child('--rss-child')!);
+else if (child('--lookup-child')) await lookupChild(child('--lookup-child')!);
 else await main();
