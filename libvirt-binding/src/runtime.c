@@ -7,18 +7,20 @@
  * - libuv worker threads run the libvirt calls (napi async work), drop those references and
  *   release what JavaScript dropped meanwhile (see the reaper);
  * - one libvirt event-loop thread (eventloop.c) serves keepalives, events and streams;
- * - one reaper thread releases handles dropped by JavaScript (free() or garbage collection) when
- *   no call is in flight to do it, since the last reference on a connection closes it, which
- *   talks to libvirtd.
+ * - one reaper thread releases connections dropped by JavaScript (free() or garbage collection),
+ *   since the last reference on a connection closes it, which talks to libvirtd, and other
+ *   handles no call released soon enough.
  * A handle's pointer is only used under a reference the user of it holds, so a domain that
  * outlives its connection keeps the connection alive (libvirt's own reference counting) and a
  * garbage-collected handle never frees a pointer a worker still uses.
  */
 #include "runtime.h"
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct {
   int kind;
@@ -29,12 +31,14 @@ typedef struct {
 
 /*
  * Releases must not run on the JavaScript thread (the last reference on a connection talks to
- * libvirtd), but waking a thread for each one costs a context switch per handle freed, which is
- * most of what a free costs. So a release other than a connection's rides on a call in flight:
- * the worker thread of the next call to finish drops it after its libvirt call. Only when no call
- * is in flight, and for connections (whose release may be a close: it must not delay a call), is
- * the reaper thread woken.
+ * libvirtd), but waking a thread for each one costs a few context switches per handle freed, more
+ * than the release itself. So a release other than a connection's rides on the next call: the
+ * worker thread of the next call to finish drops it after its libvirt call. The reaper thread
+ * takes what no call took within RIDE_WAIT_MS (it is woken once for that, not per release), and
+ * connections at once (their release may be a close: it must not delay a call).
  */
+#define RIDE_WAIT_MS 50
+
 typedef struct reap_item {
   int kind;
   void *ptr;
@@ -42,10 +46,11 @@ typedef struct reap_item {
 } reap_item;
 
 static pthread_mutex_t reap_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t reap_cv = PTHREAD_COND_INITIALIZER;
-static reap_item *reap_head; /* for the reaper thread */
-static reap_item *ride_head; /* for the worker thread of the next call to finish */
-static long calls_pending;   /* calls queued or running: each ends with calls_done() */
+static pthread_cond_t reap_cv; /* on CLOCK_MONOTONIC: initialised in global_init */
+static reap_item *reap_head;   /* for the reaper thread, now */
+static reap_item *ride_head;   /* for the next call to finish, else the reaper after RIDE_WAIT_MS */
+static int reaper_timing;      /* the reaper knows of the rides: no need to wake it for more */
+static unsigned long reaper_rounds; /* times the reaper released something: for the tests */
 
 static void release_all(reap_item *it) {
   while (it) {
@@ -58,26 +63,35 @@ static void release_all(reap_item *it) {
 
 static void *reaper_main(void *arg) {
   (void)arg;
+  pthread_mutex_lock(&reap_mu);
   for (;;) {
-    pthread_mutex_lock(&reap_mu);
-    while (!reap_head) pthread_cond_wait(&reap_cv, &reap_mu);
-    reap_item *it = reap_head;
+    reap_item *now = reap_head, *rides = NULL;
     reap_head = NULL;
+    if (!now) {
+      if (!ride_head) {
+        reaper_timing = 0;
+        pthread_cond_wait(&reap_cv, &reap_mu);
+        continue;
+      }
+      reaper_timing = 1;
+      struct timespec until;
+      clock_gettime(CLOCK_MONOTONIC, &until);
+      until.tv_nsec += RIDE_WAIT_MS * 1000000L;
+      if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+      }
+      if (pthread_cond_timedwait(&reap_cv, &reap_mu, &until) != ETIMEDOUT) continue;
+      rides = ride_head;
+      ride_head = NULL;
+    }
+    reaper_rounds++;
     pthread_mutex_unlock(&reap_mu);
-    release_all(it);
+    release_all(now);
+    release_all(rides);
+    pthread_mutex_lock(&reap_mu);
   }
   return NULL;
-}
-
-/* With reap_mu held: hands the rides to the reaper when no call is left to take them. */
-static void rides_to_reaper_locked(void) {
-  if (calls_pending > 0 || !ride_head) return;
-  reap_item *last = ride_head;
-  while (last->next) last = last->next;
-  last->next = reap_head;
-  reap_head = ride_head;
-  ride_head = NULL;
-  pthread_cond_signal(&reap_cv);
 }
 
 void lvb_release_later(int kind, void *p) {
@@ -87,35 +101,26 @@ void lvb_release_later(int kind, void *p) {
   it->kind = kind;
   it->ptr = p;
   pthread_mutex_lock(&reap_mu);
-  if (kind != LVB_CONNECT && calls_pending > 0) {
-    it->next = ride_head;
-    ride_head = it;
-  } else {
+  if (kind == LVB_CONNECT) {
     it->next = reap_head;
     reap_head = it;
     pthread_cond_signal(&reap_cv);
-  }
-  pthread_mutex_unlock(&reap_mu);
-}
-
-/* JavaScript thread: a call is queued. */
-static void calls_add(void) {
-  pthread_mutex_lock(&reap_mu);
-  calls_pending++;
-  pthread_mutex_unlock(&reap_mu);
-}
-
-/* A call has finished (worker thread: it releases the rides) or was cancelled (JavaScript thread). */
-static void calls_done(int on_worker) {
-  reap_item *rides = NULL;
-  pthread_mutex_lock(&reap_mu);
-  calls_pending--;
-  if (on_worker) {
-    rides = ride_head;
-    ride_head = NULL;
   } else {
-    rides_to_reaper_locked();
+    it->next = ride_head;
+    ride_head = it;
+    if (!reaper_timing) {
+      reaper_timing = 1;
+      pthread_cond_signal(&reap_cv);
+    }
   }
+  pthread_mutex_unlock(&reap_mu);
+}
+
+/* Worker thread, after a call's libvirt work: releases the rides. */
+static void take_rides(void) {
+  pthread_mutex_lock(&reap_mu);
+  reap_item *rides = ride_head;
+  ride_head = NULL;
   pthread_mutex_unlock(&reap_mu);
   release_all(rides);
 }
@@ -137,6 +142,11 @@ static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 
 static void global_init(void) {
   if (virInitialize() < 0) return;
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&reap_cv, &ca);
+  pthread_condattr_destroy(&ca);
   virSetErrorFunc(NULL, quiet_errors);
   /* must precede the first connection: it enables keepalive, events and non-blocking streams */
   if (lvb_event_loop_start() < 0) return;
@@ -351,14 +361,13 @@ static void call_execute(napi_env env, void *data) {
   lvb_call *c = data;
   virResetLastError();
   if (c->execute) c->execute(c);
-  calls_done(1);
+  take_rides();
 }
 
 static void call_complete(napi_env env, napi_status status, void *data) {
   lvb_call *c = data;
   napi_value v = NULL;
   if (status != napi_ok) {
-    calls_done(0); /* cancelled: execute never ran */
     napi_reject_deferred(env, c->deferred, lvb_error(env, c->fname, VIR_ERR_INTERNAL_ERROR, VIR_FROM_NONE, VIR_ERR_ERROR, "call cancelled"));
   } else if (c->failed) {
     napi_reject_deferred(env, c->deferred, lvb_error(env, c->fname, c->err_code, c->err_domain, c->err_level, c->err_message));
@@ -386,7 +395,6 @@ napi_value lvb_queue(napi_env env, lvb_call *c) {
   napi_create_promise(env, &c->deferred, &promise);
   napi_create_string_utf8(env, c->fname, NAPI_AUTO_LENGTH, &name);
   napi_create_async_work(env, NULL, name, call_execute, call_complete, c, &c->work);
-  calls_add();
   napi_queue_async_work(env, c->work);
   return promise;
 }
@@ -395,13 +403,22 @@ napi_value lvb_queue(napi_env env, lvb_call *c) {
 
 void lvb_register_generated(napi_env env, napi_value exports);
 
-/* Diagnostics for the tests (not in index.js): releases queued and not yet taken by a thread. */
+/* Diagnostics for the tests (not in index.js): releases queued and not yet taken by a thread,
+ * and how many times the reaper released something. */
 static napi_value js_pending_releases(napi_env env, napi_callback_info info) {
   (void)info;
   long n = 0;
   pthread_mutex_lock(&reap_mu);
   for (reap_item *it = reap_head; it; it = it->next) n++;
   for (reap_item *it = ride_head; it; it = it->next) n++;
+  pthread_mutex_unlock(&reap_mu);
+  return lvb_num(env, (double)n);
+}
+
+static napi_value js_reaper_rounds(napi_env env, napi_callback_info info) {
+  (void)info;
+  pthread_mutex_lock(&reap_mu);
+  unsigned long n = reaper_rounds;
   pthread_mutex_unlock(&reap_mu);
   return lvb_num(env, (double)n);
 }
@@ -422,6 +439,7 @@ static napi_value module_init(napi_env env, napi_value exports) {
   lvb_overrides_init(env, exports);
   napi_property_descriptor d[] = {
       {"_pendingReleases", NULL, js_pending_releases, NULL, NULL, NULL, napi_default, NULL},
+      {"_reaperRounds", NULL, js_reaper_rounds, NULL, NULL, NULL, napi_default, NULL},
       {"_eventLoopIterations", NULL, js_event_loop_iterations, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof d / sizeof d[0], d);

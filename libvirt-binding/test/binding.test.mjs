@@ -196,6 +196,12 @@ test('freed handles are released: by the calls in flight, else by the reaper', a
     for (let i = 0; i < 100 && native._pendingReleases() > 0; i++) await new Promise((r) => setTimeout(r, 10));
     assert.equal(native._pendingReleases(), 0);
 
+    // one call at a time: each free rides on the next call; the reaper is not woken for each
+    const rounds = native._reaperRounds();
+    for (let i = 0; i < 100; i++) lv.virDomainFree(await lv.virDomainLookupByName(conn, name));
+    const reaped = native._reaperRounds() - rounds;
+    assert.ok(reaped <= 10, `100 frees one call at a time took the reaper ${reaped} rounds`);
+
     // nothing in flight: the reaper does it
     lv.virDomainFree(await lv.virDomainLookupByName(conn, name));
     for (let i = 0; i < 100 && native._pendingReleases() > 0; i++) await new Promise((r) => setTimeout(r, 10));
