@@ -41,6 +41,7 @@
 typedef struct {
   int watch, fd, events, removed;
   int64_t paused_until; /* 0: not paused */
+  uint32_t in_epoll;    /* what epoll has for fd (the same in every handle of fd) */
   unsigned updates;     /* handle_update calls */
   virEventHandleCallback cb;
   void *opaque;
@@ -105,14 +106,24 @@ static int from_epoll(uint32_t ev) {
  * socket libvirt's RPC client is using must not wake the loop. */
 static void fd_sync_locked(int fd) {
   int events = 0;
-  for (size_t i = 0; i < nhandles; i++)
-    if (handles[i]->fd == fd && !handles[i]->removed && !handles[i]->paused_until) events |= handles[i]->events;
-  if (!to_epoll(events)) {
-    epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL); /* ENOENT when it was not in: fine */
-    return;
+  uint32_t cur = 0; /* what epoll has for fd now (0: not in it) */
+  for (size_t i = 0; i < nhandles; i++) {
+    if (handles[i]->fd != fd) continue;
+    cur |= handles[i]->in_epoll;
+    if (!handles[i]->removed && !handles[i]->paused_until) events |= handles[i]->events;
   }
-  struct epoll_event ev = {.events = to_epoll(events), .data.fd = fd};
-  if (epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev) < 0 && errno == ENOENT) epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+  uint32_t want = to_epoll(events);
+  if (want == cur) return;
+  struct epoll_event ev = {.events = want, .data.fd = fd};
+  if (!want) {
+    epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
+  } else if (epoll_ctl(epfd, cur ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) < 0) {
+    /* out of step (an fd closed and reused behind libvirt's back): the other operation fits */
+    if (errno == ENOENT) epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+    else if (errno == EEXIST) epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev);
+  }
+  for (size_t i = 0; i < nhandles; i++)
+    if (handles[i]->fd == fd) handles[i]->in_epoll = want;
 }
 
 static ev_handle *handle_find_locked(int watch) {
@@ -144,6 +155,8 @@ static int handle_add(int fd, int events, virEventHandleCallback cb, void *opaqu
     return -1;
   }
   h->watch = next_watch++;
+  for (size_t i = 0; i < nhandles; i++)
+    if (handles[i]->fd == fd) h->in_epoll = handles[i]->in_epoll;
   handles[nhandles++] = h;
   fd_sync_locked(fd);
   int watch = h->watch;
