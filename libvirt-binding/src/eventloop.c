@@ -12,12 +12,17 @@
  * woken), and a timer change wakes the loop only when the timer is due before the loop would wake
  * anyway.
  *
- * A watch is paused after each dispatch until libvirt updates it again. The RPC client does so at
- * the end of every handler that did its work; a handler that finds another thread doing the
- * connection's I/O (concurrent calls pass that role around) returns without reading and without
- * an update, and the level-triggered socket would wake the loop over and over until that thread
- * reads it (measured: 40-65 loop rounds per call with 4-8 calls in flight). That thread updates
- * the watch when it is done; a handler that never updates its watch gets it back after PAUSE_MS.
+ * With several calls in flight on a connection, libvirt's client passes the socket's I/O from
+ * thread to thread: the thread that is done turns the watch on, the next one turns it off again
+ * a moment later. The socket is readable most of that time (replies to the others), so the loop
+ * would wake for nothing: the handler finds another thread doing the I/O and returns without
+ * reading (measured: 40-65 loop rounds per call with 4-8 calls in flight). Two holds keep the
+ * watch off epoll meanwhile, both lifted by the watch's next update:
+ * - a watch turned on by a binding call while other calls run is held until those calls are all
+ *   done (lvb_event_loop_call), or for HOLD_MS at most: what arrives meanwhile is read by the
+ *   threads doing the calls' I/O, events included (libvirt's client reads whatever comes);
+ * - a watch whose handler returned without updating it (the RPC client updates it at the end of
+ *   every handler that did its work) is held for HOLD_MS at most.
  *
  * Contract (libvirt's, as its GLib loop keeps it): callbacks run on the loop thread, never with
  * the loop's lock held (they may add, update and remove watches and timers); a removed watch or
@@ -35,12 +40,12 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The longest a dispatched watch waits for libvirt's update before it is watched again. */
-#define PAUSE_MS 20
+/* The longest a watch is held off epoll (see above). */
+#define HOLD_MS 20
 
 typedef struct {
   int watch, fd, events, removed;
-  int64_t paused_until; /* 0: not paused */
+  int64_t held_until;   /* 0: not held off epoll */
   uint32_t in_epoll;    /* what epoll has for fd (the same in every handle of fd) */
   unsigned updates;     /* handle_update calls */
   virEventHandleCallback cb;
@@ -68,6 +73,9 @@ static int removed_pending; /* something removed waits for the loop to free it *
  * since it looks at the timers again before it sleeps. */
 static int64_t wake_at;
 static unsigned long iterations; /* epoll_wait returns: for the tests */
+static pthread_t loop_thread;
+static int calls_running;   /* binding calls inside libvirt (lvb_event_loop_call) */
+static __thread int in_call; /* this thread is running a binding call */
 
 static int64_t now_ms(void) {
   struct timespec ts;
@@ -110,7 +118,7 @@ static void fd_sync_locked(int fd) {
   for (size_t i = 0; i < nhandles; i++) {
     if (handles[i]->fd != fd) continue;
     cur |= handles[i]->in_epoll;
-    if (!handles[i]->removed && !handles[i]->paused_until) events |= handles[i]->events;
+    if (!handles[i]->removed && !handles[i]->held_until) events |= handles[i]->events;
   }
   uint32_t want = to_epoll(events);
   if (want == cur) return;
@@ -169,9 +177,15 @@ static void handle_update(int watch, int events) {
   ev_handle *h = handle_find_locked(watch);
   if (h) {
     h->updates++;
-    if (h->events != events || h->paused_until) {
+    int64_t hold = 0;
+    if (events && calls_running > in_call && !pthread_equal(pthread_self(), loop_thread)) {
+      /* turned on while other calls run: one of them will turn it off again (see above) */
+      hold = now_ms() + HOLD_MS;
+      if (hold < wake_at) wake_locked();
+    }
+    if (h->events != events || h->held_until != hold) {
       h->events = events;
-      h->paused_until = 0;
+      h->held_until = hold;
       fd_sync_locked(h->fd);
     }
   }
@@ -275,8 +289,8 @@ static void run_handles(const struct epoll_event *evs, int n) {
     }
     for (size_t i = 0; i < nhandles; i++) {
       ev_handle *h = handles[i];
-      /* the watch may have been turned off, paused or removed since epoll_wait returned */
-      if (h->fd != fd || h->removed || !h->events || h->paused_until) continue;
+      /* the watch may have been turned off, held or removed since epoll_wait returned */
+      if (h->fd != fd || h->removed || !h->events || h->held_until) continue;
       int events = from_epoll(evs[e].events) & (h->events | VIR_EVENT_HANDLE_ERROR | VIR_EVENT_HANDLE_HANGUP);
       if (!events) continue;
       int watch = h->watch;
@@ -288,7 +302,7 @@ static void run_handles(const struct epoll_event *evs, int n) {
       pthread_mutex_lock(&mu);
       /* h stays allocated until free_removed, on this thread */
       if (!h->removed && h->events && h->updates == updates) {
-        h->paused_until = now_ms() + PAUSE_MS;
+        h->held_until = now_ms() + HOLD_MS;
         fd_sync_locked(fd);
       }
     }
@@ -352,12 +366,12 @@ static void *loop_main(void *arg) {
       if (!timers[i]->removed && timers[i]->interval >= 0 && timers[i]->due < due) due = timers[i]->due;
     for (size_t i = 0; i < nhandles; i++) {
       ev_handle *h = handles[i];
-      if (!h->paused_until) continue;
-      if (h->paused_until <= now) {
-        h->paused_until = 0;
+      if (!h->held_until) continue;
+      if (h->held_until <= now) {
+        h->held_until = 0;
         fd_sync_locked(h->fd);
-      } else if (h->paused_until < due) {
-        due = h->paused_until;
+      } else if (h->held_until < due) {
+        due = h->held_until;
       }
     }
     int wait = due == INT64_MAX ? -1 : due <= now ? 0 : due - now > INT_MAX ? INT_MAX : (int)(due - now);
@@ -401,9 +415,29 @@ int lvb_event_loop_start(void) {
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_mutex_lock(&mu);
   int rc = pthread_create(&t, &attr, loop_main, NULL);
+  loop_thread = t;
+  pthread_mutex_unlock(&mu);
   pthread_attr_destroy(&attr);
   return rc == 0 ? 0 : -1;
+}
+
+/* A binding call begins (1) or ends (0) its libvirt work, on its worker thread. When the last one
+ * ends, the watches held for the calls are watched again. */
+void lvb_event_loop_call(int begin) {
+  pthread_mutex_lock(&mu);
+  in_call = begin;
+  calls_running += begin ? 1 : -1;
+  if (!begin && calls_running == 0) {
+    for (size_t i = 0; i < nhandles; i++) {
+      if (handles[i]->held_until && !handles[i]->removed) {
+        handles[i]->held_until = 0;
+        fd_sync_locked(handles[i]->fd);
+      }
+    }
+  }
+  pthread_mutex_unlock(&mu);
 }
 
 unsigned long lvb_event_loop_iterations(void) {

@@ -360,8 +360,10 @@ static void call_execute(napi_env env, void *data) {
   (void)env;
   lvb_call *c = data;
   virResetLastError();
+  lvb_event_loop_call(1);
   if (c->execute) c->execute(c);
   take_rides();
+  lvb_event_loop_call(0);
 }
 
 static void call_complete(napi_env env, napi_status status, void *data) {

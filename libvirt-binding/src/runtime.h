@@ -68,6 +68,7 @@ char *lvb_strdup(const char *s);
 
 /* eventloop.c: libvirt's event loop (virEventRegisterImpl) on a thread of its own */
 int lvb_event_loop_start(void);
+void lvb_event_loop_call(int begin);
 unsigned long lvb_event_loop_iterations(void);
 
 /* overrides.c */

@@ -1,6 +1,6 @@
 // The binding's libvirt event loop (src/eventloop.c): calls do not wake it, calls in flight do not
 // make it spin, and its timers work (keepalive closes a connection whose libvirtd went silent).
-// Defines no domains: the connections only read.
+// Domains it defines are named ocivirt-test-binding-<pid>-* and undefined by the test.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
@@ -33,6 +33,52 @@ test('calls do not wake the event loop, one at a time or 8 at once (keepalive on
     // it; the loop must not go round and round meanwhile (it did, 40-65 times per call)
     assert.ok(concurrent <= 800, `800 calls 8 at a time woke the event loop ${concurrent} times`);
   } finally {
+    await lv.virConnectClose(conn);
+  }
+});
+
+test('lifecycle events arrive while calls run on the connection, and after they stop', async () => {
+  const name = `ocivirt-test-binding-${process.pid}-busy`;
+  const conn = await lv.virConnectOpen(URI);
+  const other = await lv.virConnectOpen(URI);
+  const seen = [];
+  let wake;
+  const id = await lv.virConnectDomainEventRegisterAny(conn, null, lv.VIR_DOMAIN_EVENT_ID_LIFECYCLE, (e) => {
+    if (e.name === name) {
+      seen.push(e);
+      wake?.();
+    }
+  });
+  /** Resolves when `n` events were seen; fails after 5 s (the timer also keeps Node alive). */
+  const events = (n) =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${seen.length} events within 5 s, wanted ${n}`)), 5000);
+      wake = () => seen.length >= n && (clearTimeout(timer), resolve());
+      wake();
+    });
+  try {
+    // 8 calls at a time on the connection that gets the events: its socket's watch is held off the
+    // loop while they run, and the calls' threads read the event messages
+    let busy = true;
+    const calls = Array.from({ length: 8 }, async () => {
+      while (busy) await lv.virConnectGetLibVersion(conn);
+    });
+    const dom = await lv.virDomainDefineXML(other, `<domain type='lxc'><name>${name}</name><memory unit='MiB'>64</memory><os><type>exe</type><init>/bin/sh</init></os></domain>`);
+    await events(1);
+    busy = false;
+    await Promise.all(calls);
+    // nothing in flight: the loop watches the socket again
+    await lv.virDomainUndefine(dom);
+    await events(2);
+    assert.deepEqual(seen.map((e) => e.event), [lv.VIR_DOMAIN_EVENT_DEFINED, lv.VIR_DOMAIN_EVENT_UNDEFINED]);
+  } finally {
+    await lv.virConnectDomainEventDeregisterAny(conn, id);
+    try {
+      await lv.virDomainUndefine(await lv.virDomainLookupByName(other, name));
+    } catch (e) {
+      if (!lv.isLibvirtError(e) || e.code !== lv.VIR_ERR_NO_DOMAIN) throw e;
+    }
+    await lv.virConnectClose(other);
     await lv.virConnectClose(conn);
   }
 });
