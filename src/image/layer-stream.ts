@@ -130,7 +130,7 @@ function explain(e: unknown, layer: ResolvedLayer, compression: Compression, fil
   if (e instanceof InputError) return e;
   const err = e as NodeJS.ErrnoException;
   if (err.code === 'ERR_STREAM_PREMATURE_CLOSE') return err;
-  if (e instanceof CorruptStreamError || err.code?.startsWith('Z_') || (compression === 'zstd' && !err.code))
+  if (e instanceof CorruptStreamError || err.code?.startsWith('Z_'))
     return new InputError(`${layer.label}: corrupt ${compression} stream: ${err.message}`, { file });
   return err;
 }

@@ -51,7 +51,7 @@ export function zstdDecompress(onTrailing: (bytes: number) => void): (source: As
           }
         }
         const out = Buffer.allocUnsafe(OUT_SIZE);
-        const [ret, produced, consumed] = dctx.decompressStream(out, src);
+        const [ret, produced, consumed] = decompressStep(dctx, out, src);
         src = src.subarray(consumed);
         inFrame = ret !== 0;
         if (produced > 0) yield out.subarray(0, produced); // waits here until the reader wants more
@@ -63,4 +63,13 @@ export function zstdDecompress(onTrailing: (bytes: number) => void): (source: As
     trailing += carry?.length ?? 0;
     if (trailing > 0) onTrailing(trailing);
   };
+}
+
+/** One step of the decoder; what it throws is the data's fault (zstd-napi's errors carry no code). */
+function decompressStep(dctx: InstanceType<typeof DCtx>, out: Buffer, src: Buffer): [number, number, number] {
+  try {
+    return dctx.decompressStream(out, src);
+  } catch (e) {
+    throw new CorruptStreamError(e instanceof Error ? e.message : String(e));
+  }
 }
