@@ -6,7 +6,6 @@
  * Writes its section of BENCHMARKS.md (between the bench:tar-parsers markers).
  */
 import { createReadStream, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';

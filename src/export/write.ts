@@ -6,6 +6,7 @@
 import { constants } from 'node:fs';
 import { lstat, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomically } from '../fsroot/atomic.js';
 import { canonicalJson } from '../convert/json.js';
 import type { RuntimeConfig } from '../oci/runtime-spec.js';
 
@@ -31,33 +32,11 @@ export async function readExportedCanonical(bundleDir: string): Promise<string |
   }
 }
 
-/** Writes `<bundleDir>/config.json` (pretty JSON) atomically; the directory is created 0700. */
+/** Writes `<bundleDir>/config.json` (pretty JSON) atomically, owner-only; the directory is created 0700. */
 export async function writeConfigAtomically(bundleDir: string, config: RuntimeConfig): Promise<string> {
   await ensureOwnDirectory(bundleDir);
   const target = join(bundleDir, 'config.json');
-  const tmp = join(bundleDir, `.config.json.${process.pid}.${Date.now()}.tmp`);
-  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-  try {
-    await fh.writeFile(JSON.stringify(config, null, 2) + '\n');
-    await fh.sync();
-  } catch (e) {
-    await fh.close();
-    await rm(tmp, { force: true });
-    throw e;
-  }
-  await fh.close();
-  try {
-    await rename(tmp, target);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw e;
-  }
-  const dir = await open(bundleDir, constants.O_RDONLY | constants.O_DIRECTORY);
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
+  await writeFileAtomically(target, JSON.stringify(config, null, 2) + '\n', 0o600);
   return target;
 }
 

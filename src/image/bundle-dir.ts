@@ -5,10 +5,11 @@
  * left behind (the swap is two renames; between them only the old copy holds the bundle).
  */
 import { constants } from 'node:fs';
-import { lstat, mkdir, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { spawn } from 'node:child_process';
 import { InputError } from '../errors.js';
+import { syncDirectory } from '../fsroot/atomic.js';
 
 /** Kept beside config.json: what was unpacked, so an unchanged image is not unpacked again. */
 export const RECORD_FILE = '.ocivirt-image.json';
@@ -129,24 +130,6 @@ async function exists(p: string): Promise<boolean> {
   }
 }
 
-/** Replaces `path` by a file holding `data`, whole or not at all, durably (a rename over it, then the directory synced). */
-export async function replaceFile(path: string, data: string, mode: number): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.ocivirt-new`);
-  await rm(tmp, { force: true });
-  await writeFile(tmp, data, { mode, flag: 'wx', flush: true });
-  await rename(tmp, path);
-  await fsyncDir(dirname(path));
-}
-
-async function fsyncDir(p: string): Promise<void> {
-  const fh = await open(p, constants.O_RDONLY | constants.O_DIRECTORY);
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
 /**
  * Undoes what an interrupted run left: an old copy without a target is put back (the crash fell
  * between the two renames); an old copy beside a target is the replaced bundle; a staging
@@ -223,7 +206,7 @@ export async function commitStaging(p: BundlePaths, signal?: AbortSignal): Promi
   const hadTarget = await exists(p.target);
   if (hadTarget) await rename(p.target, p.old);
   await rename(p.staging, p.target);
-  await fsyncDir(dirname(p.target));
+  await syncDirectory(dirname(p.target));
   if (hadTarget) await rm(p.old, { recursive: true, force: true });
 }
 

@@ -10,6 +10,7 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { InputError } from '../errors.js';
 import { readFileInRoot } from '../fsroot/read.js';
+import { writeFileAtomically } from '../fsroot/atomic.js';
 import { applyLayer, type ApplyLayerOptions, type LayerStats } from '../layer/index.js';
 import type { EventLogger } from '../log.js';
 import { IMAGE_CONVERTER_VERSION, imageConfigToRuntimeConfig } from '../convert/image-config.js';
@@ -23,7 +24,6 @@ import {
   lockBundle,
   readRecord,
   repairBundle,
-  replaceFile,
   RECORD_FILE,
   type BundlePaths,
   type UnpackRecord,
@@ -214,8 +214,8 @@ async function unpackLocked(
         // label as an ocivirt annotation). The tree is the same layers' and stays: a running
         // container may use it; only the config is derived again, then the record.
         const config = await deriveBundleConfig(source, image, join(paths.target, 'rootfs'), warn);
-        await replaceFile(join(paths.target, 'config.json'), config, 0o644);
-        await replaceFile(join(paths.target, RECORD_FILE), recordText(base, opts, image), 0o600);
+        await writeFileAtomically(join(paths.target, 'config.json'), config, 0o644);
+        await writeFileAtomically(join(paths.target, RECORD_FILE), recordText(base, opts, image), 0o600);
         opts.log?.info('image.reconverted', { entry: sourcePath, digest: base.manifestDigest, bundle: paths.target, from: record.converter ?? 1, to: IMAGE_CONVERTER_VERSION });
       } else opts.log?.info('image.unchanged', { entry: sourcePath, digest: base.manifestDigest, bundle: paths.target });
       const total = performance.now() - t0;

@@ -11,8 +11,9 @@
  * domain. Scope `all` is the full resync (every entry, every managed domain, unused image
  * bundles collected); a set of names is the per-entry pass the watcher triggers (see scope.ts).
  */
-import { mkdir, open, rename } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { writeFileAtomically } from '../fsroot/atomic.js';
 import type { Clock } from '../clock.js';
 import { uuidV5 } from '../convert/identity.js';
 import type { DriftPolicy, RemovePolicy, StartPolicy, UpdatePolicy } from '../config/index.js';
@@ -320,7 +321,7 @@ export interface EntryStatus {
   at: string;
 }
 
-/** `<stateDir>/status.json`, written atomically (temp file, fsync, rename, fsync of the directory). */
+/** `<stateDir>/status.json`, replaced atomically and durably. */
 export async function writeStatus(stateDir: string, results: readonly ItemResult[]): Promise<void> {
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   const at = new Date().toISOString();
@@ -333,22 +334,7 @@ export async function writeStatus(stateDir: string, results: readonly ItemResult
     ...(r.error !== undefined ? { error: r.error } : {}),
     at,
   }));
-  const target = join(stateDir, STATUS_FILE);
-  const tmp = join(stateDir, `.${STATUS_FILE}.${process.pid}.tmp`);
-  const fh = await open(tmp, 'w', 0o600);
-  try {
-    await fh.writeFile(JSON.stringify({ updated: at, entries }, null, 2) + '\n');
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, target);
-  const d = await open(stateDir, 'r');
-  try {
-    await d.sync();
-  } finally {
-    await d.close();
-  }
+  await writeFileAtomically(join(stateDir, STATUS_FILE), JSON.stringify({ updated: at, entries }, null, 2) + '\n', 0o600);
 }
 
 /** The pass options a loaded configuration gives (the CLI and the daemon share this). */

@@ -253,7 +253,6 @@ test('a layer blob longer or shorter than its descriptor fails while streaming',
 });
 
 const truncate = (b: Buffer) => b.subarray(0, b.length - 20);
-const garbage = (b: Buffer) => Buffer.concat([b, Buffer.from('this is trailing garbage')]);
 
 for (const c of ['gzip', 'zstd'] as const) {
   test(`${c} layer truncated (digest recomputed to match) fails as a corrupt stream`, async () => {

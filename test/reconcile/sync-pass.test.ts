@@ -16,7 +16,7 @@ import type { StepBudget } from '../../src/reconcile/steps.js';
 import { syncOnce, syncPass, type PassSpec, type SyncOptions } from '../../src/reconcile/sync.js';
 import { parseDomainXml } from '../../src/xml/parse.js';
 import { writeMinimalBundle } from '../helpers/bundle.js';
-import { FakeClock, settle } from '../helpers/fake-clock.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { FakeLibvirt } from '../helpers/fake-libvirt.js';
 import { captureLog } from '../helpers/log.js';
 
