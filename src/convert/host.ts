@@ -2,7 +2,8 @@
 import { statfsSync, statSync } from 'node:fs';
 import { posix } from 'node:path';
 import { InputError } from '../errors.js';
-import { readFileInRoot, resolveInRootSync } from '../fsroot/index.js';
+import { resolveInRootSync } from '../fsroot/index.js';
+import { readUserDb } from '../fsroot/userdb.js';
 import type { RuntimeConfig } from '../oci/runtime-spec.js';
 import type { Domain } from '../xml/domain.js';
 import type { ExecutableResolver, HostDeviceNode } from './context.js';
@@ -79,10 +80,10 @@ async function rootfsIdLookup(domain: Domain, file: string): Promise<ReturnType<
   const rootfs = domain.devices.filesystems.find((fs) => fs.target === '/' && fs.type === 'mount')?.source.dir;
   if (!named || rootfs === undefined) return undefined;
   try {
-    const read = async (p: string) => (await readFileInRoot(rootfs, p, 4 * 1024 * 1024))?.toString('utf8');
-    return idLookup(await read('/etc/passwd'), await read('/etc/group'));
+    const db = await readUserDb(rootfs);
+    return idLookup(db.passwd, db.group);
   } catch (e) {
-    throw new InputError(`cannot read the rootfs user database: ${(e as Error).message}`, { file, field: 'os.inituser' });
+    throw new InputError(`cannot read the rootfs user database: ${e instanceof InputError ? e.reason : (e as Error).message}`, { file, field: 'os.inituser' });
   }
 }
 

@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { InputError } from '../errors.js';
-import { readFileInRoot } from '../fsroot/read.js';
+import { readUserDb } from '../fsroot/userdb.js';
 import { writeFileAtomically } from '../fsroot/atomic.js';
 import { applyLayer, type ApplyLayerOptions, type LayerStats } from '../layer/index.js';
 import type { EventLogger } from '../log.js';
@@ -36,8 +36,6 @@ import { formatPlatform, hostPlatform, parsePlatform } from './platform.js';
 import { resolveImage, type ResolvedImage, type ResolvedLayer } from './resolve.js';
 import { openImageSource, type ImageSource, type SourceFormat } from './source.js';
 
-/** /etc/passwd and /etc/group bigger than this are not a user database we should parse. */
-const MAX_USERDB_BYTES = 4 << 20;
 
 export interface LayerProgress {
   layer: number;
@@ -384,15 +382,13 @@ function recordText(base: { manifestDigest: string; configDigest: string; platfo
 
 /** The bundle's config.json text, from the image config and the unpacked rootfs's user database. */
 async function deriveBundleConfig(source: ImageSource, image: ResolvedImage, rootfs: string, warn: (m: string) => void): Promise<string> {
-  const where = (name: string) => (e: unknown) => {
-    throw e instanceof InputError ? new InputError(`${name} in the unpacked rootfs: ${e.reason}`, { file: source.path }) : e;
-  };
-  const passwd = await readFileInRoot(rootfs, '/etc/passwd', MAX_USERDB_BYTES).catch(where('/etc/passwd'));
-  const group = await readFileInRoot(rootfs, '/etc/group', MAX_USERDB_BYTES).catch(where('/etc/group'));
+  const { passwd, group } = await readUserDb(rootfs).catch((e: unknown) => {
+    throw e instanceof InputError ? new InputError(`${e.reason} (the unpacked image)`, { file: source.path }) : e;
+  });
   const { config, warnings } = imageConfigToRuntimeConfig({
     image: image.config,
-    passwd: passwd?.toString('utf8'),
-    group: group?.toString('utf8'),
+    passwd,
+    group,
     rootPath: 'rootfs',
     file: `${source.path}:${image.configDigest.text}`,
   });

@@ -12,14 +12,12 @@
 import { InputError } from '../errors.js';
 import { hostnameForDomainName } from '../convert/identity.js';
 import { resolveUser } from '../convert/image-config.js';
-import { readFileInRoot } from '../fsroot/read.js';
+import { readUserDb } from '../fsroot/userdb.js';
 import type { Mount, RuntimeConfig } from '../oci/runtime-spec.js';
 import type { HeldEntry } from '../spool/read.js';
 import { checkMountSource } from '../spool/trust.js';
 import { RECORDED_PREFIX, type EntrySettings } from './keys.js';
 
-/** Larger than any real /etc/passwd or /etc/group (as the unpacker's limit). */
-const MAX_USERDB_BYTES = 4 << 20;
 /** CFS period for `cpus`: Docker's and podman's. */
 export const CPU_PERIOD_US = 100_000;
 const START_ANNOTATION = 'org.ocivirt.start';
@@ -56,11 +54,10 @@ export async function applySettings(config: RuntimeConfig, s: EntrySettings, ctx
     proc.args = args;
   }
   if (s.user !== undefined) {
-    const passwd = await readFileInRoot(ctx.rootfs, '/etc/passwd', MAX_USERDB_BYTES).catch(inRootfs(ctx.file, '/etc/passwd'));
-    const group = await readFileInRoot(ctx.rootfs, '/etc/group', MAX_USERDB_BYTES).catch(inRootfs(ctx.file, '/etc/group'));
     let user;
     try {
-      user = resolveUser(s.user, passwd?.toString('utf8'), group?.toString('utf8'));
+      const db = await readUserDb(ctx.rootfs);
+      user = resolveUser(s.user, db.passwd, db.group);
     } catch (e) {
       if (e instanceof InputError) throw new InputError(e.reason, where('user'));
       throw e;
@@ -146,11 +143,4 @@ export function withEnv(env: readonly string[], changes: Record<string, string |
   }
   for (const [name, value] of Object.entries(changes)) if (!done.has(name) && value !== null) out.push(`${name}=${value}`);
   return out;
-}
-
-function inRootfs(file: string, path: string) {
-  return (e: unknown): never => {
-    if (e instanceof InputError) throw new InputError(`${path} in the container's rootfs: ${e.reason}`, { file, field: 'user' });
-    throw e;
-  };
 }
