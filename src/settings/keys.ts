@@ -143,6 +143,12 @@ const MAX_MEMORY = 2 ** 53 - 1;
 const RESTART = /^(no|always|on-failure(:[1-9][0-9]{0,5})?)$/;
 const SIGNAL = /^(SIG)?[A-Z][A-Z0-9+-]*$|^([1-9]|[1-5][0-9]|6[0-4])$/;
 export const VOLUME_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+/**
+ * An image VOLUME's anonymous volume, `_<domain>.<12 hex>` (volumes/names.ts). A settings file may
+ * name one only of its own entry's domain (checked where the domain is known, volumes/mounts.ts):
+ * that is how a self-contained export (`ocivirt export --rootfs`) keeps it.
+ */
+export const ANONYMOUS_VOLUME_NAME = /^_([a-z0-9][a-z0-9-]{0,62})\.[0-9a-f]{12}$/;
 const NETWORK_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$/;
 const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
 /** Keys ocivirt itself writes from settings (below); a settings file sets them through their keys. */
@@ -172,7 +178,8 @@ function volume(value: unknown, where: Where): Volume {
   if (destination === '/') fail(where, 'cannot be mounted over the container\'s /', value);
   const readOnly = mode === 'ro';
   if (source.startsWith('/')) return { kind: 'bind', source: posix.normalize(source), destination, readOnly };
-  if (!VOLUME_NAME.test(source)) fail(where, 'its source must be an absolute host path or a volume name (letters, digits, _ . -)', value);
+  if (!VOLUME_NAME.test(source) && !ANONYMOUS_VOLUME_NAME.test(source))
+    fail(where, 'its source must be an absolute host path or a volume name (letters, digits, _ . -; or the entry\'s own anonymous volume _DOMAIN.HASH)', value);
   return { kind: 'named', name: source, destination, readOnly };
 }
 
@@ -441,8 +448,8 @@ export const ENTRY_KEYS: readonly KeySpec[] = [
     key: 'volumes',
     effect: 'applied',
     check: volumes,
-    schema: { type: 'array', maxItems: MAX_SETTINGS_VOLUMES, items: { type: 'string', pattern: '^([A-Za-z0-9][A-Za-z0-9_.-]*|/[^:]*):/[^:]*(:(ro|rw))?$' } },
-    doc: 'Mounts: `"/host/path:/path[:ro]"` binds a host directory, which must be under the daemon\'s `bindAllowList`; `"NAME:/path[:ro]"` mounts the named volume `<state>/volumes/NAME`, made (and seeded with the image\'s files at the path) when new, kept until `ocivirt volume remove`. At most 64, each container path once.',
+    schema: { type: 'array', maxItems: MAX_SETTINGS_VOLUMES, items: { type: 'string', pattern: '^([A-Za-z0-9][A-Za-z0-9_.-]*|_[a-z0-9][a-z0-9-]*\\.[0-9a-f]{12}|/[^:]*):/[^:]*(:(ro|rw))?$' } },
+    doc: 'Mounts: `"/host/path:/path[:ro]"` binds a host directory, which must be under the daemon\'s `bindAllowList`; `"NAME:/path[:ro]"` mounts the named volume `<state>/volumes/NAME`, made (and seeded with the image\'s files at the path) when new, kept until `ocivirt volume remove`; `"_DOMAIN.HASH:/path"` mounts the entry\'s own anonymous volume (another entry\'s is refused), as `ocivirt export --rootfs` writes it. At most 64, each container path once.',
     examples: [['/srv/shared:/data:ro'], ['cache:/var/cache']],
     refused: [['data'], ['/a:relative'], ['/a:/b:rx'], '/a:/b'],
   },

@@ -9,7 +9,7 @@ import { isAbsolute, posix } from 'node:path';
 import { InputError } from '../errors.js';
 import type { Mount, RuntimeConfig } from '../oci/runtime-spec.js';
 import type { EntrySettings } from '../settings/keys.js';
-import { anonymousVolumeName } from './names.js';
+import { anonymousOwner, anonymousVolumeName } from './names.js';
 import { ensureVolume, type IdMap } from './store.js';
 
 export interface VolumeMount {
@@ -45,8 +45,17 @@ export const MAX_IMAGE_VOLUMES = 64;
 export async function entryVolumes(input: EntryVolumesInput): Promise<{ volumes: VolumeMount[]; warnings: string[] }> {
   const warnings: string[] = [];
   const wanted: Omit<VolumeMount, 'source'>[] = [];
-  for (const v of input.settings?.volumes ?? [])
-    if (v.kind === 'named') wanted.push({ name: v.name, destination: v.destination, readOnly: v.readOnly, anonymous: false });
+  for (const [i, v] of (input.settings?.volumes ?? []).entries()) {
+    if (v.kind !== 'named') continue;
+    // an anonymous volume is its domain's own: a settings file may name its entry's (an export does), never another's
+    const owner = anonymousOwner(v.name);
+    if (v.name.startsWith('_') && owner !== input.domainName)
+      throw new InputError(`${v.name} is ${owner === undefined ? 'no volume name' : `the anonymous volume of domain ${owner}`}: a settings file may name only its own entry's (domain ${input.domainName})`, {
+        ...(input.settingsFile !== undefined ? { file: input.settingsFile } : {}),
+        field: `volumes[${i}]`,
+      });
+    wanted.push({ name: v.name, destination: v.destination, readOnly: v.readOnly, anonymous: false });
+  }
   const taken = new Set([...(input.config.mounts ?? []).map((m) => m.destination), ...wanted.map((w) => w.destination)]);
   const declared = Object.keys(input.imageVolumes ?? {});
   if (declared.length > MAX_IMAGE_VOLUMES)

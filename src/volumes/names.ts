@@ -2,13 +2,13 @@
  * Where volumes live and what they are called. A named volume is `<state>/volumes/<name>` (its
  * name checked by the settings' VOLUME_NAME: no '/', no '..', a safe charset); an image VOLUME's
  * anonymous volume is keyed by the entry's domain and the path, under a name that starts with
- * `_`, which a named volume cannot, so a settings file can never name another entry's anonymous
- * volume.
+ * `_`, which a named volume cannot; a settings file may name only its own entry's anonymous volume
+ * (mounts.ts), so never another entry's.
  */
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { isValidDomainName } from '../convert/identity.js';
-import { VOLUME_NAME } from '../settings/keys.js';
+import { ANONYMOUS_VOLUME_NAME, VOLUME_NAME } from '../settings/keys.js';
 
 export function volumesDir(stateDir: string): string {
   return join(stateDir, 'volumes');
@@ -19,11 +19,9 @@ export function anonymousVolumeName(domainName: string, path: string): string {
   return `_${domainName}.${createHash('sha256').update(path).digest('hex').slice(0, 12)}`;
 }
 
-const ANONYMOUS = /^_([a-z0-9][a-z0-9-]{0,62})\.[0-9a-f]{12}$/;
-
 /** The domain an anonymous volume belongs to, or undefined for a named one. */
 export function anonymousOwner(name: string): string | undefined {
-  const m = ANONYMOUS.exec(name);
+  const m = ANONYMOUS_VOLUME_NAME.exec(name);
   return m && isValidDomainName(m[1]!) ? m[1] : undefined;
 }
 

@@ -1,5 +1,6 @@
 /**
- * The volume store: names (hostile ones refused, anonymous ones out of reach of a settings file),
+ * The volume store: names (hostile ones refused, another entry's anonymous one out of reach of a
+ * settings file, its own one allowed: a self-contained export names it),
  * a new volume seeded once with the image's files and owners (an existing one never again),
  * seeding inside the image's root even through a symlink at the VOLUME path, owners moved into a
  * user namespace's mapped range, a volume swapped for a symlink refused, the volumes directory
@@ -86,7 +87,7 @@ test('a seed directory swapped for a link after it was opened: the copy is of wh
 test('volume names: hostile ones are refused, anonymous ones cannot be named by a settings file', async () => {
   for (const bad of ['', '.', '..', '../x', 'a/b', '/abs', '.hidden', '-x', 'a\0b', 'x'.repeat(200), '_web.0123456789ab/..'])
     await rejects(() => ensureVolume(state, bad), /is not a volume name/);
-  for (const bad of ['../etc:/data', '.x:/data', '_web.0123456789ab:/data', 'a b:/data'])
+  for (const bad of ['../etc:/data', '.x:/data', '_web.0123456789ab/x:/data', '_Web.0123456789ab:/data', '_web.0123:/data', 'a b:/data'])
     assert.throws(() => parseEntrySettings({ volumes: [bad] }, '/s.ocivirt.json'), /volumes\[0\]/, bad);
   const anon = anonymousVolumeName('web', '/data');
   assert.match(anon, /^_web\.[0-9a-f]{12}$/);
@@ -202,6 +203,19 @@ test('entryVolumes: named volumes, an anonymous one per image VOLUME nothing els
   const many = Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`/v${i}`, {}]));
   await rejects(() => entryVolumes({ domainName: 'web', imageVolumes: many, config: { ociVersion: '1.2.0' }, seedRoot: image, stateDir: state }), /config\.Volumes: the image declares 65 VOLUMEs, more than 64/);
   await rejects(() => entryVolumes({ domainName: 'web', settings, settingsFile: '/s.ocivirt.json', config: { ociVersion: '1.2.0' }, seedRoot: image }), /\/s\.ocivirt\.json: volumes: volumes need a state directory/);
+});
+
+test("entryVolumes: a settings file may name its own entry's anonymous volume (as an export writes it), never another's", async () => {
+  const own = anonymousVolumeName('web', '/data');
+  const mine = parseEntrySettings({ volumes: [`${own}:/data:ro`] }, '/s.ocivirt.json');
+  const r = await entryVolumes({ domainName: 'web', settings: mine, settingsFile: '/s.ocivirt.json', config: { ociVersion: '1.2.0' }, seedRoot: image, stateDir: state });
+  assert.equal(r.volumes.map((v) => [v.name, v.destination, v.readOnly, v.source]), [[own, '/data', true, join(volumesDir(state), own)]]);
+  const theirs = parseEntrySettings({ volumes: [`${anonymousVolumeName('api', '/data')}:/data`] }, '/s.ocivirt.json');
+  await rejects(
+    () => entryVolumes({ domainName: 'web', settings: theirs, settingsFile: '/s.ocivirt.json', config: { ociVersion: '1.2.0' }, seedRoot: image, stateDir: state }),
+    /\/s\.ocivirt\.json: volumes\[0\]: _api\.[0-9a-f]{12} is the anonymous volume of domain api: a settings file may name only its own entry's \(domain web\)/,
+  );
+  assert.not.ok(existsSync(join(volumesDir(state), anonymousVolumeName('api', '/data'))), "another entry's volume is not made");
 });
 
 test.run();
