@@ -175,6 +175,29 @@ export function projectDomain(d: Domain): Map<string, string> {
   return p;
 }
 
+/**
+ * Provenance: where a domain was made from, not what it runs. The bundle directory, the digest of
+ * what it was made from (the settings file's digest is folded into it) and the image digest; and
+ * the source of the filesystem mounted at '/', which a copy of the same tree (a self-contained
+ * export taken back by a spool) changes. Everything else, the rootfs's target and mode among it,
+ * stays compared.
+ */
+const PROVENANCE_KEYS = new Set(['metadata.ocivirt.bundle', 'metadata.ocivirt.desiredDigest', 'metadata.ocivirt.imageDigest']);
+
+export interface CompareOptions {
+  /** 'ignore': the domains are the same container whatever they were made from (see PROVENANCE_KEYS). Default 'compare'. */
+  provenance?: 'compare' | 'ignore';
+}
+
+/** The projection without provenance keys (the root filesystem's source found by its target, '/'). */
+function withoutProvenance(d: Domain, p: Map<string, string>): Map<string, string> {
+  for (const k of PROVENANCE_KEYS) p.delete(k);
+  d.devices.filesystems.forEach((fs, i) => {
+    if (fs.target === '/') p.delete(`devices.filesystem[${i}].source`);
+  });
+  return p;
+}
+
 /** One key whose value differs; undefined where that side has none. */
 export interface DomainChange {
   key: string;
@@ -183,9 +206,10 @@ export interface DomainChange {
 }
 
 /** What differs between two domains, key by key (what libvirt fills in counts only when desired sets it). */
-export function domainChanges(desired: Domain, actual: Domain): DomainChange[] {
-  const want = projectDomain(desired);
-  const have = projectDomain(actual);
+export function domainChanges(desired: Domain, actual: Domain, opts: CompareOptions = {}): DomainChange[] {
+  const project = (d: Domain) => (opts.provenance === 'ignore' ? withoutProvenance(d, projectDomain(d)) : projectDomain(d));
+  const want = project(desired);
+  const have = project(actual);
   const out: DomainChange[] = [];
   const keys = [...new Set([...want.keys(), ...have.keys()])];
   for (const key of keys) {
@@ -199,10 +223,22 @@ export function domainChanges(desired: Domain, actual: Domain): DomainChange[] {
 }
 
 /** Human-readable differences, e.g. `memtune.hard_limit 524288 -> 1048576`; empty when the same. */
-export function domainDifferences(desired: Domain, actual: Domain): string[] {
-  return domainChanges(desired, actual).map((c) => `${c.key} ${c.desired ?? '(none)'} -> ${c.actual ?? '(none)'}`);
+export function domainDifferences(desired: Domain, actual: Domain, opts: CompareOptions = {}): string[] {
+  return domainChanges(desired, actual, opts).map((c) => `${c.key} ${c.desired ?? '(none)'} -> ${c.actual ?? '(none)'}`);
 }
 
 export function sameDomain(desired: Domain, actual: Domain): boolean {
   return domainDifferences(desired, actual).length === 0;
+}
+
+/**
+ * "The same container": the differences of two domains apart from their provenance, e.g. a domain
+ * and the one a spool made from its self-contained export (`ocivirt export --rootfs`).
+ */
+export function containerDifferences(a: Domain, b: Domain): string[] {
+  return domainDifferences(a, b, { provenance: 'ignore' });
+}
+
+export function sameContainer(a: Domain, b: Domain): boolean {
+  return containerDifferences(a, b).length === 0;
 }

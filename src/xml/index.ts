@@ -2,5 +2,5 @@
 export * from './domain.js';
 export { parseDomainXml } from './parse.js';
 export { buildDomainXml } from './build.js';
-export { sameDomain, domainChanges, domainDifferences, type DomainChange } from './compare.js';
+export { sameDomain, domainChanges, domainDifferences, containerDifferences, sameContainer, type CompareOptions, type DomainChange } from './compare.js';
 export { METADATA_NS, type OciMetadata } from './metadata.js';
