@@ -83,7 +83,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'stateDir', kind: { type: 'path' }, default: '/var/lib/ocivirt/state', env: 'OCIVIRT_STATE',
     doc: 'Unpacked images (rootfs), the status file. Written owner-only.' },
   { key: 'exportDir', kind: { type: 'path' }, default: '/var/lib/ocivirt/export', env: 'OCIVIRT_EXPORT',
-    doc: 'Where `<domain>/config.json` is written when a domain changes in libvirt. Must not be inside the spool.' },
+    doc: 'Where `<domain>/config.json` is written when a domain changes in libvirt (config only, its `root.path` the domain\'s absolute rootfs: `ocivirt export --rootfs` makes a bundle a spool takes back). Must not be inside the spool.' },
   { key: 'uri', kind: { type: 'string', pattern: /^lxc(\+[a-z]+)?:\/\/[^\s]*$/, patternText: 'an lxc URI such as lxc:///' }, default: 'lxc:///', env: 'OCIVIRT_URI',
     doc: 'libvirt connection URI.' },
   { key: 'namePrefix', kind: { type: 'string', pattern: /^([a-z0-9][a-z0-9-]{0,31})?$/, patternText: "empty, or up to 32 of a-z, 0-9 and '-' not starting with '-'" },
