@@ -30,8 +30,12 @@ copied as it is into a spool (cp -a <dir> <dir>.ocivirt.json SPOOL/):
     leave config.json: they are written as settings "volumes" entries ("NAME:/path[:ro]") into
     <dir>.ocivirt.json beside <dir>, written only when there are any (else one left by an
     earlier export is removed). Any other host path stays a bind in config.json, and is warned
-    about when it is outside bindAllowList: the spool's trust check would refuse it.
-The file, the settings file and the copy are all written with the export's own rights.
+    about when it is outside bindAllowList: the spool's trust check would refuse it. An image
+    VOLUME's anonymous volume is written as "_DOMAIN.HASH:/path", which a settings file may name
+    for its own entry's domain only: take the bundle back under the same entry name (and name
+    prefix) and state directory to get the same domain, volumes and data.
+config.json and the settings file are written atomically, 0600. <dir> may not be inside the tree
+it copies.
 
 Options:
   --rootfs        a self-contained bundle (see above)

@@ -70,6 +70,9 @@ export async function exportSelfContained(port: LibvirtPort, name: string, bundl
   const rootDir = domain.devices.filesystems.find((fs) => fs.target === '/' && fs.type === 'mount')?.source.dir;
   if (rootDir === undefined) throw new InputError("has no <filesystem type='mount'> with target '/': no root directory to copy", { file: `domain ${name}` });
   const { config, warnings } = await domainToConfig(domain, `domain ${name}`);
+  // cp -a of a tree into itself would copy what it is writing
+  if (isInside(await realpathOrSelf(bundleDir), await realpathOrSelf(rootDir)))
+    throw new InputError(`is inside the tree it would copy, ${rootDir} (the root of domain ${name})`, { file: bundleDir });
 
   const { kept, volumes } = await splitVolumeMounts(config.mounts ?? [], opts.stateDir);
   const bundle: RuntimeConfig = { ...config, root: { ...config.root, path: 'rootfs' } };
@@ -109,19 +112,29 @@ export async function splitVolumeMounts(mounts: readonly Mount[], stateDir: stri
   return { kept, volumes };
 }
 
+/** `path` is `dir` or under it. */
+function isInside(path: string, dir: string): boolean {
+  const rel = relative(dir, path);
+  return rel === '' || (rel !== '..' && !rel.startsWith('..' + sep) && !isAbsolute(rel));
+}
+
+/** The real path of `path`, or of its nearest existing parent with the rest appended. */
+async function realpathOrSelf(path: string): Promise<string> {
+  const real = await realpath(path).catch(() => undefined);
+  if (real !== undefined) return real;
+  const parent = dirname(path);
+  return parent === path ? path : join(await realpathOrSelf(parent), basename(path));
+}
+
 /** Host paths the spool's trust check will refuse: outside the bundle and the allow-list. */
 async function outsideWarnings(mounts: readonly Mount[], bundleDir: string, allowList: readonly string[]): Promise<string[]> {
   const allowed = await Promise.all(allowList.map((a) => realpath(a).catch(() => a)));
-  const inside = (p: string, dir: string) => {
-    const rel = relative(dir, p);
-    return rel === '' || (rel !== '..' && !rel.startsWith('..' + sep) && !isAbsolute(rel));
-  };
   const out: string[] = [];
   for (const m of mounts) {
     const options = m.options ?? [];
     if (!(m.type === 'bind' || options.includes('bind') || options.includes('rbind')) || m.source === undefined) continue;
     const real = await realpath(m.source).catch(() => m.source!);
-    if (!inside(real, bundleDir) && !allowed.some((a) => inside(real, a)))
+    if (!isInside(real, bundleDir) && !allowed.some((a) => isInside(real, a)))
       out.push(`mount ${m.destination}: host path ${m.source} is outside the bundle and bindAllowList; a spool entry of this export is refused unless it is allowed`);
   }
   return out;

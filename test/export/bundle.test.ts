@@ -149,6 +149,15 @@ test('a copy that fails leaves the rootfs there as it was, and no staging direct
   assert.ok(existsSync(join(dir, 'rootfs', 'previous')));
 });
 
+test('an export into the tree it copies is refused before anything is written', async () => {
+  const port = await portWith([]);
+  await exportSelfContained(port, 'web', join(rootfs, 'out', 'web'), { stateDir: state }).then(
+    () => assert.unreachable('should have failed'),
+    (e: Error) => assert.match(e.message, /is inside the tree it would copy/),
+  );
+  assert.not.ok(existsSync(join(rootfs, 'out')));
+});
+
 test('an unknown domain is an input error naming it', async () => {
   const port = new FakeLibvirt();
   await exportSelfContained(port, 'nope', outDir(), { stateDir: state }).then(
