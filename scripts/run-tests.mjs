@@ -4,7 +4,7 @@
 //   --unit      skip test/integration and libvirt-binding/test (no libvirtd needed)
 //   --only STR  only files whose path contains STR
 //   -j N        files run at once (default 2; integration files always run one at a time)
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
@@ -13,6 +13,14 @@ const args = process.argv.slice(2);
 const unitOnly = args.includes('--unit');
 const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined;
 const jobs = args.includes('-j') ? Number(args[args.indexOf('-j') + 1]) : 2;
+
+// The container init shim (C, static) that test/shim runs: built here so that every way into the
+// suite (npm test, npm run test:unit, this script directly) tests the current source. make is a no-op
+// when the binary is newer than shim/ocivirt-init.c; a failed build leaves test/shim to fail loudly.
+{
+  const made = spawnSync('make', ['-s', '-C', join(root, 'shim')], { stdio: ['ignore', 'inherit', 'inherit'] });
+  if (made.status !== 0) console.error(`run-tests: building the shim failed (make -C shim: ${made.error?.message ?? `exit ${made.status}`})`);
+}
 
 function walk(dir) {
   const out = [];

@@ -38,7 +38,7 @@ PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 URI=lxc:///
 PKGS="libvirt-daemon libvirt-daemon-driver-lxc libvirt-clients libvirt-dev libxml2-utils iproute2 procps
-      g++ make python3 pkg-config busybox-static runc umoci skopeo systemd debootstrap zstd strace ${OCIVIRT_EXTRA_PKGS:-}"
+      g++ make python3 pkg-config libseccomp-dev busybox-static runc umoci skopeo systemd debootstrap zstd strace ${OCIVIRT_EXTRA_PKGS:-}"
 # systemd as PID 1 (not merely installed): systemd runs libvirtd, from libvirt-daemon-system's unit
 # (a private pid file, OCIVIRT_LIBVIRTD_PIDFILE, names a libvirtd of this script's own: never systemd's)
 if [ -d /run/systemd/system ] && [ -z "${OCIVIRT_LIBVIRTD_PIDFILE:-}" ]; then SYSTEMD=1; PKGS="$PKGS libvirt-daemon-system"; else SYSTEMD=0; fi
