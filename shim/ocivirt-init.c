@@ -430,6 +430,9 @@ static scmp_filter_ctx build_seccomp(const struct spec *s) {
   /* libseccomp sets no_new_privs by itself unless told not to: only the spec decides that */
   int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
   if (rc < 0) fail(EXIT_SETUP, "seccomp: clearing CTL_NNP: %s", strerror(-rc));
+  /* the kernel's own errno on a failed load (else libseccomp says ECANCELED) */
+  if ((rc = seccomp_attr_set(ctx, SCMP_FLTATR_API_SYSRAWRC, 1)) < 0)
+    fail(EXIT_SETUP, "seccomp: SCMP_FLTATR_API_SYSRAWRC: %s", strerror(-rc));
   if (s->flag_log && (rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_LOG, 1)) < 0)
     fail(EXIT_SETUP, "seccomp: SECCOMP_FILTER_FLAG_LOG: %s", strerror(-rc));
   if (s->flag_ssb && (rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_SSB, 1)) < 0)
@@ -478,8 +481,10 @@ static scmp_filter_ctx build_seccomp(const struct spec *s) {
   return ctx;
 }
 
-static void load_seccomp(scmp_filter_ctx ctx) {
+static void load_seccomp(scmp_filter_ctx ctx, bool nnp) {
   int rc = seccomp_load(ctx);
+  if (rc == -EACCES && !nnp)
+    fail(EXIT_SETUP, "seccomp: loading the filter: %s (without no_new_privs the kernel requires CAP_SYS_ADMIN)", strerror(-rc));
   if (rc < 0) fail(EXIT_SETUP, "seccomp: loading the filter: %s", strerror(-rc));
 }
 
@@ -517,12 +522,12 @@ _Noreturn static void child(const struct spec *s, const sigset_t *orig_mask) {
   /* signals: back to the mask the shim started with; dispositions are all default (never changed) */
   if (sigprocmask(SIG_SETMASK, orig_mask, NULL) < 0) fail(EXIT_SETUP, "sigprocmask: %s", strerror(errno));
   /* without no_new_privs a filter needs CAP_SYS_ADMIN: load it while still root (as runc does) */
-  if (ctx && !s->nnp) load_seccomp(ctx);
+  if (ctx && !s->nnp) load_seccomp(ctx, false);
   if (setgroups(s->ngroups, s->groups) < 0) fail(EXIT_SETUP, "setgroups: %s", strerror(errno));
   if (setresgid(s->gid, s->gid, s->gid) < 0) fail(EXIT_SETUP, "gid %u: %s", (unsigned)s->gid, strerror(errno));
   if (setresuid(s->uid, s->uid, s->uid) < 0) fail(EXIT_SETUP, "uid %u: %s", (unsigned)s->uid, strerror(errno));
   if (s->nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(EXIT_SETUP, "no_new_privs: %s", strerror(errno));
-  if (ctx && s->nnp) load_seccomp(ctx); /* last: the shim's own syscalls above are not filtered */
+  if (ctx && s->nnp) load_seccomp(ctx, true); /* last: the shim's own syscalls above are not filtered */
   execve(program, (char *const *)s->argv, (char *const *)s->envp);
   int e = errno;
   fail(e == ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC, "exec %.200s: %s", program, strerror(e));

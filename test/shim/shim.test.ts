@@ -57,16 +57,16 @@ function config(p: Proc, linux?: Record<string, unknown>): RuntimeConfig {
 interface Result { code: number | null; signal: string | null; stdout: string; stderr: string; status: string | undefined }
 
 /** Runs the shim as PID 1 with `spec` (a config or raw bytes); `wrap` is a shell line run before `exec` of the shim. */
-function run(dir: string, spec: RuntimeConfig | Buffer, opts: { unshare?: string[]; wrap?: string; pid1?: boolean } = {}): Result {
+function run(dir: string, spec: RuntimeConfig | Buffer, opts: { unshare?: string[]; wrap?: string; pid1?: boolean; prefix?: string[] } = {}): Result {
   const specPath = join(dir, 'spec');
   const statusPath = join(dir, 'status');
   writeFileSync(specPath, Buffer.isBuffer(spec) ? spec : encodeShimSpec(spec, { statusPath }));
-  const shim = `${SHIM} ${specPath}`;
+  const shim = `${(opts.prefix ?? []).join(' ')} ${SHIM} ${specPath}`;
   const argv = opts.pid1 === false
     ? [SHIM, specPath]
     : ['unshare', '--pid', '--fork', '--mount-proc', ...(opts.unshare ?? []),
       ...(opts.wrap ? [BUSYBOX, 'sh', '-c', `${opts.wrap} && exec ${shim}`] : [SHIM, specPath])];
-  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', timeout: 20_000, env: { OUTSIDE: 'leaks' } });
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', timeout: 20_000, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', OUTSIDE: 'leaks' } });
   if (r.error) throw r.error;
   return {
     code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr,
@@ -204,6 +204,18 @@ it('seccomp: a default-errno profile that does not allow execve: the exec failur
     seccomp: { defaultAction: 'SCMP_ACT_ERRNO', defaultErrnoRet: 38, syscalls: [{ names: ['write', 'exit', 'exit_group'], action: 'SCMP_ACT_ALLOW' }] },
   }));
   refusedToRun(dir, r, 126, /^ocivirt-init: exec \/bin\/busybox: Function not implemented$/m);
+});
+
+it('seccomp without no_new_privs where CAP_SYS_ADMIN is gone (as libvirt drops it): refused, never run unfiltered; with no_new_privs it loads', () => {
+  const profile = { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['kexec_load'], action: 'SCMP_ACT_ERRNO' }] };
+  let dir = caseDir();
+  const noSysAdmin = { unshare: [], wrap: 'true', prefix: ['/usr/bin/setpriv', '--bounding-set', '-sys_admin'] };
+  refusedToRun(dir, run(dir, config({ script: marker(dir) }, { seccomp: profile }), noSysAdmin), 125,
+    /^ocivirt-init: seccomp: loading the filter: Permission denied \(without no_new_privs the kernel requires CAP_SYS_ADMIN\)$/m);
+  dir = caseDir();
+  const r = run(dir, config({ script: 'grep -E "^(Seccomp|NoNewPrivs):" /proc/self/status', noNewPrivileges: true }, { seccomp: profile }), noSysAdmin);
+  assert.is(r.code, 0, show(r));
+  assert.match(r.stdout, /^Seccomp:\s+2$/m);
 });
 
 it('sysctl: written through /proc/sys in the container namespaces (a private netns here)', () => {
