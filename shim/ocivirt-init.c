@@ -565,6 +565,9 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < sizeof sync_signals / sizeof *sync_signals; i++) sigdelset(&all, sync_signals[i]);
   if (sigprocmask(SIG_SETMASK, &all, &orig) < 0) die("sigprocmask: %s", strerror(errno));
 
+  /* outside a pid namespace (not PID 1), orphans still come to the shim to be reaped */
+  if (getpid() != 1 && prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) die("PR_SET_CHILD_SUBREAPER: %s", strerror(errno));
+
   int pipefd[2];
   if (pipe2(pipefd, O_CLOEXEC) < 0) die("pipe: %s", strerror(errno));
   pid_t pid = fork();

@@ -367,6 +367,19 @@ it('orphans reparented to PID 1 are reaped (no zombies left while the process ru
   assert.not.ok(states.includes('Z'), `a zombie is left:\n${r.stdout}`);
 });
 
+it('outside a pid namespace the shim is a child subreaper: orphans come to it and are reaped', () => {
+  const dir = caseDir();
+  // the shim is the script's parent ($PPID): list the state of every process whose parent it is
+  const script = 'for i in 1 2 3; do sh -c "sleep 0.1 & exit 0"; done; sleep 0.3; sh -c "sleep 2 & exit 0"; sleep 0.3; ' +
+    'for f in /proc/[0-9]*/stat; do read -r line < $f 2>/dev/null || continue; set -- ${line##*) }; [ "$2" = "$PPID" ] && echo "child $1"; done; true';
+  const r = run(dir, config({ script }), { pid1: false });
+  assert.is(r.code, 0, show(r));
+  const states = r.stdout.split('\n').filter((l) => l.startsWith('child ')).map((l) => l.slice(6));
+  // the script itself (R/S) and the orphaned `sleep 2` (S) are the shim's children; no zombie among them
+  assert.ok(states.length >= 2, `the orphan did not come to the shim:\n${show(r)}`);
+  assert.not.ok(states.includes('Z'), `a zombie is left:\n${r.stdout}`);
+});
+
 // ---------- hostile spec files: refused before anything runs ----------
 
 function refusedSpec(bytes: Buffer, message: RegExp, label: string): void {
