@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import type { RuntimeConfig } from '../../src/oci/runtime-spec.js';
 import { encodeShimSpec } from '../../src/shim/spec.js';
 import { prng, runSeed } from '../helpers/prng.js';
+import { schemasDir } from '../helpers/schema.js';
 
 const root = new URL('../../..', import.meta.url).pathname;
 const SHIM = join(root, 'dist/shim/ocivirt-init');
@@ -75,6 +76,22 @@ function run(dir: string, spec: RuntimeConfig | Buffer, opts: { unshare?: string
 }
 
 const show = (r: Result) => `exit ${r.code} ${r.signal ?? ''}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}\nstatus: ${r.status}`;
+
+it("the runtime-spec project's own good-spec-example.json, with a busybox process, runs as configured", () => {
+  const dir = caseDir();
+  const example = JSON.parse(readFileSync(join(schemasDir(), 'runtime-spec-examples', 'good-spec-example.json'), 'utf8')) as RuntimeConfig;
+  // its process is an interactive `sh`; print what the shim applied instead
+  example.process!.args = [BUSYBOX, 'sh', '-c', 'id; ulimit -n; ulimit -c; grep -E "^(NoNewPrivs|Seccomp):" /proc/self/status; ' +
+    'cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/core/somaxconn; chmod 644 /tmp; echo "chmod=$?"'];
+  const r = run(dir, example, { unshare: ['--net'] });
+  assert.is(r.code, 0, show(r));
+  assert.match(r.stdout, /^uid=1\(\w+\) gid=1\(\w+\) groups=5\(\w+\),6\(\w+\)$/m); // exactly additionalGids
+  assert.equal(r.stdout.split('\n').slice(1, 5), ['1024', '2', 'NoNewPrivs:\t1', 'Seccomp:\t2']); // ulimit -c is in 512-byte blocks
+  assert.equal(r.stdout.split('\n').slice(5, 7), ['1', '256']);
+  // the profile's chmod (and getcwd) get EPERM
+  assert.match(r.stdout, /^chmod=1$/m);
+  assert.match(r.stderr, /chmod: \/tmp: Operation not permitted/);
+});
 
 /** Every failure: the process (which would touch a marker) never runs, exit non-zero, a clear message, status setup-failed. */
 function refusedToRun(dir: string, r: Result, code: number, message: RegExp): void {

@@ -7,6 +7,9 @@ import * as assert from 'uvu/assert';
 import { InputError } from '../../src/errors.js';
 import type { RuntimeConfig } from '../../src/oci/runtime-spec.js';
 import { encodeShimSpec, shimSpecTokens } from '../../src/shim/spec.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { schemasDir } from '../helpers/schema.js';
 
 function config(extra: { process?: Record<string, unknown>; linux?: Record<string, unknown> } = {}): RuntimeConfig {
   return {
@@ -166,6 +169,20 @@ test('process fields the shim cannot carry are refused, naming the field', () =>
   refused(config({ linux: { sysctl: { '../../etc/passwd': '1' } } }), 'linux.sysctl["../../etc/passwd"]', /sysctl name/);
   refused(config({ linux: { sysctl: { 'net.a': 'x\0' } } }), 'linux.sysctl["net.a"]', /NUL/);
   assert.throws(() => encodeShimSpec(config(), { statusPath: 'run/status' }), /statusPath: .*not absolute/);
+});
+
+test("runtime-spec's good-spec-example.json encodes (nothing in it is refused)", () => {
+  const example = JSON.parse(readFileSync(join(schemasDir(), 'runtime-spec-examples', 'good-spec-example.json'), 'utf8')) as RuntimeConfig;
+  const t = tokens(example);
+  assert.equal(t.slice(t.indexOf('user'), t.indexOf('seccomp_default')), [
+    'user', '1', '1', 'group', '5', 'group', '6',
+    'rlimit', 'RLIMIT_CORE', '1024', '1024', 'rlimit', 'RLIMIT_NOFILE', '1024', '1024',
+    'no_new_privs', 'sysctl', 'net.ipv4.ip_forward', '1', 'sysctl', 'net.core.somaxconn', '256',
+  ]);
+  assert.equal(t.slice(t.indexOf('seccomp_default')), [
+    'seccomp_default', 'SCMP_ACT_ALLOW', '0', 'seccomp_arch', 'SCMP_ARCH_X86', 'seccomp_arch', 'SCMP_ARCH_X32',
+    'seccomp_rule', 'getcwd', 'SCMP_ACT_ERRNO', '1', '0', 'seccomp_rule', 'chmod', 'SCMP_ACT_ERRNO', '1', '0', 'end',
+  ]);
 });
 
 test('shimSpecTokens refuses bytes without a final NUL', () => {
