@@ -10,6 +10,7 @@ import { emptyDomain, type Domain } from '../xml/domain.js';
 import { parseDomainXml } from '../xml/parse.js';
 import { macFor } from './identity.js';
 import { isMappedHostdev } from './passes/devices.js';
+import { attachmentOf } from './passes/networks.js';
 import { isMountLike, rootFilesystem } from './passes/mounts.js';
 import { isProcessSeclabel } from './passes/process.js';
 
@@ -35,8 +36,11 @@ function isPlainPty(c: Domain['devices']['consoles'][number]): boolean {
   return c.type === 'pty' && Object.keys(c.attrs).length === 0 && c.extra.length === 0;
 }
 
-/** The parts of `d` that no OCI field carries, as a partial domain; undefined when there are none. */
-export function xmlOnlyParts(d: Domain): Domain | undefined {
+/**
+ * The parts of `d` that no OCI field carries, as a partial domain; undefined when there are none.
+ * With the container `id`, its network attachments (the annotation org.ocivirt.networks) are not among them.
+ */
+export function xmlOnlyParts(d: Domain, id?: string): Domain | undefined {
   const f = emptyDomain(FRAGMENT_NAME);
   let any = false;
   const take = <T>(list: T[], into: T[]) => {
@@ -45,7 +49,7 @@ export function xmlOnlyParts(d: Domain): Domain | undefined {
       any = true;
     }
   };
-  take(d.devices.interfaces, f.devices.interfaces);
+  take(d.devices.interfaces.filter((itf, i) => id === undefined || attachmentOf(itf, i, id) === undefined), f.devices.interfaces);
   const [first, ...rest] = d.devices.consoles;
   take(first && isPlainPty(first) ? rest : d.devices.consoles, f.devices.consoles);
   const root = rootFilesystem(d);

@@ -13,6 +13,7 @@ import type { EventLogger } from '../log.js';
 import type { HandEdits } from './hand-edits.js';
 import type { PendingStarts } from './pending.js';
 import type { PlanItem } from './plan.js';
+import type { AddressBook } from '../network/addresses.js';
 import { DETACHED, runStep, type StepBudget } from './steps.js';
 
 export interface ApplyOptions {
@@ -32,6 +33,8 @@ export interface ApplyOptions {
   clock?: Clock;
   /** Each item's deadline and patience (steps.ts); without it an item takes as long as it takes. */
   steps?: StepBudget;
+  /** Network addresses: an undefined domain's are given back. */
+  addresses?: Pick<AddressBook, 'release'>;
 }
 
 export interface ItemResult {
@@ -209,6 +212,7 @@ async function act(
         await port.undefine(item.domain);
         log.info('domain.undefined', { ...fields, reason: item.reason });
       });
+      await opts.addresses?.release(item.domain);
       await opts.pendingStarts?.remove(item.domain);
       return false;
     }

@@ -29,6 +29,9 @@ import { containerTree, unpackShared } from './images.js';
 import { openSpoolEntry, UnreadableFile, type HeldEntry } from '../spool/read.js';
 import { entryVolumes, volumeMounts } from '../volumes/index.js';
 import type { Domain } from '../xml/domain.js';
+import { formatNetworksAnnotation, NETWORKS_ANNOTATION, parseNetworksAnnotation } from '../convert/passes/networks.js';
+import type { AddressBook, ResolvedAttachment } from '../network/addresses.js';
+import type { NetworkAttachment } from '../settings/keys.js';
 import type { StartPolicy } from '../config/index.js';
 import type { EventLogger } from '../log.js';
 import { DETACHED, runStep, type StepBudget } from './steps.js';
@@ -84,6 +87,11 @@ export interface DesiredOptions {
   spoolDir?: string;
   /** May this spool item be read now? A container waits for the image entry it names (default: yes). */
   settled?: (name: string) => boolean;
+  /**
+   * Allocates and checks the addresses of network attachments (over libvirt). Without it
+   * (`validate`), attachments keep the static ip they give, and the others get none.
+   */
+  addresses?: Pick<AddressBook, 'resolve'>;
 }
 
 export interface DesiredState {
@@ -249,6 +257,7 @@ async function bundleDomain(
   warnings.push(...vol.warnings);
   const checked = withCheckedPaths(effective, paths);
   if (vol.volumes.length) checked.mounts = [...(checked.mounts ?? []), ...volumeMounts(vol.volumes)];
+  await withNetworks(checked, entry.domainName, read, configPath, opts);
   const { imageDigest } = from;
   const result = fromNative(checked, {
     bundleDir,
@@ -279,6 +288,34 @@ async function bundleDomain(
     ...(from.imageTree !== undefined ? { imageTree: from.imageTree } : {}),
     warnings,
   };
+}
+
+/**
+ * The network attachments (the settings' `networks`, else an org.ocivirt.networks annotation of
+ * config.json) with their addresses, as the annotation the converter turns into interfaces.
+ */
+async function withNetworks(config: RuntimeConfig, domainName: string, read: ReadSettings | undefined, configPath: string, opts: DesiredOptions): Promise<void> {
+  let attachments: NetworkAttachment[] | undefined = read?.settings.networks;
+  let file = read?.file ?? configPath;
+  if (attachments === undefined) {
+    const value = config.annotations?.[NETWORKS_ANNOTATION];
+    const parsed = value === undefined ? undefined : parseNetworksAnnotation(value);
+    if (parsed === undefined || typeof parsed === 'string') return; // none, or the converter refuses it
+    attachments = parsed.map((a) => ({ network: a.network, ...(a.ip !== undefined ? { ip: a.ip } : {}) }));
+    file = configPath;
+  }
+  const annotations = { ...config.annotations };
+  delete annotations[NETWORKS_ANNOTATION];
+  if (attachments.length) {
+    const ns = config.linux?.namespaces?.find((n) => n.type === 'network');
+    if (ns === undefined || ns.path !== undefined)
+      throw new InputError('network attachments need the container\'s own network namespace (a "network" entry without a path in linux.namespaces of config.json)', { file, field: 'networks' });
+    const resolved: ResolvedAttachment[] = opts.addresses
+      ? await opts.addresses.resolve(domainName, attachments, file)
+      : attachments.map((a) => ({ network: a.network, ...(a.ip !== undefined ? { ip: a.ip } : {}) }));
+    annotations[NETWORKS_ANNOTATION] = formatNetworksAnnotation(resolved);
+  }
+  config.annotations = annotations;
 }
 
 /** The entry's settings file (its own, or the one beside it), read and checked for what it belongs to. */

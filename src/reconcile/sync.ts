@@ -31,6 +31,7 @@ import { computePlan, type PlanItem } from './plan.js';
 import { collectImageBundles } from './collect.js';
 import { domainsOfScope, inspectSome, widenScope } from './scope.js';
 import { collectSharedImages } from './images.js';
+import { AddressBook } from '../network/addresses.js';
 import type { StepBudget } from './steps.js';
 
 export { collectImageBundles };
@@ -64,6 +65,8 @@ export interface SyncOptions {
   clock?: Clock;
   /** Each entry's steps: deadline, patience, cancellation (steps.ts). */
   steps?: StepBudget;
+  /** The host-wide lock and registry of address allocation (default /run/lock/ocivirt-addresses; tests use their own). */
+  addressLockDir?: string;
 }
 
 export interface SyncResult {
@@ -121,6 +124,11 @@ export function pendingStartsOf(opts: SyncOptions): PendingStarts | undefined {
   return opts.stateDir === undefined ? undefined : new PendingStarts(join(opts.stateDir, 'pending-start'));
 }
 
+/** The addresses of network attachments (in the state directory), when the pass has one; `plan` only looks. */
+export function addressBookOf(port: LibvirtPort, opts: SyncOptions, dryRun = false): AddressBook | undefined {
+  return opts.stateDir === undefined ? undefined : new AddressBook(port, opts.stateDir, { dryRun, ...(opts.addressLockDir !== undefined ? { lockDir: opts.addressLockDir } : {}) });
+}
+
 /** The hand edits already logged (in the state directory), when the pass has one. */
 export function handEditsOf(opts: SyncOptions): HandEdits | undefined {
   return opts.stateDir === undefined ? undefined : new HandEdits(join(opts.stateDir, 'hand-edits'));
@@ -129,8 +137,9 @@ export function handEditsOf(opts: SyncOptions): HandEdits | undefined {
 // The option objects below carry unset members as undefined: each callee reads them with `??`,
 // `?.` or an `!== undefined` test, so undefined means "absent" there.
 
-function desiredOptionsOf(opts: SyncOptions, spec: PassSpec, self: Instance): DesiredOptions {
+function desiredOptionsOf(opts: SyncOptions, spec: PassSpec, self: Instance, addresses: AddressBook | undefined): DesiredOptions {
   return {
+    addresses,
     spoolDir: opts.spoolDir,
     settled: spec.settled,
     prefix: opts.prefix,
@@ -169,7 +178,7 @@ function everything(): PassSpec {
 }
 
 /** The spool entries in scope: the settled ones read into desired state, the others settling. */
-async function readSpool(opts: SyncOptions, spec: PassSpec, self: Instance) {
+async function readSpool(opts: SyncOptions, spec: PassSpec, self: Instance, addresses: AddressBook | undefined) {
   const { known } = spec;
   const uses = (spec.uses ??= new Map());
   const scope: PassScope = spec.scope === 'all' ? 'all' : widenScope(spec.scope, uses);
@@ -187,7 +196,7 @@ async function readSpool(opts: SyncOptions, spec: PassSpec, self: Instance) {
   // an entry and its settings file settle together: a change of either is a change of the entry
   const settled = (x: { name: string; settings?: { name: string } }) => spec.settled(x.name) && (x.settings === undefined || spec.settled(x.settings.name));
   const settling: Settling = [...entries, ...refused].filter((x) => !settled(x)).map((x) => ({ entry: x.name, domain: x.domainName ?? '' }));
-  const want = await desiredOf(entries.filter(settled), refused.filter(settled), desiredOptionsOf(opts, spec, self));
+  const want = await desiredOf(entries.filter(settled), refused.filter(settled), desiredOptionsOf(opts, spec, self, addresses));
   for (const b of want.busy ?? []) settling.push({ entry: b.entry, domain: b.domainName, busy: true });
   if (scope === 'all') uses.clear();
   else for (const name of scope) uses.delete(name);
@@ -214,9 +223,10 @@ async function planPass(port: LibvirtPort, opts: SyncOptions, spec: PassSpec, ma
   const self = await instanceOf(opts, mayWrite);
   let read: Awaited<ReturnType<typeof readSpool>>;
   let have: ActualState;
-  if (scope === 'all') [read, have] = await Promise.all([readSpool(opts, spec, self), actualState(port, self, prefix)]);
+  const addresses = addressBookOf(port, opts, !mayWrite);
+  if (scope === 'all') [read, have] = await Promise.all([readSpool(opts, spec, self, addresses), actualState(port, self, prefix)]);
   else {
-    read = await readSpool(opts, spec, self);
+    read = await readSpool(opts, spec, self, addresses);
     have = await domainsOfScope(port, self, read.scope as ReadonlySet<string>, read.domainOf, prefix);
   }
   reportForeign(have, read.want, scope === 'all', opts.log);
@@ -250,7 +260,7 @@ function reportForeign(have: ActualState, want: DesiredState, full: boolean, log
 /** Apply a planned pass; a complete one also collects unused image bundles and stale pending-start markers. */
 async function applyPass(port: LibvirtPort, opts: SyncOptions, planned: PlannedPass): Promise<{ results: ItemResult[]; collected: string[] }> {
   const pendingStarts = pendingStartsOf(opts);
-  const results = await applyPlan(port, planned.plan, applyOptionsOf(opts, pendingStarts));
+  const results = await applyPlan(port, planned.plan, { ...applyOptionsOf(opts, pendingStarts), addresses: addressBookOf(port, opts) });
   if (!planned.complete || results.some((r) => r.busy)) return { results, collected: [] };
   const collected =
     opts.stateDir !== undefined

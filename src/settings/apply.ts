@@ -5,6 +5,9 @@
  * yet are recorded as annotations under `org.ocivirt.settings.` (so they travel with the domain
  * and its export) and listed in `notInForce`, which `status` shows.
  *
+ * `networks` is resolved (addresses allocated) and turned into the annotation org.ocivirt.networks
+ * by the caller, which has libvirt (reconcile/desired.ts, network/addresses.ts).
+ *
  * Nothing here widens what a container may reach: a bind volume is added as a bind mount only
  * after the same allow-list rule as config.json's mounts (checkMountSource), and the converter
  * then checks the whole config as it checks any other.
@@ -97,7 +100,7 @@ export async function applySettings(config: RuntimeConfig, s: EntrySettings, ctx
     annotations[`${RECORDED_PREFIX}${key}`] = typeof value === 'string' ? value : JSON.stringify(value);
     notInForce.push(key);
   };
-  for (const key of ['restart', 'stopSignal', 'stopTimeout', 'networks', 'publish'] as const) if (s[key] !== undefined) record(key, s[key]);
+  for (const key of ['restart', 'stopSignal', 'stopTimeout', 'publish'] as const) if (s[key] !== undefined) record(key, s[key]);
 
   const mounts: Mount[] = [];
   for (const [i, v] of (s.volumes ?? []).entries()) {

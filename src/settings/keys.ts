@@ -455,7 +455,7 @@ export const ENTRY_KEYS: readonly KeySpec[] = [
   },
   {
     key: 'networks',
-    effect: 'recorded',
+    effect: 'applied',
     check: list(network),
     schema: {
       type: 'array',
@@ -466,7 +466,7 @@ export const ENTRY_KEYS: readonly KeySpec[] = [
         ],
       },
     },
-    doc: 'libvirt networks to attach, by name or as `{ "network": NAME, "ip": "A.B.C.D/P" }`. Recorded, not yet in force.',
+    doc: 'libvirt networks to attach the container to, by name or as `{ "network": NAME, "ip": "A.B.C.D/P" }`. Each becomes an interface on that network (MAC derived from the domain name) with its address and a default route through the network\'s own address, set up by libvirt-lxc (no DHCP client needed in the image); then the container has no loopback-only private network. Without `ip`, an address is allocated from the network\'s DHCP range (or its subnet) and kept for the domain (recorded under `<state>/addresses/`) until it is undefined; no address is handed out twice, across ocivirt instances of the host too. A static `ip` must be a free host address of the network\'s subnet, with its prefix. Each network once. Published ports, DNS names and /etc/hosts are not done yet.',
     examples: [['default'], [{ network: 'default', ip: '192.168.122.10/24' }]],
     refused: ['default', [{ name: 'default' }], [{ network: 'default', ip: '10.0.0.1' }]],
   },
@@ -490,6 +490,7 @@ export const ENTRY_KEYS: readonly KeySpec[] = [
         if (k === '' || !TEXT.test(k)) throw new InputError('must be a non-empty key without control characters', field);
         if (k.toLowerCase().startsWith(RECORDED_PREFIX)) throw new InputError(`keys under ${RECORDED_PREFIX} are written by ocivirt from the settings keys themselves`, field);
         if (k.toLowerCase() === 'org.ocivirt.start') throw new InputError('use the key "start"', field);
+        if (k.toLowerCase() === 'org.ocivirt.networks') throw new InputError('use the key "networks"', field);
         out[k] = text(value, field);
       }
       return out;

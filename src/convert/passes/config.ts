@@ -8,6 +8,7 @@ import { isXmlSafeAttr, isXmlSafeText } from '../../xml/escape.js';
 import { ARCH_32BIT_COMPANION, refuse } from '../context.js';
 import { hostnameForDomainName, uuidV5 } from '../identity.js';
 import { decodeXmlOnly, describeXmlOnly, encodeXmlOnly, overlayXmlOnly, XML_ONLY_ANNOTATION, xmlOnlyHostAccess, xmlOnlyParts } from '../xml-only.js';
+import { NETWORKS_ANNOTATION } from './networks.js';
 import type { Pass } from './pass.js';
 
 export const UUID_ANNOTATION = `${ANNOTATION_PREFIX}uuid`;
@@ -49,6 +50,8 @@ export const configPass: Pass = {
         // libvirt only finds out at start: interfaces need the container's own network namespace
         if (frag.devices.interfaces.length && !d.features.privnet)
           refuse(ctx, field, 'network interfaces need a new network namespace (a network entry without a path in linux.namespaces)');
+      } else if (key === NETWORKS_ANNOTATION) {
+        // the networks pass makes interfaces of it, and gives it back from them
       } else if (isXmlSafeAttr(key) && isXmlSafeText(value)) readable.push({ key, value });
     }
     d.metadata.ours = { schema: '1', annotations: readable, exact: [] };
@@ -74,7 +77,7 @@ export const configPass: Pass = {
     if (d.uuid !== undefined && d.uuid.toLowerCase().replace(/-/g, '') !== uuidV5(ctx.id).replace(/-/g, '')) annotations[UUID_ANNOTATION] = canonicalUuid(d.uuid);
     if (d.title !== undefined) annotations[TITLE_ANNOTATION] = d.title;
     if (d.description !== undefined) annotations[DESCRIPTION_ANNOTATION] = d.description;
-    const frag = xmlOnlyParts(d);
+    const frag = xmlOnlyParts(d, ctx.id);
     if (frag) {
       annotations[XML_ONLY_ANNOTATION] = encodeXmlOnly(frag);
       // from-native warned already for a domain it made; say it once for a hand-written one
