@@ -17,8 +17,8 @@
  * undefined (reconcile/apply.ts).
  */
 import { spawn } from 'node:child_process';
-import { constants } from 'node:fs';
-import { appendFile, link, mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
+import { constants, existsSync } from 'node:fs';
+import { link, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { InputError } from '../errors.js';
 import type { NetworkAttachment } from '../settings/keys.js';
@@ -143,7 +143,9 @@ export class AddressBook {
 
   /** Drops every record of `domain` (it was undefined). */
   release(domain: string): Promise<void> {
-    const run = this.queue.then(() => this.locked(() => this.releaseLocked(domain)));
+    const run = this.queue.then(async () => {
+      if ((await this.networksRecorded()).length) await this.locked(() => this.releaseLocked(domain), false);
+    });
     this.queue = run.catch(() => undefined);
     return run;
   }
@@ -272,20 +274,32 @@ export class AddressBook {
     await syncDir(dir);
   }
 
+  /** This book in the host's registry; books whose state directory is gone are dropped. */
+  private async register(): Promise<void> {
+    const file = join(this.lockDir, 'books');
+    const lines = (await readFile(file, 'utf8').catch(() => '')).split('\n').filter((l) => l.startsWith('/'));
+    const kept = [...new Set(lines.filter((l) => l === this.dir || existsSync(join(l, '..'))))];
+    if (!kept.includes(this.dir)) kept.push(this.dir);
+    if (kept.length === lines.length && kept.every((l, i) => l === lines[i])) return;
+    const tmp = `${file}.${process.pid}.new`;
+    await writeFile(tmp, kept.map((l) => `${l}\n`).join(''), { mode: 0o600 });
+    await rename(tmp, file);
+  }
+
   private async releaseLocked(domain: string): Promise<void> {
     for (const network of await this.networksRecorded()) for (const r of await this.ownRecords(network, domain)) await rm(join(this.dir, network, r), { force: true });
   }
 
-  /** Runs `fn` holding the host-wide lock; registers this book first. */
-  private async locked<T>(fn: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` holding the host-wide lock. `register`: lists this book in the registry first (and
+   * drops books whose state directory is gone).
+   */
+  private async locked<T>(fn: () => Promise<T>, register = true): Promise<T> {
     await mkdir(this.lockDir, { recursive: true, mode: 0o755 });
     const fh = await open(join(this.lockDir, 'lock'), constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
     try {
       await flockWait(fh.fd, join(this.lockDir, 'lock'));
-      if (!this.opts.dryRun) {
-        const text = await readFile(join(this.lockDir, 'books'), 'utf8').catch(() => '');
-        if (!text.split('\n').includes(this.dir)) await appendFile(join(this.lockDir, 'books'), `${this.dir}\n`, { mode: 0o600 });
-      }
+      if (register && !this.opts.dryRun) await this.register();
       return await fn();
     } finally {
       await fh.close(); // releases the lock

@@ -99,6 +99,16 @@ test('addresses used by any domain in libvirt, or recorded by another instance, 
   await port.define(domainXml('squatter', 'lan', '10.77.0.102'));
   assert.is((await book().resolve('mine', [{ network: 'lan' }], FILE))[0]!.ip, '10.77.0.104/24');
   assert.not.ok(existsSync(join(root, 'state', 'addresses', 'lan', '10.77.0.102')));
+  // an instance whose state directory is gone leaves the registry
+  rmSync(join(root, 'other'), { recursive: true });
+  await book().resolve('mine3', [{ network: 'lan' }], FILE);
+  assert.is(readFileSync(join(lockDir, 'books'), 'utf8'), `${join(root, 'state', 'addresses')}\n`);
+});
+
+test('releasing in a state directory that never recorded an address takes no lock, registers nothing', async () => {
+  const { book, lockDir } = await setup();
+  await book('fresh').release('x');
+  assert.not.ok(existsSync(lockDir));
 });
 
 test('records are whole or absent: a leftover temporary file is no record; plan (dryRun) records nothing', async () => {
