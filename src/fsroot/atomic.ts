@@ -5,7 +5,7 @@
  * status and exported configs.
  */
 import { constants } from 'node:fs';
-import { open, rename, rm } from 'node:fs/promises';
+import { link, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 let sequence = 0;
@@ -23,6 +23,28 @@ export async function writeFileAtomically(path: string, data: string, mode: numb
     await fh.close().catch(() => undefined);
     await rm(tmp, { force: true });
     throw e;
+  }
+  await syncDirectory(dir);
+}
+
+/**
+ * A new file, whole or not at all, never replacing one: written aside, synced, then linked to its
+ * name (EEXIST when the name is taken: whoever linked first won), and the directory synced.
+ */
+export async function createFileExclusively(path: string, data: string, mode: number): Promise<void> {
+  const dir = dirname(path);
+  const tmp = join(dir, `.${basename(path)}.${process.pid}.${++sequence}.new`);
+  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    await link(tmp, path);
+  } finally {
+    await rm(tmp, { force: true });
   }
   await syncDirectory(dir);
 }

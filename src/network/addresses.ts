@@ -18,9 +18,10 @@
  */
 import { spawn } from 'node:child_process';
 import { constants, existsSync } from 'node:fs';
-import { link, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { InputError } from '../errors.js';
+import { createFileExclusively } from '../fsroot/atomic.js';
 import type { NetworkAttachment } from '../settings/keys.js';
 import type { LibvirtPort } from '../libvirt/port.js';
 import { attr, childElements, parseXmlDocument } from '../xml/element.js';
@@ -253,25 +254,11 @@ export class AddressBook {
     return (await readdir(this.dir).catch(() => [] as string[])).filter((n) => !n.startsWith('.'));
   }
 
-  /** A whole record or none: written aside, then linked to its name (EEXIST if it is there). */
+  /** A whole record or none, never over another's (EEXIST if it is there). */
   private async record(network: string, ip: string, domain: string): Promise<void> {
     const dir = join(this.dir, network);
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    const tmp = join(dir, `.${ip}.${process.pid}.new`);
-    await rm(tmp, { force: true });
-    const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-    try {
-      await fh.writeFile(`${domain}\n`);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    try {
-      await link(tmp, join(dir, ip));
-    } finally {
-      await rm(tmp, { force: true });
-    }
-    await syncDir(dir);
+    await createFileExclusively(join(dir, ip), `${domain}\n`, 0o600);
   }
 
   /** This book in the host's registry; books whose state directory is gone are dropped. */
@@ -309,15 +296,6 @@ export class AddressBook {
 
 async function listRecords(dir: string): Promise<string[]> {
   return (await readdir(dir).catch(() => [] as string[])).filter((n) => !n.startsWith('.') && IPV4.test(n));
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 /** flock(LOCK_EX) on our descriptor `fd` through flock(1) (Node has none), waiting up to a minute. */

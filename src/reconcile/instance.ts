@@ -11,10 +11,10 @@
  * creating it at once the first link wins and the other reads the winner's id.
  */
 import { randomUUID } from 'node:crypto';
-import { constants } from 'node:fs';
-import { link, mkdir, open, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InputError } from '../errors.js';
+import { createFileExclusively } from '../fsroot/atomic.js';
 import { readSmallRegularFile, UnreadableFile } from '../spool/read.js';
 
 export const INSTANCE_FILE = 'instance-id';
@@ -47,23 +47,10 @@ export async function ensureInstanceId(stateDir: string): Promise<string> {
   if (have !== undefined) return have;
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   const id = randomUUID();
-  const tmp = join(stateDir, `.${INSTANCE_FILE}.${process.pid}.${id}`);
-  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-  try {
-    await fh.writeFile(`${id}\n`);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await link(tmp, join(stateDir, INSTANCE_FILE));
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-  } finally {
-    await rm(tmp, { force: true });
-  }
-  const d = await open(stateDir, 'r');
-  await d.sync().finally(() => d.close());
+  // two processes starting at once: the first link wins, the other reads the winner's id
+  await createFileExclusively(join(stateDir, INSTANCE_FILE), `${id}\n`, 0o600).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EEXIST') throw e;
+  });
   const won = await readInstanceId(stateDir);
   if (won === undefined) throw new Error(`${join(stateDir, INSTANCE_FILE)}: vanished right after it was made`);
   return won;
