@@ -16,7 +16,7 @@ import { domainToConfig } from '../convert/host.js';
 import { InputError } from '../errors.js';
 import { DomainNotFoundError, type LibvirtPort } from '../libvirt/port.js';
 import type { Mount, RuntimeConfig } from '../oci/runtime-spec.js';
-import { copyTree } from '../reconcile/images.js';
+import { copyTree } from '../fsroot/copy.js';
 import { SETTINGS_SUFFIX } from '../spool/names.js';
 import { isVolumeName, volumesDir } from '../volumes/names.js';
 import { parseDomainXml } from '../xml/parse.js';

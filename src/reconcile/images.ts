@@ -5,10 +5,8 @@
  * by `containerTree` (a copy for now: the one function a copy-on-write store would replace).
  * Container trees sit where an image entry's own tree sits, so collection treats both alike.
  */
-import { spawn } from 'node:child_process';
-import { copyFile, readdir, rm, rmdir, stat, statfs } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import { DEFAULT_LIMITS } from '../layer/index.js';
+import { copyFile, readdir, rm, rmdir, stat } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { errorMessage } from '../errors.js';
 import {
   BundleBusyError,
@@ -25,23 +23,11 @@ import {
 import { BUNDLE_VERSION_NAME, unpackImage, type UnpackOptions, type UnpackResult } from '../image/unpack.js';
 import type { EventLogger } from '../log.js';
 import type { SpoolEntry } from '../spool/index.js';
+import { copyTree } from '../fsroot/copy.js';
+import { oneAtATime } from '../one-at-a-time.js';
 
 export function sharedImagesDir(stateDir: string): string {
   return join(stateDir, 'images');
-}
-
-/** Work on one key (a shared image, a volume), one after another in this process: the unpack lock would refuse a second at once. */
-const queues = new Map<string, Promise<unknown>>();
-
-export function oneAtATime<T>(key: string, work: () => Promise<T>): Promise<T> {
-  const prev = queues.get(key) ?? Promise.resolve();
-  const result = prev.then(work, work);
-  const tail = result.catch(() => undefined);
-  queues.set(key, tail);
-  void tail.then(() => {
-    if (queues.get(key) === tail) queues.delete(key);
-  });
-  return result;
 }
 
 /**
@@ -88,44 +74,6 @@ async function isBundle(dir: string): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-/** How often a copy looks at the free space it leaves. */
-const COPY_FREE_CHECK_MS = 250;
-
-/**
- * cp(1) keeps owners, modes, times, hard links, xattrs and special files as they are; Node's cp
- * does not all of that. A copy is of hostile content (an image, a volume seed), so it is stopped
- * once the target's filesystem would keep less than `minFreeBytes` free, as an unpack is.
- */
-export async function copyTree(from: string, to: string, signal?: AbortSignal, minFreeBytes = DEFAULT_LIMITS.minFreeBytes): Promise<void> {
-  const scratch = dirname(to);
-  const lowOnSpace = async () => {
-    const fs = await statfs(scratch);
-    return fs.bavail * fs.bsize < minFreeBytes ? new Error(`${scratch}: copying ${from} would leave less than ${minFreeBytes} bytes free (unpackLimits.minFreeBytes)`) : undefined;
-  };
-  const before = await lowOnSpace();
-  if (before) throw before;
-  return new Promise((resolve, reject) => {
-    const child = spawn('cp', ['-a', '--reflink=auto', '--', from, to], { stdio: ['ignore', 'ignore', 'pipe'], ...(signal ? { signal } : {}) });
-    let err = '';
-    let lowSpace: Error | undefined;
-    const watch = setInterval(() => {
-      void lowOnSpace().then((e) => {
-        if (e === undefined || lowSpace) return;
-        lowSpace = e;
-        child.kill('SIGKILL');
-      }, () => undefined);
-    }, COPY_FREE_CHECK_MS);
-    child.stderr!.on('data', (b: Buffer) => (err = (err + b.toString()).slice(-2000)));
-    child.on('error', (e) => (clearInterval(watch), reject(signal?.aborted ? signal.reason : new Error(`copying ${from}: ${e.message}`))));
-    child.on('close', (code) => {
-      clearInterval(watch);
-      if (lowSpace) reject(lowSpace);
-      else if (code === 0) resolve();
-      else reject(new Error(`copying ${from} to ${to}: cp failed (${code}): ${err.trim()}`));
-    });
-  });
 }
 
 /**

@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import { chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readlinkSync, rmSync, statfsSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { copyTree } from '../../src/reconcile/images.js';
+import { copyTree } from '../../src/fsroot/copy.js';
 
 let dir = '';
 test.before.each(() => {
