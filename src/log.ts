@@ -25,6 +25,7 @@ export const EVENTS = [
   'domain.redefined',
   'domain.undefined',
   'domain.started',
+  'domain.stopping',
   'domain.stopped',
   'domain.pending',
   'domain.drifted',

@@ -121,7 +121,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'allowDevices', kind: { type: 'bool' }, default: false, env: 'OCIVIRT_ALLOW_DEVICES',
     doc: 'Create device nodes found in image layers (skipped with a warning otherwise).' },
   { key: 'stopTimeoutSec', kind: { type: 'int', min: 1, max: 3600 }, default: 30, env: 'OCIVIRT_STOP_TIMEOUT_SEC',
-    doc: 'Graceful shutdown of a domain (restart and undefine policies) before it is destroyed.' },
+    doc: 'Seconds between the stop signal and the destroy of a domain (restart and undefine policies), unless its entry\'s `stopTimeout` says otherwise.' },
   { key: 'stepTimeoutSec', kind: { type: 'int', min: 1, max: 86_400 }, default: 3600, env: 'OCIVIRT_STEP_TIMEOUT_SEC',
     doc: "Deadline of one entry's step (reading and unpacking it, or applying its change): past it the step is aborted (an unpack's worker terminated) and the entry fails. The daemon stops waiting for a step after a few seconds anyway and serves the other entries meanwhile." },
   { key: 'shutdownTimeoutSec', kind: { type: 'int', min: 1, max: 3600 }, default: 20, env: 'OCIVIRT_SHUTDOWN_TIMEOUT_SEC',

@@ -1,7 +1,9 @@
 /**
  * Applying a plan: one worker per domain at a time (locks shared across passes), up to
  * `concurrency` domains at once; a failing item is retried with backoff and then reported,
- * never blocking the others.
+ * never blocking the others. Items that stop a domain (removals, and updates under the `restart`
+ * policy) mostly wait for it to shut off: they run in a pool of their own, all at once (up to
+ * STOP_CONCURRENCY), so a container that takes its whole stop timeout delays no other.
  */
 import { sleep, systemClock, type Clock } from '../clock.js';
 import type { UpdatePolicy } from '../config/index.js';
@@ -15,12 +17,13 @@ import type { PendingStarts } from './pending.js';
 import type { PlanItem } from './plan.js';
 import type { AddressBook } from '../network/addresses.js';
 import { DETACHED, runStep, type StepBudget } from './steps.js';
+import { stopDomain } from './stop.js';
 
 export interface ApplyOptions {
   log: EventLogger;
   updatePolicy?: UpdatePolicy;
   concurrency?: number;
-  /** Graceful stop before destroy (restart and undefine). */
+  /** Time between the stop signal and the destroy (restart and undefine), unless the entry's settings say otherwise. */
   stopTimeoutMs?: number;
   /** Tries per item, the first included. */
   attempts?: number;
@@ -63,19 +66,33 @@ export class DomainLocks {
   }
 }
 
+/** Items that stop a domain at once, at most (they mostly wait for it to shut off). */
+export const STOP_CONCURRENCY = 64;
+
 export async function applyPlan(port: LibvirtPort, plan: readonly PlanItem[], opts: ApplyOptions): Promise<ItemResult[]> {
   const locks = opts.locks ?? new DomainLocks();
   const results = new Array<ItemResult>(plan.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(opts.concurrency ?? 4, plan.length) }, async () => {
-      while (next < plan.length) {
-        const i = next++;
-        results[i] = await boundedItem(port, plan[i]!, opts, locks);
-      }
-    }),
-  );
+  const stopping: number[] = [];
+  const others: number[] = [];
+  for (const [i, item] of plan.entries()) (stops(item, opts) ? stopping : others).push(i);
+  const pool = async (indices: number[], width: number) => {
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: Math.min(width, indices.length) }, async () => {
+        while (next < indices.length) {
+          const i = indices[next++]!;
+          results[i] = await boundedItem(port, plan[i]!, opts, locks);
+        }
+      }),
+    );
+  };
+  await Promise.all([pool(others, opts.concurrency ?? 4), pool(stopping, Math.max(STOP_CONCURRENCY, opts.concurrency ?? 4))]);
   return results;
+}
+
+/** The item may stop its domain: a removal, or an update under the restart policy. */
+function stops(item: PlanItem, opts: ApplyOptions): boolean {
+  return item.action === 'delete' || (item.action === 'update' && opts.updatePolicy === 'restart');
 }
 
 /**
@@ -153,7 +170,7 @@ async function act(
   signal: AbortSignal | undefined,
 ): Promise<boolean> {
   const log = opts.log;
-  const stopTimeoutMs = opts.stopTimeoutMs ?? 30_000;
+  const stopOpts = { log, defaultTimeoutMs: opts.stopTimeoutMs ?? 30_000, clock: opts.clock, signal };
   const once = async (step: string, fn: () => Promise<void>): Promise<void> => {
     if (steps.has(step)) return;
     signal?.throwIfAborted(); // aborted: no further step begins
@@ -193,8 +210,7 @@ async function act(
         return true;
       }
       await once('stop', async () => {
-        await port.stop(item.domain, stopTimeoutMs);
-        log.info('domain.stopped', { ...fields, reason: 'restart policy: definition changed' });
+        await stopDomain(port, item.domain, { ...stopOpts, fields: { ...fields, reason: 'restart policy: definition changed' } });
       });
       await once('start', async () => {
         await port.start(item.domain);
@@ -204,9 +220,7 @@ async function act(
     }
     case 'delete': {
       await once('stop', async () => {
-        if ((await port.state(item.domain)) === 'shutoff') return;
-        await port.stop(item.domain, stopTimeoutMs);
-        log.info('domain.stopped', { ...fields, reason: item.reason });
+        await stopDomain(port, item.domain, { ...stopOpts, fields: { ...fields, reason: item.reason } });
       });
       await once('undefine', async () => {
         await port.undefine(item.domain);

@@ -1,9 +1,10 @@
 /**
  * Settings -> runtime config: the one place where an entry's settings file changes what its
  * container runs, for bundle and image entries alike, before the config is converted. The
- * settings file wins over config.json (and over the image's config). Keys that are not acted on
- * yet are recorded as annotations under `org.ocivirt.settings.` (so they travel with the domain
- * and its export) and listed in `notInForce`, which `status` shows.
+ * settings file wins over config.json (and over the image's config). Keys acted on outside the
+ * config (the stop policy) and keys not acted on yet are recorded as annotations under
+ * `org.ocivirt.settings.` (so they travel with the domain and its export); those not acted on yet
+ * are listed in `notInForce`, which `status` shows.
  *
  * `networks` is resolved (addresses allocated) and turned into the annotation org.ocivirt.networks
  * by the caller, which has libvirt (reconcile/desired.ts, network/addresses.ts).
@@ -96,11 +97,13 @@ export async function applySettings(config: RuntimeConfig, s: EntrySettings, ctx
 
   const annotations: Record<string, string> = { ...c.annotations, ...s.annotations };
   if (s.start !== undefined) annotations[START_ANNOTATION] = String(s.start);
-  const record = (key: keyof EntrySettings, value: unknown) => {
+  const record = (key: keyof EntrySettings, value: unknown, inForce = false) => {
     annotations[`${RECORDED_PREFIX}${key}`] = typeof value === 'string' ? value : JSON.stringify(value);
-    notInForce.push(key);
+    if (!inForce) notInForce.push(key);
   };
-  for (const key of ['restart', 'stopSignal', 'stopTimeout', 'publish'] as const) if (s[key] !== undefined) record(key, s[key]);
+  for (const key of ['restart', 'publish'] as const) if (s[key] !== undefined) record(key, s[key]);
+  // in force: a stop reads them back from the domain's metadata (reconcile/stop.ts)
+  for (const key of ['stopSignal', 'stopTimeout'] as const) if (s[key] !== undefined) record(key, s[key], true);
 
   const mounts: Mount[] = [];
   for (const [i, v] of (s.volumes ?? []).entries()) {

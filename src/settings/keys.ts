@@ -424,23 +424,23 @@ export const ENTRY_KEYS: readonly KeySpec[] = [
   },
   {
     key: 'stopSignal',
-    effect: 'recorded',
+    effect: 'applied',
     check: (v, w) => {
       const s = text(v, w);
       if (!SIGNAL.test(s)) fail(w, 'must be a signal name ("SIGTERM", "TERM") or number', v);
       return s;
     },
     schema: { type: 'string', pattern: '^((SIG)?[A-Z][A-Z0-9+-]*|[1-9]|[1-5][0-9]|6[0-4])$' },
-    doc: 'The signal that asks the init process to stop (the image\'s StopSignal by default). Recorded, not yet in force.',
+    doc: 'The signal sent to the init process (pid 1) to stop the container, when its entry leaves the spool or a `restart` update restarts it (the image\'s StopSignal by default, else SIGTERM). Signals 1 to 31 by name or number; another (e.g. a real-time signal) is replaced by SIGTERM, with a warning.',
     examples: ['SIGQUIT', 'TERM'],
     refused: ['sigterm', 9],
   },
   {
     key: 'stopTimeout',
-    effect: 'recorded',
+    effect: 'applied',
     check: (v, w) => integer(v, w, 0, 3600),
     schema: { type: 'integer', minimum: 0, maximum: 3600 },
-    doc: 'Seconds between the stop signal and the kill. Recorded, not yet in force.',
+    doc: 'Seconds between the stop signal and the kill (destroy), logged as a forced stop (the daemon\'s `stopTimeoutSec` by default).',
     examples: [30],
     refused: [-1, '30', 1.5],
   },

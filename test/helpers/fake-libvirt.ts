@@ -35,8 +35,10 @@ export interface FakeDomain {
   /** The definition it runs with (set at start). */
   liveXml: string | undefined;
   state: DomainState;
-  /** A graceful shutdown is ignored: stop waits its whole timeout, then destroys. */
+  /** A graceful shutdown is ignored: stop waits its whole timeout, then destroys; so is every signal but SIGKILL. */
   ignoresShutdown?: boolean;
+  /** The signals its init stops on (shut off as the signal arrives); undefined: every signal. SIGKILL always stops it. */
+  stopsOn?: NodeJS.Signals[];
   /** Signals sent to its init, in order. */
   signals?: NodeJS.Signals[];
   /** Tuning by family, one set for the running domain and one for its definition. */
@@ -241,6 +243,8 @@ export class FakeLibvirt implements LibvirtPort {
       const d = this.get(`signal ${signal} to`, name);
       if (d.state !== 'running') throw new Error(`signal ${signal} to ${name}: Requested operation is not valid: domain is not running`);
       (d.signals ??= []).push(signal);
+      const stops = signal === 'SIGKILL' || (!d.ignoresShutdown && (d.stopsOn === undefined || d.stopsOn.includes(signal)));
+      if (stops) this.halt(d, 'shutdown');
     });
   }
 

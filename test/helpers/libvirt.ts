@@ -228,7 +228,7 @@ export function countingPort<P extends object>(port: P): { port: P; counts: Map<
       };
     },
   });
-  const WRITES = ['define', 'undefine', 'start', 'stop', 'destroy'];
+  const WRITES = ['define', 'undefine', 'start', 'stop', 'sendSignal', 'destroy'];
   return { port: wrapped, counts, writes: () => WRITES.reduce((n, m) => n + (counts.get(m) ?? 0), 0) };
 }
 

@@ -107,9 +107,9 @@ test('update of a running domain: next-start leaves it running with the change p
     assert.is(d.xml, xmlOf('a', 2), updatePolicy);
     assert.is(d.state, 'running', updatePolicy);
     if (updatePolicy === 'next-start') {
-      assert.equal([r!.pending, port.count('stop'), d.liveXml], [true, 0, xmlOf('a', 1)]);
+      assert.equal([r!.pending, port.count('sendSignal'), d.liveXml], [true, 0, xmlOf('a', 1)]);
     } else {
-      assert.equal([r!.pending, port.count('stop'), d.liveXml], [undefined, 1, xmlOf('a', 2)]);
+      assert.equal([r!.pending, port.count('sendSignal'), d.liveXml], [undefined, 1, xmlOf('a', 2)]);
     }
   }
 });

@@ -25,7 +25,7 @@ test.after(() => rmSync(tmp, { recursive: true, force: true }));
 let n = 0;
 const fresh = (label: string) => join(tmp, `${label}-${++n}`);
 
-const WRITES = new Set(['define', 'undefine', 'start', 'stop', 'destroy']);
+const WRITES = new Set(['define', 'undefine', 'start', 'stop', 'sendSignal', 'destroy']);
 const writes = (port: FakeLibvirt) => port.calls.filter((c) => WRITES.has(c.method)).length;
 const xmlOf = (port: FakeLibvirt, name: string) => port.domains.get(name)?.xml ?? '';
 const names = (port: FakeLibvirt) => [...port.domains.keys()].sort();

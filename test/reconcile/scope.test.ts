@@ -41,7 +41,7 @@ test('an entry that cannot be examined (here ELOOP: the spool path loops) fails;
   );
   assert.match(results[0]!.error ?? '', /cannot be examined \(ELOOP\)/);
   assert.ok(port.domains.has('web'), 'the domain is still there');
-  assert.is(port.count('undefine') + port.count('stop') + port.count('destroy'), 0);
+  assert.is(port.count('undefine') + port.count('stop') + port.count('sendSignal') + port.count('destroy'), 0);
 });
 
 test('an entry really gone (ENOENT) loses its domain, and only that one', async () => {

@@ -33,7 +33,7 @@ function setup(extra: Partial<SyncOptions> = {}) {
   const opts: SyncOptions = { spoolDir: spool, stateDir: join(base, 'state'), log, retryDelayMs: 1, attempts: 2, ...extra };
   const port = new FakeLibvirt();
   const bundle = (name: string, arg = 'v1', annotations: Record<string, string> = {}) => writeMinimalBundle(join(spool, name), arg, annotations);
-  const writes = () => ['define', 'undefine', 'start', 'stop', 'destroy'].reduce((n, m) => n + port.count(m as 'define'), 0);
+  const writes = () => ['define', 'undefine', 'start', 'stop', 'sendSignal', 'destroy'].reduce((n, m) => n + port.count(m as 'define'), 0);
   return { spool, opts, port, events, bundle, writes };
 }
 

@@ -106,7 +106,9 @@ test('workdir, hostname, memory, cpus, pids, start, annotations', async () => {
   assert.equal(other.notInForce, ['hostname', 'pids']);
 });
 
-test('restart, stopSignal, stopTimeout and publish are recorded, not in force; networks and named volumes are left to later steps', async () => {
+const a0 = (r: { config: { annotations?: Record<string, string> } }) => r.config.annotations!;
+
+test('restart and publish are recorded, not in force; stopSignal and stopTimeout are recorded for the stop, in force; networks and named volumes are left to later steps', async () => {
   const r = await apply({
     restart: 'on-failure:3',
     stopSignal: 'SIGQUIT',
@@ -115,7 +117,8 @@ test('restart, stopSignal, stopTimeout and publish are recorded, not in force; n
     publish: ['8080:80'],
     volumes: ['cache:/var/cache:ro'],
   });
-  assert.equal(r.notInForce, ['restart', 'stopSignal', 'stopTimeout', 'publish']);
+  assert.equal(r.notInForce, ['restart', 'publish']);
+  assert.is(a0(r)['org.ocivirt.settings.stopSignal'], 'SIGQUIT');
   const a = r.config.annotations!;
   assert.is(a['org.ocivirt.settings.restart'], 'on-failure:3');
   assert.is(a['org.ocivirt.settings.stopTimeout'], '5');
