@@ -38,7 +38,7 @@ PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 URI=lxc:///
 # dnsmasq-base: libvirt's network driver (in libvirt-daemon on Debian 12) needs it to start a network
-PKGS="libvirt-daemon libvirt-daemon-driver-lxc dnsmasq-base libvirt-clients libvirt-dev libxml2-utils iproute2 procps
+PKGS="libvirt-daemon libvirt-daemon-driver-lxc dnsmasq-base nftables libvirt-clients libvirt-dev libxml2-utils iproute2 procps
       g++ make python3 pkg-config libseccomp-dev busybox-static runc umoci skopeo systemd debootstrap zstd strace ${OCIVIRT_EXTRA_PKGS:-}"
 # systemd as PID 1 (not merely installed): systemd runs libvirtd, from libvirt-daemon-system's unit
 # (a private pid file, OCIVIRT_LIBVIRTD_PIDFILE, names a libvirtd of this script's own: never systemd's)

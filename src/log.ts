@@ -52,6 +52,10 @@ export const EVENTS = [
   'config.invalid',
   // conversion
   'convert.warning',
+  // published ports (network/ports.ts)
+  'ports.applied',
+  'ports.refused',
+  'ports.failed',
 ] as const;
 export type EventName = (typeof EVENTS)[number];
 

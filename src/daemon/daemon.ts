@@ -17,6 +17,7 @@ import { createLogger, silentLogger, type EventLogger } from '../log.js';
 import { DomainLocks, type ItemResult } from '../reconcile/apply.js';
 import { ensureInstanceId } from '../reconcile/instance.js';
 import { syncOptionsFromConfig, syncPass, writeStatus, type PassScope } from '../reconcile/sync.js';
+import { PortTable, type NftRunner } from '../network/ports.js';
 import { checkDirectoryTrust } from '../spool/trust.js';
 import { SpoolWatcher } from '../watch/spool-watcher.js';
 import { PassQueue } from './queue.js';
@@ -29,6 +30,8 @@ export interface DaemonOptions {
   connect?: (uri: string, log: EventLogger) => Promise<LibvirtPort>;
   /** SIGTERM while starting: a connect that hangs (a wedged libvirtd) is given up at once. */
   signal?: AbortSignal;
+  /** Runs the published ports' nft script (`nft -f -` by default; a recorder in tests). */
+  nft?: NftRunner;
 }
 
 /** The daemon was stopped before it had started; `stuck`: a libvirt connect was still hanging. */
@@ -64,6 +67,10 @@ export class Daemon {
   private watcher: SpoolWatcher | undefined;
   /** This instance's id (reconcile/instance.ts), read or made once at start. */
   private instance = '';
+  /** The published ports' nftables table (network/ports.ts), rebuilt at start and after passes that changed something. */
+  private ports: PortTable | undefined;
+  /** Entries whose published ports failed at the last rebuild, with the error. */
+  private portFailures = new Map<string, string>();
 
   private constructor(
     private config: Config,
@@ -117,6 +124,8 @@ export class Daemon {
     });
     const daemon = new Daemon(config, file, opts, log, port, exportPort, exporter);
     daemon.instance = instance;
+    daemon.ports = new PortTable(port, { instance, spoolDir: config.spoolDir, ...(opts.nft !== undefined ? { nft: opts.nft } : {}) });
+    // after a reboot or a restart the first (full) pass makes the table again from the domains running then
     daemon.watcher = await SpoolWatcher.start(config.spoolDir, {
       quietMs: config.quietMs,
       includeExisting: true,
@@ -234,6 +243,7 @@ export class Daemon {
       const reason = busy ? BUSY_REASON : 'still being copied in: taken once complete (quietMs without changes)';
       this.status.set(s.entry, { item: { entry: s.entry, domain: s.domain, action: 'nothing', reason }, ok: true, attempts: 0, pending: true });
     }
+    if (looked === 'all' || results.some((r) => r.ok && r.item.action !== 'nothing' && r.item.action !== 'fail')) await this.rebuildPorts();
     await this.writeStatus();
     const failed = results.filter((r) => !r.ok).length;
     const mem = process.memoryUsage();
@@ -269,8 +279,27 @@ export class Daemon {
     this.inFlight.set(entry, done);
   }
 
+  /** The published ports' table from the domains running now; a failure is logged, never fails the pass. */
+  private async rebuildPorts(): Promise<void> {
+    if (this.ports === undefined) return;
+    try {
+      const t0 = Date.now();
+      const { rules, failures, applied } = await this.ports.rebuild();
+      const before = this.portFailures;
+      this.portFailures = new Map(failures.map((f) => [f.entry, f.error.message]));
+      for (const f of failures) if (before.get(f.entry) !== f.error.message) this.log.error('ports.refused', { entry: f.entry, domain: f.domain, err: f.error.message }, f.error.message);
+      if (applied) this.log.info('ports.applied', { table: this.ports.table, rules: rules.length, refused: failures.length, durationMs: Date.now() - t0 });
+    } catch (e) {
+      this.log.error('ports.failed', { table: this.ports.table, err: errorMessage(e) }, errorMessage(e));
+    }
+  }
+
   private writeStatus(): Promise<void> {
-    return writeStatus(this.config.stateDir, [...this.status.values()].sort((a, b) => (a.item.entry < b.item.entry ? -1 : 1)));
+    const shown = [...this.status.values()].map((r) => {
+      const err = this.portFailures.get(r.item.entry);
+      return err === undefined || !r.ok ? r : { ...r, ok: false, pending: false, error: err };
+    });
+    return writeStatus(this.config.stateDir, shown.sort((a, b) => (a.item.entry < b.item.entry ? -1 : 1)));
   }
 }
 

@@ -297,13 +297,17 @@ async function bundleDomain(
 async function withNetworks(config: RuntimeConfig, domainName: string, read: ReadSettings | undefined, configPath: string, opts: DesiredOptions): Promise<void> {
   let attachments: NetworkAttachment[] | undefined = read?.settings.networks;
   let file = read?.file ?? configPath;
+  const needsNetwork = () => {
+    if (read?.settings.publish?.length) throw new InputError('published ports need a network address: attach the container to a libvirt network with "networks"', { file: read.file, field: 'publish' });
+  };
   if (attachments === undefined) {
     const value = config.annotations?.[NETWORKS_ANNOTATION];
     const parsed = value === undefined ? undefined : parseNetworksAnnotation(value);
-    if (parsed === undefined || typeof parsed === 'string') return; // none, or the converter refuses it
+    if (parsed === undefined || typeof parsed === 'string') return needsNetwork(); // none, or the converter refuses it
     attachments = parsed.map((a) => ({ network: a.network, ...(a.ip !== undefined ? { ip: a.ip } : {}) }));
     file = configPath;
   }
+  if (!attachments.length) needsNetwork();
   const annotations = { ...config.annotations };
   delete annotations[NETWORKS_ANNOTATION];
   if (attachments.length) {

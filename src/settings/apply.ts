@@ -6,6 +6,9 @@
  * `org.ocivirt.settings.` (so they travel with the domain and its export); those not acted on yet
  * are listed in `notInForce`, which `status` shows.
  *
+ * `publish` is recorded as the annotation org.ocivirt.settings.publish too, and in force: the daemon
+ * forwards the published ports of running domains from it (network/ports.ts).
+ *
  * `networks` is resolved (addresses allocated) and turned into the annotation org.ocivirt.networks
  * by the caller, which has libvirt (reconcile/desired.ts, network/addresses.ts).
  *
@@ -101,9 +104,10 @@ export async function applySettings(config: RuntimeConfig, s: EntrySettings, ctx
     annotations[`${RECORDED_PREFIX}${key}`] = typeof value === 'string' ? value : JSON.stringify(value);
     if (!inForce) notInForce.push(key);
   };
-  for (const key of ['restart', 'publish'] as const) if (s[key] !== undefined) record(key, s[key]);
-  // in force: a stop reads them back from the domain's metadata (reconcile/stop.ts)
-  for (const key of ['stopSignal', 'stopTimeout'] as const) if (s[key] !== undefined) record(key, s[key], true);
+  if (s.restart !== undefined) record('restart', s.restart);
+  // in force through the annotations: a stop reads the stop policy back from the domain's metadata
+  // (reconcile/stop.ts); the daemon forwards the ports of running domains (network/ports.ts)
+  for (const key of ['stopSignal', 'stopTimeout', 'publish'] as const) if (s[key] !== undefined) record(key, s[key], true);
 
   const mounts: Mount[] = [];
   for (const [i, v] of (s.volumes ?? []).entries()) {

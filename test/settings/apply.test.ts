@@ -106,9 +106,7 @@ test('workdir, hostname, memory, cpus, pids, start, annotations', async () => {
   assert.equal(other.notInForce, ['hostname', 'pids']);
 });
 
-const a0 = (r: { config: { annotations?: Record<string, string> } }) => r.config.annotations!;
-
-test('restart and publish are recorded, not in force; stopSignal and stopTimeout are recorded for the stop, in force; networks and named volumes are left to later steps', async () => {
+test('restart is recorded, not in force; stopSignal, stopTimeout and publish are recorded and in force (the stop and the daemon read them back); networks and named volumes are left to later steps', async () => {
   const r = await apply({
     restart: 'on-failure:3',
     stopSignal: 'SIGQUIT',
@@ -117,8 +115,9 @@ test('restart and publish are recorded, not in force; stopSignal and stopTimeout
     publish: ['8080:80'],
     volumes: ['cache:/var/cache:ro'],
   });
-  assert.equal(r.notInForce, ['restart', 'publish']);
-  assert.is(a0(r)['org.ocivirt.settings.stopSignal'], 'SIGQUIT');
+  assert.equal(r.notInForce, ['restart']);
+  assert.is(r.config.annotations!['org.ocivirt.settings.stopSignal'], 'SIGQUIT');
+  assert.is(r.config.annotations!['org.ocivirt.settings.publish'], JSON.stringify([{ hostPort: 8080, port: 80, protocol: 'tcp' }]));
   const a = r.config.annotations!;
   assert.is(a['org.ocivirt.settings.restart'], 'on-failure:3');
   assert.is(a['org.ocivirt.settings.stopTimeout'], '5');
