@@ -26,7 +26,6 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { InputError, errorMessage } from '../errors.js';
 import { DomainNotFoundError, type LibvirtPort } from '../libvirt/port.js';
-import { attachmentsOf } from '../convert/passes/networks.js';
 import { RECORDED_PREFIX, type PublishedPort } from '../settings/keys.js';
 import { entryStem, SETTINGS_SUFFIX } from '../spool/names.js';
 import { parseDomainXml } from '../xml/parse.js';
@@ -159,7 +158,8 @@ export async function publishersOf(port: LibvirtPort, instance: string, spoolDir
     if (value === undefined) continue;
     const publish = parsePublished(value);
     if (!publish?.length) continue;
-    const ip = attachmentsOf(d, m.id ?? d.name).find((a) => a.attachment.ip !== undefined)?.attachment.ip?.split('/')[0];
+    // the running definition carries what libvirt adds (target, alias): the first network interface with an IPv4 address
+    const ip = d.devices.interfaces.find((i) => i.type === 'network' && i.ips.some((a) => (a.family ?? 'ipv4') === 'ipv4' && a.address !== undefined))?.ips.find((a) => (a.family ?? 'ipv4') === 'ipv4')?.address;
     out.push({ domain: ref.name, entry: m.entry, file: join(spoolDir, entryStem(m.entry) + SETTINGS_SUFFIX), ip, publish });
   }
   return out;
