@@ -8,8 +8,7 @@
  * instance's nft table: all removed afterwards, whatever happens.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { get } from 'node:http';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -19,7 +18,8 @@ import { PortTable, tableName } from '../../src/network/ports.js';
 import { readInstanceId } from '../../src/reconcile/instance.js';
 import { syncOnce, type SyncOptions } from '../../src/reconcile/sync.js';
 import { captureLog } from '../helpers/log.js';
-import { TEST_URI, cleanupDomains, makeTempDir, removeTempDir, virsh, waitForInit, writeBusyboxBundle } from '../helpers/libvirt.js';
+import { fetchText, freeSubnet, removeNetwork, startIsolatedNetwork, webBundle } from '../helpers/network.js';
+import { TEST_URI, cleanupDomains, makeTempDir, removeTempDir, waitForInit } from '../helpers/libvirt.js';
 
 const PREFIX = `ocivirt-test-ports-${process.pid}-`;
 const NETWORK = `ocivirt-test-ports-${process.pid}`;
@@ -33,27 +33,6 @@ let table = '';
 
 const dom = (entry: string) => `${PREFIX}${entry}`;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** A /24 under 10.214/16 that no route of this host covers yet. */
-function freeSubnet(): string {
-  const routes = execFileSync('ip', ['-4', 'route', 'show', 'table', 'all'], { encoding: 'utf8' });
-  const used = (n: number) => routes.includes(`10.214.${n}.`) || /(^|\s)10\.0\.0\.0\/8|10\.214\.0\.0\/16/.test(routes);
-  for (let i = 0; i < 250; i++) {
-    const n = (process.pid + i) % 250;
-    if (!used(n)) return `10.214.${n}`;
-  }
-  throw new Error('no free 10.214.N.0/24 on this host');
-}
-
-function removeNetwork(): void {
-  for (const cmd of ['net-destroy', 'net-undefine']) {
-    try {
-      virsh(cmd, NETWORK);
-    } catch {
-      // not there (or not running)
-    }
-  }
-}
 
 /** Our table, or undefined when there is none (only this table is ever named). */
 function listTable(): string | undefined {
@@ -72,43 +51,16 @@ function options(): SyncOptions {
   return { spoolDir: spool, stateDir: state, prefix: PREFIX, log: captureLog().log, startPolicy: 'always', stopTimeoutMs: 500, retryDelayMs: 50, addressLockDir: join(tmp, 'lock') };
 }
 
-function bundle(entry: string, args: string[]): void {
-  const dir = join(spool, entry);
-  writeBusyboxBundle(dir, { args });
-  const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
-  config.linux.namespaces.push({ type: 'network' });
-  writeFileSync(join(dir, 'config.json'), JSON.stringify(config, null, 2));
-  mkdirSync(join(dir, 'rootfs', 'www'), { recursive: true });
-  writeFileSync(join(dir, 'rootfs', 'www', 'index.html'), `hello from ${entry}\n`);
-}
-
-function fetchText(url: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = get(url, { timeout: 2000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`${url}: HTTP ${res.statusCode}`))));
-    });
-    req.on('timeout', () => req.destroy(new Error(`${url}: timed out`)));
-    req.on('error', reject);
-  });
-}
-
 test.before(async () => {
   cleanupDomains(PREFIX);
-  removeNetwork();
+  removeNetwork(NETWORK);
   tmp = makeTempDir('ports');
   spool = join(tmp, 'spool');
   state = join(tmp, 'state');
   mkdirSync(spool, { recursive: true });
-  subnet = freeSubnet();
+  subnet = freeSubnet(214);
   port = await connectLibvirt(TEST_URI);
-  await port.defineNetwork(
-    `<network><name>${NETWORK}</name><bridge name='${BRIDGE}' stp='on' delay='0'/>` +
-      `<ip address='${subnet}.1' netmask='255.255.255.0'><dhcp><range start='${subnet}.100' end='${subnet}.199'/></dhcp></ip></network>`,
-  );
-  await port.startNetwork(NETWORK);
+  await startIsolatedNetwork(port, NETWORK, BRIDGE, subnet);
 });
 
 test.after(async () => {
@@ -116,7 +68,7 @@ test.after(async () => {
     await port?.close();
   } finally {
     cleanupDomains(PREFIX);
-    removeNetwork();
+    removeNetwork(NETWORK);
     try {
       removeTable();
     } finally {
@@ -126,7 +78,7 @@ test.after(async () => {
 });
 
 test('publish 18080:8080/tcp: the host reaches the container through the bridge address; removed entry, table gone', async () => {
-  bundle('web', ['/usr/sbin/httpd', '-f', '-p', '8080', '-h', '/www']);
+  webBundle(join(spool, 'web'), 'web', ['/usr/sbin/httpd', '-f', '-p', '8080', '-h', '/www']);
   writeFileSync(join(spool, 'web.ocivirt.json'), JSON.stringify({ networks: [{ network: NETWORK, ip: `${subnet}.10/24` }], publish: ['18080:8080/tcp'] }));
 
   const r = await syncOnce(port!, options());
