@@ -12,10 +12,12 @@
 # 4. In its own PID and mount namespace (so setup-libvirt.sh can neither see nor signal this
 #    machine's libvirtd), with the new root pivoted in, with /sys, /dev, a fresh /proc and an empty /run (the chroot's
 #    libvirtd has its own socket): first `scripts/setup-libvirt.sh --packages` (apt only, no
-#    libvirtd: without the lock), then `scripts/demo.sh` in the background until both demo domains run,
-#    the README's memtune -> export check, then SIGTERM to the daemon and `scripts/demo.sh --clean`; then
-#    `scripts/test.sh`. On exit every domain of the chroot's libvirtd is destroyed and libvirtd is
-#    stopped; the PID namespace ends with it.
+#    libvirtd: without the lock), then `scripts/demo.sh` in the background until its domains run and
+#    its curl check passed, `scripts/demo.sh --check` again, the README's memtune -> export check,
+#    then SIGTERM to the demo (its daemon) and `scripts/demo.sh --clean`; then
+#    `scripts/test.sh`. On exit every domain and network of the chroot's libvirtd is destroyed (and
+#    after a failure the demo's ports table, by `scripts/demo.sh --clean`), and libvirtd is stopped;
+#    the PID namespace ends with it (its network namespace is this machine's).
 # The chroot's libvirtd and this machine's one share the kernel's cgroups, so step 4 holds the
 # integration lock ($OCIVIRT_INTEGRATION_LOCK, default /tmp/ocivirt-integration.lock) from the
 # demo to the end of the tests.
@@ -94,9 +96,14 @@ step() { echo "fresh-machine-check: (inside) [$(( $(date +%s) - T0 ))s] $*"; }
 running() { virsh -q -c lxc:/// list --state-running --name 2>/dev/null | grep -qx "$1"; }
 finish() {
   rc=$?
-  [ -n "${DEMO_PID:-}" ] && kill -TERM "$DEMO_PID" 2>/dev/null
+  [ -n "${DEMO_PID:-}" ] && kill -TERM "$DEMO_PID" 2>/dev/null && wait "$DEMO_PID"
+  # the demo's ports table and network live in this machine's network namespace: never left behind
+  [ $rc = 0 ] || scripts/demo.sh --clean >/dev/null 2>&1
   for d in $(virsh -q -c lxc:/// list --all --name 2>/dev/null); do
     virsh -q -c lxc:/// destroy "$d" >/dev/null 2>&1; virsh -q -c lxc:/// undefine "$d" >/dev/null 2>&1
+  done
+  for n in $(virsh -q -c lxc:/// net-list --all --name 2>/dev/null); do
+    virsh -q -c lxc:/// net-destroy "$n" >/dev/null 2>&1; virsh -q -c lxc:/// net-undefine "$n" >/dev/null 2>&1
   done
   [ -x scripts/setup-libvirt.sh ] && scripts/setup-libvirt.sh --stop
   exit $rc
@@ -114,6 +121,14 @@ for i in $(seq 1 900); do
 done
 if [ $ok = 0 ]; then step "FAILED: demo domains not running"; tail -n 40 /root/demo.log; exit 1; fi
 step "demo: demo-hello, demo-web and demo-web-2 (a settings entry) run"
+for i in $(seq 1 180); do
+  grep -q '^demo: check passed' /root/demo.log && break
+  kill -0 "$DEMO_PID" 2>/dev/null || break
+  sleep 1
+done
+grep -q '^demo: check passed' /root/demo.log || { step "FAILED: the demo's curl check"; tail -n 40 /root/demo.log; exit 1; }
+scripts/demo.sh --check || { step "FAILED: scripts/demo.sh --check"; exit 1; }
+step "demo: curl reaches demo-web by its address on ocivirt-demo and through the published port 8080"
 bin/ocivirt status --state /var/lib/ocivirt-demo/state || { step "FAILED: status"; exit 1; }
 virsh -q -c lxc:/// memtune demo-hello --hard-limit 200000 --config
 for i in $(seq 1 60); do
@@ -137,6 +152,7 @@ scripts/demo.sh --clean || { step "FAILED: demo.sh --clean"; exit 1; }
 left=$(virsh -q -c lxc:/// list --all --name | grep '^demo-' || true)
 [ -z "$left" ] || { step "FAILED: demo domains left: $left"; exit 1; }
 [ ! -e /var/lib/ocivirt-demo ] || { step "FAILED: /var/lib/ocivirt-demo left"; exit 1; }
+! virsh -q -c lxc:/// net-info ocivirt-demo >/dev/null 2>&1 || { step "FAILED: the ocivirt-demo network left"; exit 1; }
 step "demo: clean"
 
 step "scripts/test.sh"

@@ -37,8 +37,10 @@ set -u
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 URI=lxc:///
-# dnsmasq-base: libvirt's network driver (in libvirt-daemon on Debian 12) needs it to start a network
-PKGS="libvirt-daemon libvirt-daemon-driver-lxc dnsmasq-base nftables libvirt-clients libvirt-dev libxml2-utils iproute2 procps
+# dnsmasq-base: libvirt's network driver (in libvirt-daemon on Debian 12) needs it to start a network;
+# iptables: libvirt 9 writes every network's firewall rules with it (an isolated one's too);
+# nftables: published ports; curl: the demo's checks (and the README's) reach its web container
+PKGS="libvirt-daemon libvirt-daemon-driver-lxc dnsmasq-base iptables nftables curl libvirt-clients libvirt-dev libxml2-utils iproute2 procps
       g++ make python3 pkg-config libseccomp-dev busybox-static runc umoci skopeo systemd debootstrap zstd strace ${OCIVIRT_EXTRA_PKGS:-}"
 # systemd as PID 1 (not merely installed): systemd runs libvirtd, from libvirt-daemon-system's unit
 # (a private pid file, OCIVIRT_LIBVIRTD_PIDFILE, names a libvirtd of this script's own: never systemd's)
