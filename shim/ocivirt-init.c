@@ -35,6 +35,7 @@
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
+#include "log.h"
 
 #define SPEC_MAX (4u << 20)   /* a spec file larger than 4 MiB is refused */
 #define LIST_MAX 65536        /* args, env entries, groups, sysctls, seccomp rules: each at most this many */
@@ -91,6 +92,7 @@ struct spec {
   bool flag_log, flag_ssb, flag_tsync;
   struct scmp_rule *rules; size_t nrules;
   const char *status_path;
+  const char *log_dir; uint64_t log_bytes;
 };
 
 struct reader { const char *p, *end; };
@@ -283,6 +285,12 @@ static void parse_spec(const char *buf, size_t len, struct spec *s) {
       if (s->status_path) die("spec: status given twice");
       s->status_path = tok(&r, "status path");
       if (s->status_path[0] != '/') die("spec: status: path is not absolute");
+    } else if (!strcmp(k, "log")) {
+      if (s->log_dir) die("spec: log given twice");
+      s->log_dir = tok(&r, "log directory");
+      if (s->log_dir[0] != '/') die("spec: log: directory is not absolute");
+      s->log_bytes = parse_u64(tok(&r, "log file bytes"), LOG_FILE_MAX, "log file bytes");
+      if (s->log_bytes < LOG_FILE_MIN) die("spec: log: file bytes below %u", LOG_FILE_MIN);
     } else {
       die("spec: unknown record \"%.40s\"", k);
     }
@@ -489,6 +497,7 @@ static void load_seccomp(scmp_filter_ctx ctx, bool nnp) {
 }
 
 _Noreturn static void child(const struct spec *s, const sigset_t *orig_mask) {
+  log_child_stdio();
   /* own process group, in the terminal's foreground when stdin is one (like tini) */
   if (setpgid(0, 0) < 0) fail(EXIT_SETUP, "setpgid: %s", strerror(errno));
   if (isatty(STDIN_FILENO)) {
@@ -568,6 +577,8 @@ int main(int argc, char **argv) {
   /* outside a pid namespace (not PID 1), orphans still come to the shim to be reaped */
   if (getpid() != 1 && prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) die("PR_SET_CHILD_SUBREAPER: %s", strerror(errno));
 
+  if (s.log_dir) log_start(s.log_dir, s.log_bytes);
+
   int pipefd[2];
   if (pipe2(pipefd, O_CLOEXEC) < 0) die("pipe: %s", strerror(errno));
   pid_t pid = fork();
@@ -578,6 +589,7 @@ int main(int argc, char **argv) {
     child(&s, &orig);
   }
   close(pipefd[1]);
+  log_parent_stdio();
 
   /* the child's report: EOF with nothing means execve succeeded (the pipe closed on exec) */
   char report[1024];
@@ -597,6 +609,7 @@ int main(int argc, char **argv) {
     int st;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
     write_status(status_fd, "setup-failed\n");
+    log_finish();
     return code == EXIT_NOEXEC || code == EXIT_NOTFOUND ? code : EXIT_SETUP;
   }
 
@@ -616,7 +629,10 @@ int main(int argc, char **argv) {
       pid_t w = waitpid(-1, &st, WNOHANG);
       if (w < 0 && errno == EINTR) continue;
       if (w <= 0) break; /* none left to reap now (or no children at all) */
-      if (w != pid) continue;
+      if (w != pid) {
+        log_reaped(w);
+        continue;
+      }
       char text[64];
       int code;
       if (WIFEXITED(st)) {
@@ -627,6 +643,7 @@ int main(int argc, char **argv) {
         snprintf(text, sizeof text, "signaled %d\n", WTERMSIG(st));
       }
       write_status(status_fd, text);
+      log_finish();
       /* leaving PID 1 ends the pid namespace: the kernel kills any process left */
       return code;
     }

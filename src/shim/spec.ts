@@ -16,7 +16,13 @@ export const SHIM_SPEC_VERSION = '1';
 export interface ShimSpecOptions {
   /** Where the shim records the process's exit status (absolute, as the shim sees it). */
   statusPath?: string;
+  /** Capture stdout/stderr into `dir` (absolute, as the shim sees it): `current` and `previous`, each at most `fileBytes`. */
+  log?: { dir: string; fileBytes: number };
 }
+
+/** Bounds of one log file's cap, as the shim checks them (shim/log.h). */
+export const LOG_FILE_MIN = 64 * 1024;
+export const LOG_FILE_MAX = 2 ** 40;
 
 export const RLIMIT_TYPES = [
   'RLIMIT_AS', 'RLIMIT_CORE', 'RLIMIT_CPU', 'RLIMIT_DATA', 'RLIMIT_FSIZE', 'RLIMIT_LOCKS',
@@ -238,6 +244,11 @@ export function encodeShimSpec(config: RuntimeConfig, options: ShimSpecOptions =
     const p = text(options.statusPath, 'statusPath');
     if (!p.startsWith('/')) bad('statusPath', `${shortJson(p)} is not absolute`);
     out.push('status', p);
+  }
+  if (options.log !== undefined) {
+    const dir = text(options.log.dir, 'log.dir');
+    if (!dir.startsWith('/')) bad('log.dir', `${shortJson(dir)} is not absolute`);
+    out.push('log', dir, String(integer(options.log.fileBytes, 'log.fileBytes', LOG_FILE_MIN, LOG_FILE_MAX)));
   }
   out.push('end');
   return Buffer.from(out.map((t) => `${t}\0`).join(''), 'utf8');
