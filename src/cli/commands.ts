@@ -10,5 +10,6 @@ import { planCommand } from './cmd-plan.js';
 import { syncCommand } from './cmd-sync.js';
 import { validateCommand } from './cmd-validate.js';
 import { volumeCommand } from './cmd-volume.js';
+import { logsCommand } from './cmd-logs.js';
 
-export const COMMANDS: Command[] = [unpackCommand, fromNativeCommand, toNativeCommand, daemonCommand, statusCommand, exportCommand, planCommand, syncCommand, validateCommand, volumeCommand];
+export const COMMANDS: Command[] = [unpackCommand, fromNativeCommand, toNativeCommand, daemonCommand, statusCommand, logsCommand, exportCommand, planCommand, syncCommand, validateCommand, volumeCommand];

@@ -54,6 +54,8 @@ export interface Config {
   stepTimeoutSec: number;
   shutdownTimeoutSec: number;
   logLevel: LogLevel;
+  /** Container output (issue 12): bytes of each of a container's two log files. */
+  logFileBytes: number;
 }
 
 export type Kind =
@@ -128,6 +130,8 @@ export const SETTINGS: readonly Setting[] = [
     doc: 'On SIGTERM, how long in-flight work may finish before it is aborted and the daemon exits 0 (137 when a call stuck inside libvirt or the kernel could not be cut: the process ends itself with SIGKILL). Containers keep running either way.' },
   { key: 'logLevel', kind: { type: 'enum', values: LOG_LEVELS }, default: 'info', env: 'OCIVIRT_LOG_LEVEL',
     doc: 'pino level of the JSON log on stdout.' },
+  { key: 'logFileBytes', kind: { type: 'int', min: 64 * 1024, max: 2 ** 40 }, default: 8 * 1024 * 1024, env: 'OCIVIRT_LOG_FILE_BYTES',
+    doc: "Container output (stdout/stderr, kept by the init shim in `<stateDir>/containers/<domain>/run/log/`): the cap of each of its two files, `current` and `previous`, so a container keeps at most twice this. The shim gets it in its spec at a container's start (once the shim is every domain's init); `ocivirt logs NAME` reads it." },
 ] as const;
 
 export function defaultConfig(): Config {
