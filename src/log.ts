@@ -28,6 +28,7 @@ export const EVENTS = [
   'domain.stopping',
   'domain.stopped',
   'domain.pending',
+  'domain.updated',
   'domain.drifted',
   'domain.unchanged',
   'domain.foreign',

@@ -59,7 +59,7 @@ export const statusCommand: Command = {
     }
     const age = Math.round((Date.now() - (await stat(file)).mtimeMs) / 1000);
     // names and reasons come from the spool: escaped, so one entry is always one line
-    const rows = status.entries.map((e) => [e.entry, e.domain || '-', e.action, e.result, oneLine(e.error ?? e.reason)].map(printable));
+    const rows = status.entries.map((e) => [e.entry, e.domain || '-', e.action, e.result, oneLine(e.error ?? withPending(e))].map(printable));
     const head = ['ENTRY', 'DOMAIN', 'ACTION', 'RESULT', 'ERROR / REASON'];
     const widths = head.slice(0, 4).map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
     const line = (r: string[]) => r.slice(0, 4).map((c, i) => c.padEnd(widths[i]!)).join('  ') + '  ' + r[4] + '\n';
@@ -69,6 +69,11 @@ export const statusCommand: Command = {
     return 0;
   },
 };
+
+/** A change waiting for the domain's next start is said after the reason. */
+function withPending(e: EntryStatus): string {
+  return e.pendingChange?.length ? `${e.reason}; pending until the next start: ${e.pendingChange.join(', ')}` : e.reason;
+}
 
 function oneLine(s: string): string {
   return s.replace(/\s*\n\s*/g, ' ');

@@ -5,7 +5,7 @@
  */
 
 export type StartPolicy = 'never' | 'always' | 'annotation';
-export type UpdatePolicy = 'next-start' | 'restart';
+export type UpdatePolicy = 'live' | 'next-start' | 'restart';
 export type RemovePolicy = 'undefine' | 'keep';
 export type DriftPolicy = 'keep' | 'revert';
 /** Host device nodes and network interfaces a config may pass through (linux.devices, linux.netDevices). */
@@ -92,8 +92,8 @@ export const SETTINGS: readonly Setting[] = [
     default: '', env: 'OCIVIRT_NAME_PREFIX', doc: 'Prepended to every domain name made from a spool entry name.' },
   { key: 'startPolicy', kind: { type: 'enum', values: ['never', 'always', 'annotation'] }, default: 'always', env: 'OCIVIRT_START_POLICY',
     doc: '`always` (default): start every new domain unless its config has the annotation `org.ocivirt.start: "false"`; `annotation`: start only when the config has `org.ocivirt.start: "true"`; `never`. A domain left stopped says why in `ocivirt status`.' },
-  { key: 'updatePolicy', kind: { type: 'enum', values: ['next-start', 'restart'] }, default: 'next-start', env: 'OCIVIRT_UPDATE_POLICY',
-    doc: 'A changed entry whose domain is running: `next-start` redefines and logs `domain.pending`; `restart` stops it gracefully and starts it again.' },
+  { key: 'updatePolicy', kind: { type: 'enum', values: ['live', 'next-start', 'restart'] }, default: 'live', env: 'OCIVIRT_UPDATE_POLICY',
+    doc: 'A changed entry whose domain is running: `live` redefines it and applies memory, CPU and blkio changes to the running container at once (`domain.updated`), the rest at its next start; `next-start` redefines and logs `domain.pending`; `restart` stops it gracefully and starts it again. An entry\'s settings `updatePolicy` wins.' },
   { key: 'removePolicy', kind: { type: 'enum', values: ['undefine', 'keep'] }, default: 'undefine', env: 'OCIVIRT_REMOVE_POLICY',
     doc: 'An entry removed from the spool: `undefine` stops then undefines its domain; `keep` leaves it.' },
   { key: 'driftPolicy', kind: { type: 'enum', values: ['keep', 'revert'] }, default: 'keep', env: 'OCIVIRT_DRIFT_POLICY',

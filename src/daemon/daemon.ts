@@ -12,11 +12,11 @@ import type { Config } from '../config/settings.js';
 import { errorMessage, InputError } from '../errors.js';
 import { Exporter } from '../export/exporter.js';
 import { connectLibvirt } from '../libvirt/adapter.js';
-import type { LibvirtPort } from '../libvirt/port.js';
+import type { LibvirtPort, PortEvent } from '../libvirt/port.js';
 import { createLogger, silentLogger, type EventLogger } from '../log.js';
 import { DomainLocks, type ItemResult } from '../reconcile/apply.js';
 import { ensureInstanceId } from '../reconcile/instance.js';
-import { syncOptionsFromConfig, syncPass, writeStatus, type PassScope } from '../reconcile/sync.js';
+import { pendingChangesOf, syncOptionsFromConfig, syncPass, writeStatus, type PassScope } from '../reconcile/sync.js';
 import { PortTable, type NftRunner } from '../network/ports.js';
 import { checkDirectoryTrust } from '../spool/trust.js';
 import { SpoolWatcher } from '../watch/spool-watcher.js';
@@ -71,6 +71,8 @@ export class Daemon {
   private ports: PortTable | undefined;
   /** Entries whose published ports failed at the last rebuild, with the error. */
   private portFailures = new Map<string, string>();
+  /** Ends the subscription to libvirt's lifecycle events. */
+  private unwatch: () => void = () => undefined;
 
   private constructor(
     private config: Config,
@@ -132,6 +134,7 @@ export class Daemon {
       onEntry: (name) => void daemon.entryReported(name),
       onError: (e) => log.warn('entry.failed', { err: errorMessage(e) }, 'spool watcher error'),
     });
+    daemon.unwatch = port.watch((e) => void daemon.lifecycle(e).catch((err) => log.warn('entry.failed', { err: errorMessage(err) }, 'lifecycle event not handled')));
     daemon.queue.addFull();
     daemon.queue.resyncEvery(config.resyncIntervalSec * 1000);
     void exporter.start().catch((e) => log.error('export.failed', { err: errorMessage(e) }, 'exporter did not start'));
@@ -182,6 +185,7 @@ export class Daemon {
     const t0 = Date.now();
     this.log.info('daemon.stopping', { inFlight: this.queue.inFlight !== undefined || this.inFlight.size > 0, timeoutMs: this.config.shutdownTimeoutSec * 1000 });
     this.queue.stop();
+    this.unwatch();
     const everything = () => Promise.all([this.queue.inFlight, this.exporter.stop(), ...this.inFlight.values()]).then(() => true);
     await within(this.watcher?.close() ?? Promise.resolve(), 1_000);
     const abandoned = !(await within(everything(), this.config.shutdownTimeoutSec * 1000));
@@ -260,7 +264,16 @@ export class Daemon {
     });
   }
 
-  /** A step its pass stopped waiting for: the entry is left alone until it ends, then taken again. */
+  /** A domain's lifecycle event: a start (by anyone) puts its whole definition in force. */
+  private async lifecycle(e: PortEvent): Promise<void> {
+    if (this.stopping || e.type !== 'lifecycle' || e.kind !== 'started') return;
+    const pending = pendingChangesOf(this.config.stateDir)!;
+    if ((await pending.get(e.name)).length === 0) return;
+    await pending.remove(e.name);
+    await this.writeStatus();
+  }
+
+    /** A step its pass stopped waiting for: the entry is left alone until it ends, then taken again. */
   private detached(entry: string, ended: Promise<unknown>): void {
     const done = ended.then((err) => {
       this.inFlight.delete(entry);

@@ -10,10 +10,11 @@ import type { UpdatePolicy } from '../config/index.js';
 import { readOwnership } from '../convert/ownership.js';
 import { errorMessage, InputError, isInputError } from '../errors.js';
 import { parseDomainXml } from '../xml/parse.js';
-import type { LibvirtPort } from '../libvirt/port.js';
+import { LibvirtUnavailableError, type LibvirtPort } from '../libvirt/port.js';
+import type { LiveTuning } from './live.js';
 import type { EventLogger } from '../log.js';
 import type { HandEdits } from './hand-edits.js';
-import type { PendingStarts } from './pending.js';
+import type { PendingChanges, PendingStarts } from './pending.js';
 import type { PlanItem } from './plan.js';
 import type { AddressBook } from '../network/addresses.js';
 import { DETACHED, runStep, type StepBudget } from './steps.js';
@@ -30,6 +31,8 @@ export interface ApplyOptions {
   retryDelayMs?: number;
   locks?: DomainLocks;
   pendingStarts?: PendingStarts;
+  /** Parts of a running domain's new definition that wait for its next start (shown by `status`). */
+  pendingChanges?: PendingChanges;
   /** Hand edits already logged (without it, a kept hand edit is logged at every pass). */
   handEdits?: HandEdits;
   /** Retry delays run on it (a fake one in tests). */
@@ -45,7 +48,7 @@ export interface ItemResult {
   ok: boolean;
   error?: string;
   attempts: number;
-  /** update of a running domain under `next-start`: the change waits for the next start. */
+  /** update of a running domain: (part of) the change waits for the next start. */
   pending?: boolean;
   /** Still being applied when the pass stopped waiting for it (its outcome is the next pass's). */
   busy?: boolean;
@@ -92,7 +95,12 @@ export async function applyPlan(port: LibvirtPort, plan: readonly PlanItem[], op
 
 /** The item may stop its domain: a removal, or an update under the restart policy. */
 function stops(item: PlanItem, opts: ApplyOptions): boolean {
-  return item.action === 'delete' || (item.action === 'update' && opts.updatePolicy === 'restart');
+  return item.action === 'delete' || (item.action === 'update' && updatePolicyOf(item, opts) === 'restart');
+}
+
+/** The entry's own update policy, else the daemon's; `live` by default. */
+function updatePolicyOf(item: PlanItem, opts: ApplyOptions): UpdatePolicy {
+  return item.updatePolicy ?? opts.updatePolicy ?? 'live';
 }
 
 /**
@@ -205,9 +213,16 @@ async function act(
         if (item.start) await once('start', () => startDomain(port, item, opts, fields, 'pending start'));
         return false;
       }
-      if ((opts.updatePolicy ?? 'next-start') === 'next-start') {
-        log.info('domain.pending', { ...fields, reason: 'running; the new definition applies at the next start' });
-        return true;
+      const policy = updatePolicyOf(item, opts);
+      if (policy !== 'restart') {
+        // without the plan's split (not computed): all of it waits
+        const split = item.live ?? { tuning: [], live: [], pending: item.differences ?? ['definition'] };
+        const pending = policy === 'live' ? split.pending : [...split.live, ...split.pending];
+        if (policy === 'live') await once('live', () => setLiveTuning(port, item.domain, split.tuning));
+        await once('pending', async () => opts.pendingChanges?.add(item.domain, pending));
+        if (policy === 'live') log.info('domain.updated', { ...fields, live: split.live, pending });
+        else if (pending.length > 0) log.info('domain.pending', { ...fields, pending, reason: 'running; the new definition applies at the next start' });
+        return pending.length > 0;
       }
       await once('stop', async () => {
         await stopDomain(port, item.domain, { ...stopOpts, fields: { ...fields, reason: 'restart policy: definition changed' } });
@@ -216,6 +231,7 @@ async function act(
         await port.start(item.domain);
         log.info('domain.started', { ...fields, reason: 'restart policy: definition changed' });
       });
+      await opts.pendingChanges?.remove(item.domain);
       return false;
     }
     case 'delete': {
@@ -228,6 +244,7 @@ async function act(
       });
       await opts.addresses?.release(item.domain);
       await opts.pendingStarts?.remove(item.domain);
+      await opts.pendingChanges?.remove(item.domain);
       return false;
     }
     default:
@@ -274,4 +291,20 @@ async function startDomain(port: LibvirtPort, item: PlanItem, opts: ApplyOptions
     opts.log.info('domain.started', { ...fields, reason, durationMs: Date.now() - t0 });
   }
   await opts.pendingStarts?.remove(item.domain);
+  await opts.pendingChanges?.remove(item.domain);
+}
+
+/**
+ * Tuning set on the running domain (its definition already has it: the redefine wrote it). A
+ * domain that stopped meanwhile takes the new definition at its start anyway.
+ */
+async function setLiveTuning(port: LibvirtPort, domain: string, tuning: readonly LiveTuning[]): Promise<void> {
+  for (const t of tuning) {
+    try {
+      await port.setTuning(domain, t.family, t.params, 'live');
+    } catch (e) {
+      if (!(e instanceof LibvirtUnavailableError) && (await port.state(domain)) !== 'running') return;
+      throw e;
+    }
+  }
 }

@@ -3,12 +3,13 @@
  * apply.ts's job, printing it is `ocivirt plan`'s.
  */
 import { createHash } from 'node:crypto';
-import type { DriftPolicy, RemovePolicy } from '../config/index.js';
+import type { DriftPolicy, RemovePolicy, UpdatePolicy } from '../config/index.js';
 import { buildDomainXml } from '../xml/build.js';
 import type { Domain } from '../xml/domain.js';
-import { canonicalUuid, domainDifferences } from '../xml/compare.js';
+import { canonicalUuid, changeText, domainChanges } from '../xml/compare.js';
 import { foreignReason, type ActualState, type ManagedDomain } from './actual.js';
 import type { DesiredDomain, DesiredState } from './desired.js';
+import { liveSplit, updatePolicyOf, type LiveSplit } from './live.js';
 
 export type PlanAction = 'create' | 'update' | 'start' | 'delete' | 'nothing' | 'fail';
 
@@ -32,6 +33,10 @@ export interface PlanItem {
    */
   handEdit?: { actualDigest: string; policy: DriftPolicy };
   warnings?: string[];
+  /** update: what of the change a running domain can take live, and what waits for its start. */
+  live?: LiveSplit;
+  /** update: the entry's own `updatePolicy` (its settings), over the daemon's. */
+  updatePolicy?: UpdatePolicy;
 }
 
 export interface PlanOptions {
@@ -119,11 +124,14 @@ function planEntry(d: DesiredDomain, have: ActualState, driftPolicy: DriftPolicy
   // a domain made before instance ids, adopted (actual.ts): the id alone is no change; the next
   // redefine writes it
   const adopted = actual.owner.instance === undefined;
-  const differences = domainDifferences(adopted ? withoutInstance(desired) : desired, actual.domain);
+  const changes = domainChanges(adopted ? withoutInstance(desired) : desired, actual.domain);
+  const differences = changes.map(changeText);
   if (differences.length === 0) {
     const unchanged = adopted ? 'unchanged (made before instance ids; adopted: its bundle is this instance\'s)' : 'unchanged';
     return { ...base, action: 'nothing', reason: why === undefined ? unchanged : `${unchanged}; not started by ocivirt: ${why}` };
   }
+  const policy = updatePolicyOf(d.domain);
+  const update = { live: liveSplit(desired, changes), ...(policy !== undefined ? { updatePolicy: policy } : {}) };
   if (definedFromSameEntry(d, actual)) {
     // The spool did not change since the define, so libvirt did: operator intent (it is
     // exported back to OCI), not drift, unless the policy says revert.
@@ -137,9 +145,10 @@ function planEntry(d: DesiredDomain, have: ActualState, driftPolicy: DriftPolicy
       xml: buildDomainXml(desired),
       differences,
       handEdit,
+      ...update,
     };
   }
-  return { ...base, action: 'update', reason: `changed: ${differences.join('; ')}`, xml: buildDomainXml(desired), differences };
+  return { ...base, action: 'update', reason: `changed: ${differences.join('; ')}`, xml: buildDomainXml(desired), differences, ...update };
 }
 
 /** The domain was defined from this very entry state: same config digest and same image. */

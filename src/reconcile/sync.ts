@@ -17,7 +17,9 @@ import { writeFileAtomically } from '../fsroot/atomic.js';
 import type { Clock } from '../clock.js';
 import { uuidV5 } from '../convert/identity.js';
 import type { DriftPolicy, RemovePolicy, StartPolicy, UpdatePolicy } from '../config/index.js';
-import type { LibvirtPort } from '../libvirt/port.js';
+import { DomainNotFoundError, LibvirtUnavailableError, type LibvirtPort } from '../libvirt/port.js';
+import { domainChanges } from '../xml/compare.js';
+import { parseDomainXml } from '../xml/parse.js';
 import { scanSpool, type HostDeviceAllowList } from '../spool/index.js';
 import type { EventLogger } from '../log.js';
 import { actualState, foreignReason, type ActualState, type Instance } from './actual.js';
@@ -26,7 +28,7 @@ import { desiredOf, inflatedArchivesDir, type DesiredOptions, type DesiredState 
 import { collectInflated } from '../image/inflate.js';
 import { ensureInstanceId, readInstanceId } from './instance.js';
 import { HandEdits } from './hand-edits.js';
-import { PendingStarts } from './pending.js';
+import { PendingChanges, PendingStarts } from './pending.js';
 import { computePlan, type PlanItem } from './plan.js';
 import { collectImageBundles } from './collect.js';
 import { domainsOfScope, inspectSome, widenScope } from './scope.js';
@@ -124,6 +126,11 @@ export function pendingStartsOf(opts: SyncOptions): PendingStarts | undefined {
   return opts.stateDir === undefined ? undefined : new PendingStarts(join(opts.stateDir, 'pending-start'));
 }
 
+/** What running domains' new definitions leave for their next start (in the state directory). */
+export function pendingChangesOf(stateDir: string | undefined): PendingChanges | undefined {
+  return stateDir === undefined ? undefined : new PendingChanges(join(stateDir, 'pending-change'));
+}
+
 /** The addresses of network attachments (in the state directory), when the pass has one; `plan` only looks. */
 export function addressBookOf(port: LibvirtPort, opts: SyncOptions, dryRun = false): AddressBook | undefined {
   return opts.stateDir === undefined ? undefined : new AddressBook(port, opts.stateDir, { dryRun, ...(opts.addressLockDir !== undefined ? { lockDir: opts.addressLockDir } : {}) });
@@ -161,6 +168,7 @@ function applyOptionsOf(opts: SyncOptions, pendingStarts: PendingStarts | undefi
     log: opts.log,
     locks: opts.locks,
     pendingStarts,
+    pendingChanges: pendingChangesOf(opts.stateDir),
     handEdits: handEditsOf(opts),
     updatePolicy: opts.updatePolicy,
     concurrency: opts.concurrency,
@@ -274,8 +282,32 @@ async function applyPass(port: LibvirtPort, opts: SyncOptions, planned: PlannedP
     // markers of domains this pass no longer knows (entry and domain gone) are stale
     const known = new Set(results.filter((r) => !(r.item.action === 'delete' && r.ok)).map((r) => r.item.domain));
     for (const name of await pendingStarts.list()) if (!known.has(name)) await pendingStarts.remove(name);
+    await dropStalePendingChanges(port, pendingChangesOf(opts.stateDir)!, known);
   }
   return { results, collected };
+}
+
+/**
+ * A pending change is over once its domain is gone or no longer runs (it starts with the new
+ * definition), or once the definition it runs with has it (restarted while no daemon heard it):
+ * what is left pending is what still differs between the running and the persistent definitions.
+ */
+async function dropStalePendingChanges(port: LibvirtPort, pending: PendingChanges, known: ReadonlySet<string>): Promise<void> {
+  for (const [name, keys] of await pending.all()) {
+    try {
+      if (!known.has(name) || (await port.state(name)) !== 'running') {
+        await pending.remove(name);
+        continue;
+      }
+      const differ = new Set(domainChanges(parseDomainXml(await port.inactiveXml(name)), parseDomainXml(await port.liveXml(name))).map((c) => c.key));
+      const left = keys.filter((k) => differ.has(k));
+      if (left.length < keys.length) await pending.replace(name, left);
+    } catch (e) {
+      if (e instanceof DomainNotFoundError) await pending.remove(name);
+      else if (e instanceof LibvirtUnavailableError) throw e;
+      // a definition that does not parse: left as it is
+    }
+  }
 }
 
 /** The daemon's pass over `spec.scope`; the caller writes the status file. */
@@ -328,6 +360,8 @@ export interface EntryStatus {
   result: 'ok' | 'pending' | 'failed';
   reason: string;
   error?: string;
+  /** What of the domain's definition waits for its next start (compared keys, e.g. `os.initenv`). */
+  pendingChange?: string[];
   at: string;
 }
 
@@ -335,15 +369,20 @@ export interface EntryStatus {
 export async function writeStatus(stateDir: string, results: readonly ItemResult[]): Promise<void> {
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   const at = new Date().toISOString();
-  const entries: EntryStatus[] = results.map((r) => ({
-    entry: r.item.entry,
-    domain: r.item.domain,
-    action: r.item.action,
-    result: !r.ok ? 'failed' : r.pending ? 'pending' : 'ok',
-    reason: r.item.reason,
-    ...(r.error !== undefined ? { error: r.error } : {}),
-    at,
-  }));
+  const pendingChanges = (await pendingChangesOf(stateDir)?.all()) ?? new Map<string, string[]>();
+  const entries: EntryStatus[] = results.map((r) => {
+    const pendingChange = r.item.domain === '' ? undefined : pendingChanges.get(r.item.domain);
+    return {
+      entry: r.item.entry,
+      domain: r.item.domain,
+      action: r.item.action,
+      result: !r.ok ? 'failed' : r.pending || pendingChange !== undefined ? 'pending' : 'ok',
+      reason: r.item.reason,
+      ...(r.error !== undefined ? { error: r.error } : {}),
+      ...(pendingChange !== undefined ? { pendingChange } : {}),
+      at,
+    };
+  });
   await writeFileAtomically(join(stateDir, STATUS_FILE), JSON.stringify({ updated: at, entries }, null, 2) + '\n', 0o600);
 }
 

@@ -106,8 +106,8 @@ export async function applySettings(config: RuntimeConfig, s: EntrySettings, ctx
   };
   if (s.restart !== undefined) record('restart', s.restart);
   // in force through the annotations: a stop reads the stop policy back from the domain's metadata
-  // (reconcile/stop.ts); the daemon forwards the ports of running domains (network/ports.ts)
-  for (const key of ['stopSignal', 'stopTimeout', 'publish'] as const) if (s[key] !== undefined) record(key, s[key], true);
+  // (reconcile/stop.ts), the plan its update policy (reconcile/live.ts); the daemon forwards the ports of running domains (network/ports.ts)
+  for (const key of ['stopSignal', 'stopTimeout', 'publish', 'updatePolicy'] as const) if (s[key] !== undefined) record(key, s[key], true);
 
   const mounts: Mount[] = [];
   for (const [i, v] of (s.volumes ?? []).entries()) {

@@ -44,6 +44,7 @@ export interface EntrySettings {
   pids?: number;
   start?: boolean;
   restart?: string;
+  updatePolicy?: 'live' | 'next-start' | 'restart';
   stopSignal?: string;
   stopTimeout?: number;
   volumes?: Volume[];
@@ -421,6 +422,18 @@ export const ENTRY_KEYS: readonly KeySpec[] = [
     doc: 'Restart policy: `"no"`, `"always"`, `"on-failure"`, `"on-failure:N"`. Recorded, not yet in force.',
     examples: ['always', 'on-failure:3'],
     refused: ['sometimes', 'on-failure:0', true],
+  },
+  {
+    key: 'updatePolicy',
+    effect: 'applied',
+    check: (v, w) => {
+      if (v !== 'live' && v !== 'next-start' && v !== 'restart') fail(w, 'must be "live", "next-start" or "restart"', v);
+      return v;
+    },
+    schema: { type: 'string', enum: ['live', 'next-start', 'restart'] },
+    doc: 'How a change of this entry reaches its running container, over the daemon\'s `updatePolicy`: `live` applies memory, CPU and blkio changes at once and the rest at the next start; `next-start` all at the next start; `restart` stops and starts it.',
+    examples: ['live', 'next-start', 'restart'],
+    refused: ['now', true],
   },
   {
     key: 'stopSignal',

@@ -224,7 +224,12 @@ export function domainChanges(desired: Domain, actual: Domain, opts: CompareOpti
 
 /** Human-readable differences, e.g. `memtune.hard_limit 524288 -> 1048576`; empty when the same. */
 export function domainDifferences(desired: Domain, actual: Domain, opts: CompareOptions = {}): string[] {
-  return domainChanges(desired, actual, opts).map((c) => `${c.key} ${c.desired ?? '(none)'} -> ${c.actual ?? '(none)'}`);
+  return domainChanges(desired, actual, opts).map(changeText);
+}
+
+/** One change as `key desired -> actual`. */
+export function changeText(c: DomainChange): string {
+  return `${c.key} ${c.desired ?? '(none)'} -> ${c.actual ?? '(none)'}`;
 }
 
 export function sameDomain(desired: Domain, actual: Domain): boolean {

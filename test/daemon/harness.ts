@@ -3,7 +3,7 @@
  * JSON log parsed into events, waits on them, signals, and its exit. Also builds spool entries.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, linkSync, mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, linkSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../helpers/schema.js';
 
@@ -147,6 +147,13 @@ export function daemonDirs(base: string): DaemonDirs {
   const dirs = { base, spool: join(base, 'spool'), staging: join(base, 'staging'), state: join(base, 'state'), export: join(base, 'export') };
   for (const d of [dirs.spool, dirs.staging]) mkdirSync(d, { recursive: true, mode: 0o700 });
   return dirs;
+}
+
+/** A spool file written beside the spool, then renamed in: the watcher sees it whole. */
+export function putSpoolJson(dirs: DaemonDirs, name: string, value: unknown): void {
+  const staged = join(dirs.staging, name);
+  writeFileSync(staged, JSON.stringify(value));
+  renameSync(staged, join(dirs.spool, name));
 }
 
 export function writeConfig(file: string, dirs: DaemonDirs, extra: Record<string, unknown>): void {

@@ -265,3 +265,32 @@ export function writeBundleConfig(dir: string, spec: BundleSpec = {}): void {
   writeFileSync(tmp, JSON.stringify(config, null, 2));
   renameSync(tmp, join(dir, 'config.json'));
 }
+
+/**
+ * The memory limit of the container's own cgroup, read inside the container: the cgroup its pid 1
+ * is in (/proc/1/cgroup), under the hierarchy libvirt mounts at /sys/fs/cgroup (v1 or v2).
+ */
+export function memoryLimitInside(domain: string): number {
+  const lines = enterNamespace(domain, ['/bin/cat', '/proc/1/cgroup']).trim().split('\n');
+  const v1 = lines.map((l) => l.split(':')).find((f) => f[1]?.split(',').includes('memory'));
+  const candidates = v1 ? [`/sys/fs/cgroup/memory${v1[2]}/memory.limit_in_bytes`, '/sys/fs/cgroup/memory/memory.limit_in_bytes'] : [`/sys/fs/cgroup${lines.find((l) => l.startsWith('0::'))?.slice(3) ?? ''}/memory.max`, '/sys/fs/cgroup/memory.max'];
+  const seen: string[] = [];
+  for (const p of candidates) {
+    try {
+      const v = Number(enterNamespace(domain, ['/bin/cat', p.replace(/\/+/g, '/')]).trim());
+      if (v < 2 ** 62) return v;
+      seen.push(`${p}=${v}`);
+    } catch (e) {
+      seen.push(`${p}: ${(e as Error).message}`);
+    }
+  }
+  throw new Error(`${domain}: no memory limit visible inside the container (/proc/1/cgroup: ${lines.join(' | ')}; ${seen.join('; ')})`);
+}
+
+/** The pid of a running domain's init (the libvirt_lxc controller's child), whatever it runs. */
+export function initPidOf(name: string): number {
+  const id = Number(virsh('domid', name).trim());
+  const child = Number.isInteger(id) && id > 0 ? childrenOf(id)[0] : undefined;
+  if (child === undefined) throw new Error(`${name}: no running init`);
+  return child;
+}

@@ -16,7 +16,9 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { busyboxLayerEntries, ImageBuilder, writeFiles } from '../image/fixtures.js';
-import { TEST_PREFIX, cleanupDomains, domainState, enterNamespace, makeTempDir, removeTempDir, virsh, waitForInit } from '../helpers/libvirt.js';
+import { TEST_PREFIX, cleanupDomains, domainState, enterNamespace, makeTempDir, memoryLimitInside, removeTempDir, virsh, waitForInit } from '../helpers/libvirt.js';
+
+const inside = (domain: string, path: string): string => enterNamespace(domain, ['/bin/cat', path]);
 import { DaemonProcess, daemonDirs, writeConfig, type DaemonDirs, type LogEvent } from '../daemon/harness.js';
 
 const PREFIX = `${TEST_PREFIX}settings-${process.pid}-`;
@@ -57,31 +59,6 @@ function putSettings(name: string, value: unknown): void {
 }
 
 /** What the container's own pid 1 sees, read from inside the container. */
-function inside(domain: string, path: string): string {
-  return enterNamespace(domain, ['/bin/cat', path]);
-}
-
-/**
- * The memory limit of the container's own cgroup, read inside the container: the cgroup its pid 1
- * is in (/proc/1/cgroup), under the hierarchy libvirt mounts at /sys/fs/cgroup (v1 or v2).
- */
-function memoryLimitInside(domain: string): number {
-  const lines = inside(domain, '/proc/1/cgroup').trim().split('\n');
-  const v1 = lines.map((l) => l.split(':')).find((f) => f[1]?.split(',').includes('memory'));
-  const candidates = v1 ? [`/sys/fs/cgroup/memory${v1[2]}/memory.limit_in_bytes`, '/sys/fs/cgroup/memory/memory.limit_in_bytes'] : [`/sys/fs/cgroup${lines.find((l) => l.startsWith('0::'))?.slice(3) ?? ''}/memory.max`, '/sys/fs/cgroup/memory.max'];
-  const seen: string[] = [];
-  for (const p of candidates) {
-    try {
-      const v = Number(inside(domain, p.replace(/\/+/g, '/')).trim());
-      if (v < 2 ** 62) return v;
-      seen.push(`${p}=${v}`);
-    } catch (e) {
-      seen.push(`${p}: ${(e as Error).message}`);
-    }
-  }
-  throw new Error(`${domain}: no memory limit visible inside the container (/proc/1/cgroup: ${lines.join(' | ')}; ${seen.join('; ')})`);
-}
-
 /** Bad settings entries and the key each one's error must name. */
 const BAD: Record<string, unknown> = {
   typo: { image: 'base', memroy: '64M' },
