@@ -15,6 +15,7 @@ export const EVENTS = [
   'image.unchanged',
   'image.reconverted',
   'image.repaired',
+  'bundle.copied',
   'image.warning',
   'layer.progress',
   'layer.applied',

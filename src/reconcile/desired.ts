@@ -26,6 +26,7 @@ import { unpackImage, type UnpackOptions, type UnpackResult } from '../image/unp
 import { SelectionError, type ChoiceHint } from '../image/resolve.js';
 import { applySettings, checkRole, readEntrySettings, type ReadSettings } from '../settings/index.js';
 import { containerTree, unpackShared } from './images.js';
+import { copiedRootfs } from './bundle-copy.js';
 import { openSpoolEntry, UnreadableFile, type HeldEntry } from '../spool/read.js';
 import { entryVolumes, volumeMounts } from '../volumes/index.js';
 import type { Domain } from '../xml/domain.js';
@@ -238,7 +239,7 @@ async function bundleDomain(
     notInForce = applied.notInForce;
   }
   // where root.path and bind sources really lead (a link out of the bundle is refused)
-  const paths = await checkBundlePaths(effective, dir, opts.bindAllowList ?? [], configPath);
+  const paths = await runFromCopy(await checkBundlePaths(effective, dir, opts.bindAllowList ?? [], configPath), entry, opts);
   // a passed-through host device or interface hands over host resources like a bind of '/'
   checkHostDevices(effective, configPath, opts.hostDeviceAllowList ?? {});
   // volumes are mounted from ocivirt's own directory, so after the trust check (volumes/mounts.ts)
@@ -288,6 +289,21 @@ async function bundleDomain(
     ...(from.imageTree !== undefined ? { imageTree: from.imageTree } : {}),
     warnings,
   };
+}
+
+/**
+ * A spool bundle runs from a copy of its rootfs in the state directory (bundle-copy.ts); without
+ * a state directory (`validate`), and for trees already ours, the paths stay as checked.
+ */
+async function runFromCopy(paths: BundlePaths, entry: SpoolEntry, opts: DesiredOptions): Promise<BundlePaths> {
+  if (entry.kind !== 'bundle' || opts.stateDir === undefined) return paths;
+  const rootfs = await copiedRootfs(paths.rootfsAt, {
+    domainDir: join(imageBundlesDir(opts.stateDir), entry.domainName),
+    entry: entry.path,
+    signal: opts.signal,
+    log: opts.log,
+  });
+  return { ...paths, rootfs, rootfsAt: rootfs };
 }
 
 /**

@@ -259,7 +259,8 @@ test('virsh memtune --config on a managed domain: the export is written and vali
   const config = JSON.parse(readFileSync(String(written.path), 'utf8'));
   assertRuntimeSchemaValid(config);
   assert.is(config.linux.resources.memory.limit, 262144 * 1024);
-  assert.is(config.root.path, join(dirs.spool, 'good', 'rootfs'));
+  // the domain runs from the bundle's copy in the state directory (never the spool): the export names it
+  assert.match(config.root.path, new RegExp(`^${join(dirs.state, 'bundles', dom('good'))}/[0-9a-f]{16}/rootfs$`));
 });
 
 test('SIGHUP: an invalid file is refused and the daemon keeps running; a valid one is applied', async () => {
