@@ -1,6 +1,6 @@
 /** What the conversion passes share: options, the warning list, host facts. */
 import { InputError } from '../errors.js';
-import type { OciMetadata } from '../xml/metadata.js';
+import type { OciMetadata, OwnMount } from '../xml/metadata.js';
 
 /** A host device node as seen by stat(2). */
 export interface HostDeviceNode {
@@ -35,6 +35,11 @@ export interface FromNativeOptions {
   hostArch?: string;
   /** The config file, for error messages. */
   file?: string;
+  /**
+   * Read-only binds ocivirt adds itself (the generated /etc files, network/etc-files.ts): mounted
+   * after the config's mounts, recorded in the metadata, left out by to-native. Never from a config.
+   */
+  ownMounts?: OwnMount[];
 }
 
 export interface ToNativeOptions {

@@ -11,6 +11,7 @@ import { basename, posix } from 'node:path';
 import { InputError } from '../errors.js';
 import type { RuntimeConfig } from '../oci/runtime-spec.js';
 import { buildDomainXml } from '../xml/build.js';
+import type { OwnMount } from '../xml/metadata.js';
 import { emptyDomain, type Domain } from '../xml/domain.js';
 import { libvirtArch, Warnings, type ForwardContext, type FromNativeOptions, refuse } from './context.js';
 import { applyLibvirtDefaults } from './defaults.js';
@@ -63,7 +64,10 @@ export const CONVERTER_VERSION = 1;
  * Digest of everything the desired definition is made from: the config, the conversion inputs
  * and the converter's version. Stored in the metadata; equal digests mean the same desired domain.
  */
-export function desiredDigest(config: RuntimeConfig, inputs: { name: string; bundle: string; cgroupVersion: number; hostArch: string; settings?: string }): string {
+export function desiredDigest(
+  config: RuntimeConfig,
+  inputs: { name: string; bundle: string; cgroupVersion: number; hostArch: string; settings?: string; ownMounts?: readonly OwnMount[] },
+): string {
   return `sha256:${sha256Hex(canonicalJson({ converter: CONVERTER_VERSION, config, ...inputs }))}`;
 }
 
@@ -119,8 +123,10 @@ export function fromNative(config: RuntimeConfig, opts: FromNativeOptions): From
       cgroupVersion: ctx.cgroupVersion,
       hostArch: ctx.hostArch,
       ...(opts.owner?.settingsDigest !== undefined ? { settings: opts.owner.settingsDigest } : {}),
+      ...(opts.ownMounts?.length ? { ownMounts: opts.ownMounts } : {}),
     }),
     ...(opts.owner?.imageDigest ? { imageDigest: opts.owner.imageDigest } : {}),
+    ...(opts.ownMounts?.length ? { ownMounts: opts.ownMounts.map((o) => ({ source: o.source, target: o.target })) } : {}),
   });
 
   // What the XML does not carry exactly, the metadata keeps.

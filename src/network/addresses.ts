@@ -34,6 +34,10 @@ export interface ResolvedAttachment {
   ip?: string;
   /** The network's own address: the default route. */
   gateway?: string;
+  /** The network's `<domain name=…>` (the containers' search domain). */
+  dnsDomain?: string;
+  /** False when the network serves no DNS (`<dns enable='no'>`). */
+  dns?: boolean;
 }
 
 export const DEFAULT_ADDRESS_LOCK_DIR = '/run/lock/ocivirt-addresses';
@@ -99,6 +103,15 @@ export function networkRange(xml: string): NetworkRange | undefined {
   return undefined;
 }
 
+/** A network's DNS side: its `<domain name>`, and whether its dnsmasq answers (`<dns enable='no'>`). */
+export function networkDns(xml: string): { dnsDomain?: string; dns?: false } {
+  const children = childElements(parseXmlDocument(xml));
+  const domain = children.find((c) => c.local === 'domain');
+  const dns = children.find((c) => c.local === 'dns');
+  const name = domain !== undefined ? attr(domain, 'name') : undefined;
+  return { ...(name !== undefined ? { dnsDomain: name } : {}), ...(dns !== undefined && attr(dns, 'enable') === 'no' ? { dns: false as const } : {}) };
+}
+
 /** Is `ip` (an address, no prefix) a host address of the range's subnet? */
 function inSubnet(r: NetworkRange, ip: string): boolean {
   const mask = maskOf(r.prefix);
@@ -159,7 +172,8 @@ export class AddressBook {
       if (seen.has(a.network)) throw new InputError(`attaches to network '${a.network}' a second time`, where(''));
       seen.add(a.network);
       if ((await this.port.lookupNetwork(a.network)) === undefined) throw new InputError(`no libvirt network '${a.network}'`, where('.network'));
-      const range = networkRange(await this.port.networkXml(a.network));
+      const xml = await this.port.networkXml(a.network);
+      const range = networkRange(xml);
       const taken = await this.takenOn(a.network, domain);
       const own = await this.ownRecords(a.network, domain);
       let ip: string;
@@ -183,7 +197,7 @@ export class AddressBook {
         for (const r of own) if (r !== ip) await rm(join(this.dir, a.network, r), { force: true });
         if (!own.includes(ip)) await this.record(a.network, ip, domain);
       }
-      out.push({ network: a.network, ip: `${ip}/${range!.prefix}`, gateway: range!.address });
+      out.push({ network: a.network, ip: `${ip}/${range!.prefix}`, gateway: range!.address, ...networkDns(xml) });
     }
     if (!this.opts.dryRun) {
       // attachments dropped from the settings give their addresses back

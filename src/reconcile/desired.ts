@@ -3,7 +3,7 @@
  * directory) -> its domain. An entry that cannot be turned into a domain is a failure of that
  * entry alone; the others go on.
  */
-import { basename, join } from 'node:path';
+import { basename, join, posix } from 'node:path';
 import { errorMessage, InputError } from '../errors.js';
 import { fromNative } from '../convert/from-native.js';
 import { detectCgroupVersion, rootfsExecutableResolver, statHostDevice } from '../convert/host.js';
@@ -32,6 +32,7 @@ import { entryVolumes, volumeMounts } from '../volumes/index.js';
 import type { Domain } from '../xml/domain.js';
 import { formatNetworksAnnotation, NETWORKS_ANNOTATION, parseNetworksAnnotation } from '../convert/passes/networks.js';
 import type { AddressBook, ResolvedAttachment } from '../network/addresses.js';
+import { etcContents, etcDirOf, planEtcMounts, writeEtcFiles, type EtcPlan } from '../network/etc-files.js';
 import type { NetworkAttachment } from '../settings/keys.js';
 import type { StartPolicy } from '../config/index.js';
 import type { EventLogger } from '../log.js';
@@ -93,6 +94,8 @@ export interface DesiredOptions {
    * (`validate`), attachments keep the static ip they give, and the others get none.
    */
   addresses?: Pick<AddressBook, 'resolve'>;
+  /** Write the generated /etc files of containers on networks into the state directory (`plan` only names them). */
+  etcFiles?: boolean;
 }
 
 export interface DesiredState {
@@ -258,7 +261,9 @@ async function bundleDomain(
   warnings.push(...vol.warnings);
   const checked = withCheckedPaths(effective, paths);
   if (vol.volumes.length) checked.mounts = [...(checked.mounts ?? []), ...volumeMounts(vol.volumes)];
-  await withNetworks(checked, entry.domainName, read, configPath, opts);
+  const attached = await withNetworks(checked, entry.domainName, read, configPath, opts);
+  const etc = await generatedEtc(entry, checked, attached, paths.rootfsAt, opts);
+  warnings.push(...etc.warnings);
   const { imageDigest } = from;
   const result = fromNative(checked, {
     bundleDir,
@@ -274,6 +279,7 @@ async function bundleDomain(
     },
     resolveExecutable: rootfsExecutableResolver(paths.rootfsAt),
     hostDevice: statHostDevice,
+    ...(etc.mounts.length ? { ownMounts: etc.mounts } : {}),
   });
   // what libvirt would only refuse at start (after a timeout) is refused before the define
   const problems = await startProblems(result.domain, paths.rootfs, paths.rootfsAt);
@@ -310,7 +316,13 @@ async function runFromCopy(paths: BundlePaths, entry: SpoolEntry, opts: DesiredO
  * The network attachments (the settings' `networks`, else an org.ocivirt.networks annotation of
  * config.json) with their addresses, as the annotation the converter turns into interfaces.
  */
-async function withNetworks(config: RuntimeConfig, domainName: string, read: ReadSettings | undefined, configPath: string, opts: DesiredOptions): Promise<void> {
+async function withNetworks(
+  config: RuntimeConfig,
+  domainName: string,
+  read: ReadSettings | undefined,
+  configPath: string,
+  opts: DesiredOptions,
+): Promise<ResolvedAttachment[]> {
   let attachments: NetworkAttachment[] | undefined = read?.settings.networks;
   let file = read?.file ?? configPath;
   const needsNetwork = () => {
@@ -319,23 +331,45 @@ async function withNetworks(config: RuntimeConfig, domainName: string, read: Rea
   if (attachments === undefined) {
     const value = config.annotations?.[NETWORKS_ANNOTATION];
     const parsed = value === undefined ? undefined : parseNetworksAnnotation(value);
-    if (parsed === undefined || typeof parsed === 'string') return needsNetwork(); // none, or the converter refuses it
+    if (parsed === undefined || typeof parsed === 'string') {
+      needsNetwork(); // none, or the converter refuses it
+      return [];
+    }
     attachments = parsed.map((a) => ({ network: a.network, ...(a.ip !== undefined ? { ip: a.ip } : {}) }));
     file = configPath;
   }
   if (!attachments.length) needsNetwork();
   const annotations = { ...config.annotations };
   delete annotations[NETWORKS_ANNOTATION];
+  let resolved: ResolvedAttachment[] = [];
   if (attachments.length) {
     const ns = config.linux?.namespaces?.find((n) => n.type === 'network');
     if (ns === undefined || ns.path !== undefined)
       throw new InputError('network attachments need the container\'s own network namespace (a "network" entry without a path in linux.namespaces of config.json)', { file, field: 'networks' });
-    const resolved: ResolvedAttachment[] = opts.addresses
+    resolved = opts.addresses
       ? await opts.addresses.resolve(domainName, attachments, file)
       : attachments.map((a) => ({ network: a.network, ...(a.ip !== undefined ? { ip: a.ip } : {}) }));
     annotations[NETWORKS_ANNOTATION] = formatNetworksAnnotation(resolved);
   }
   config.annotations = annotations;
+  return resolved;
+}
+
+/**
+ * The generated /etc files of a container on networks (network/etc-files.ts): written into the
+ * state directory when the pass may write (`opts.etcFiles`), and the binds the rootfs can take.
+ */
+async function generatedEtc(entry: SpoolEntry, config: RuntimeConfig, attached: readonly ResolvedAttachment[], rootfsAt: string, opts: DesiredOptions): Promise<EtcPlan> {
+  const withAddress = attached.filter((a): a is ResolvedAttachment & { ip: string; gateway: string } => a.ip !== undefined && a.gateway !== undefined);
+  if (opts.stateDir === undefined || !withAddress.length) return { mounts: [], warnings: [] };
+  const dir = etcDirOf(opts.stateDir, entry.domainName);
+  const taken = (config.mounts ?? []).map((m) => posix.normalize(m.destination).replace(/(.)\/+$/, '$1'));
+  const plan = await planEtcMounts(rootfsAt, config.root?.readonly === true, dir, taken);
+  if (opts.etcFiles === true && plan.mounts.length) {
+    const input = { domainName: entry.domainName, entryStem: entryStem(entry.name), ...(config.hostname !== undefined ? { hostname: config.hostname } : {}), attachments: withAddress };
+    await writeEtcFiles(dir, etcContents(input));
+  }
+  return plan;
 }
 
 /** The entry's settings file (its own, or the one beside it), read and checked for what it belongs to. */

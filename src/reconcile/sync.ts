@@ -144,9 +144,10 @@ export function handEditsOf(opts: SyncOptions): HandEdits | undefined {
 // The option objects below carry unset members as undefined: each callee reads them with `??`,
 // `?.` or an `!== undefined` test, so undefined means "absent" there.
 
-function desiredOptionsOf(opts: SyncOptions, spec: PassSpec, self: Instance, addresses: AddressBook | undefined): DesiredOptions {
+function desiredOptionsOf(opts: SyncOptions, spec: PassSpec, self: Instance, addresses: AddressBook | undefined, mayWrite: boolean): DesiredOptions {
   return {
     addresses,
+    etcFiles: mayWrite,
     spoolDir: opts.spoolDir,
     settled: spec.settled,
     prefix: opts.prefix,
@@ -186,7 +187,7 @@ function everything(): PassSpec {
 }
 
 /** The spool entries in scope: the settled ones read into desired state, the others settling. */
-async function readSpool(opts: SyncOptions, spec: PassSpec, self: Instance, addresses: AddressBook | undefined) {
+async function readSpool(opts: SyncOptions, spec: PassSpec, self: Instance, addresses: AddressBook | undefined, mayWrite: boolean) {
   const { known } = spec;
   const uses = (spec.uses ??= new Map());
   const scope: PassScope = spec.scope === 'all' ? 'all' : widenScope(spec.scope, uses);
@@ -204,7 +205,7 @@ async function readSpool(opts: SyncOptions, spec: PassSpec, self: Instance, addr
   // an entry and its settings file settle together: a change of either is a change of the entry
   const settled = (x: { name: string; settings?: { name: string } }) => spec.settled(x.name) && (x.settings === undefined || spec.settled(x.settings.name));
   const settling: Settling = [...entries, ...refused].filter((x) => !settled(x)).map((x) => ({ entry: x.name, domain: x.domainName ?? '' }));
-  const want = await desiredOf(entries.filter(settled), refused.filter(settled), desiredOptionsOf(opts, spec, self, addresses));
+  const want = await desiredOf(entries.filter(settled), refused.filter(settled), desiredOptionsOf(opts, spec, self, addresses, mayWrite));
   for (const b of want.busy ?? []) settling.push({ entry: b.entry, domain: b.domainName, busy: true });
   if (scope === 'all') uses.clear();
   else for (const name of scope) uses.delete(name);
@@ -232,9 +233,9 @@ async function planPass(port: LibvirtPort, opts: SyncOptions, spec: PassSpec, ma
   let read: Awaited<ReturnType<typeof readSpool>>;
   let have: ActualState;
   const addresses = addressBookOf(port, opts, !mayWrite);
-  if (scope === 'all') [read, have] = await Promise.all([readSpool(opts, spec, self, addresses), actualState(port, self, prefix)]);
+  if (scope === 'all') [read, have] = await Promise.all([readSpool(opts, spec, self, addresses, mayWrite), actualState(port, self, prefix)]);
   else {
-    read = await readSpool(opts, spec, self, addresses);
+    read = await readSpool(opts, spec, self, addresses, mayWrite);
     have = await domainsOfScope(port, self, read.scope as ReadonlySet<string>, read.domainOf, prefix);
   }
   reportForeign(have, read.want, scope === 'all', opts.log);

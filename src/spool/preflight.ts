@@ -9,12 +9,20 @@
  *   rootfs must already have /proc, /sys and /dev (lxc_container.c mkdirs them after the
  *   read-only remount; /dev/pts, /proc/sys and /sys/fs/cgroup live inside those mounts), and
  *   every mount destination that is not inside another mount.
+ * - No mount destination may lead into `/.oldroot` (a symlink in the rootfs, absolute or through
+ *   `..`): libvirt makes its mount points after pivot_root, while the host's root is still
+ *   mounted there, and creates a missing target by following the link (verified on libvirt 9:
+ *   an /etc/hosts linked to /.oldroot/tmp/x made /tmp/x on the host). Every pass checks again
+ *   (a rootfs its container wrote meanwhile); a restart libvirt makes by itself is not seen here.
  */
 import type { Stats } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { posix } from 'node:path';
+import { join, posix } from 'node:path';
 import { resolveInRoot } from '../fsroot/index.js';
 import type { Domain } from '../xml/domain.js';
+
+/** Where libvirt-lxc keeps the host's root while it mounts the container's filesystems. */
+export const OLDROOT = '/.oldroot';
 
 /** The mount points libvirt-lxc makes in every container's root. */
 export const LIBVIRT_MOUNT_POINTS = ['/proc', '/sys', '/dev'] as const;
@@ -45,6 +53,17 @@ export async function startProblems(domain: Domain, rootfs: string, at = rootfs)
   const problems: StartProblem[] = [];
   const filesystems = domain.devices.filesystems;
   const mountTargets = filesystems.map((fs) => fs.target).filter((t): t is string => t !== undefined && t !== '/').map((t) => posix.normalize(t));
+
+  for (const target of mountTargets) {
+    const where = await resolveInRoot(at, target).catch(() => undefined);
+    const oldroot = join(at, OLDROOT);
+    if (where !== undefined && (where === oldroot || where.startsWith(oldroot + '/')))
+      problems.push({
+        field: 'mounts',
+        path: target,
+        reason: `the mount destination ${target} leads to ${where.slice(at.length)} in the rootfs ${rootfs} (a symlink): libvirt would create or mount it on the host's root (${OLDROOT} while it mounts); refused`,
+      });
+  }
 
   const init = domain.os.init;
   if (init !== undefined && !mountTargets.some((t) => isUnder(init, t))) {

@@ -48,6 +48,17 @@ export interface OciMetadata {
   exact: ExactValue[];
   /** Sparse JSON object merged into the derived config. */
   residual?: Record<string, unknown>;
+  /**
+   * Read-only file or directory binds ocivirt adds itself (the generated /etc files of
+   * network/etc-files.ts), not from the config: to-native leaves them out.
+   */
+  ownMounts?: OwnMount[];
+}
+
+/** A bind ocivirt made: `<filesystem type='mount'>` of `source` at `target`, read-only. */
+export interface OwnMount {
+  source: string;
+  target: string;
 }
 
 /** JSON text, or base64 of it when the text would not survive XML (CR, controls). */
@@ -79,6 +90,7 @@ export function metadataToElement(m: OciMetadata): XmlElement {
       children.push(elem(`${p}:exact`, { field: e.field, xmlValue: e.xmlValue, encoding: base64 ? 'base64' : undefined }, [text]));
     }
   }
+  for (const o of m.ownMounts ?? []) children.push(elem(`${p}:mount`, { source: o.source, target: o.target }));
   if (m.residual !== undefined) {
     const b64 = Buffer.from(JSON.stringify(m.residual), 'utf8').toString('base64');
     children.push(elem(`${p}:residual`, { encoding: 'base64' }, [b64]));
@@ -129,6 +141,10 @@ export function metadataFromElement(el: XmlElement): OciMetadata {
       const field = attr(c, 'field') ?? '';
       const xmlValue = attr(c, 'xmlValue') ?? '';
       m.exact.push({ field, xmlValue, value: attr(c, 'absent') === 'yes' ? undefined : decodeJson(c, `exact ${field}`) });
+    } else if (c.local === 'mount') {
+      const source = attr(c, 'source');
+      const target = attr(c, 'target');
+      if (source !== undefined && target !== undefined) (m.ownMounts ??= []).push({ source, target });
     } else if (c.local === 'residual') {
       const r = decodeJson(c, 'residual');
       if (typeof r === 'object' && r !== null && !Array.isArray(r)) m.residual = r as Record<string, unknown>;

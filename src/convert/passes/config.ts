@@ -72,6 +72,9 @@ export const configPass: Pass = {
 
   reverse(d, ctx) {
     const out: Record<string, unknown> = { hostname: hostnameForDomainName(d.name) };
+    const recorded = ctx.meta?.residual?.hostname;
+    if (typeof recorded === 'string' && recorded !== out.hostname)
+      ctx.warnings.add('hostname', `'${recorded}' is recorded, but libvirt sets the hostname to '${String(out.hostname)}' (from the domain name)`);
     const annotations: Record<string, string> = {};
     for (const a of ctx.meta?.annotations ?? []) annotations[a.key] = a.value;
     if (d.uuid !== undefined && d.uuid.toLowerCase().replace(/-/g, '') !== uuidV5(ctx.id).replace(/-/g, '')) annotations[UUID_ANNOTATION] = canonicalUuid(d.uuid);

@@ -2,6 +2,7 @@
 import { posix } from 'node:path';
 import type { Mount } from '../../oci/runtime-spec.js';
 import type { Domain, Filesystem } from '../../xml/domain.js';
+import type { OwnMount } from '../../xml/metadata.js';
 import { xmlTextProblem } from '../../xml/escape.js';
 import { usageKiB } from '../../xml/parse.js';
 import { refuse, type ForwardContext } from '../context.js';
@@ -107,6 +108,8 @@ export const mountsPass: Pass = {
       const fs = mountForward(m, i, ctx);
       if (fs) d.devices.filesystems.push(fs);
     });
+    // ocivirt's own binds come last (the generated /etc files: none where the config mounts something itself)
+    for (const o of ctx.opts.ownMounts ?? []) d.devices.filesystems.push({ type: 'mount', source: { dir: o.source }, target: o.target, readonly: true, attrs: {}, extra: [] });
   },
 
   reverse(d, ctx) {
@@ -115,7 +118,7 @@ export const mountsPass: Pass = {
     const root = rootFilesystem(d);
     out.root = root ? (root.readonly ? { path: root.source.dir, readonly: true } : { path: root.source.dir }) : { path: '/' };
     for (const fs of d.devices.filesystems) {
-      if (fs === root || !isMountLike(fs, root)) continue;
+      if (fs === root || !isMountLike(fs, root) || isOwnMount(fs, ctx.meta?.ownMounts)) continue;
       const options = fs.readonly ? ['bind', 'ro'] : ['bind'];
       if (fs.type === 'mount') mounts.push({ destination: fs.target!, type: 'bind', source: fs.source.dir!, options });
       else if (fs.type === 'bind') {
@@ -131,6 +134,11 @@ export const mountsPass: Pass = {
     return out;
   },
 };
+
+/** One of ocivirt's own binds as the metadata records it (unchanged since): not the config's. */
+export function isOwnMount(fs: Filesystem, own: readonly OwnMount[] | undefined): boolean {
+  return fs.type === 'mount' && fs.readonly && own?.some((o) => o.source === fs.source.dir && o.target === fs.target) === true;
+}
 
 /** The filesystem mounted at '/' (the first one), if it is a host directory. */
 export function rootFilesystem(d: Domain): Filesystem | undefined {
