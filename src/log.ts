@@ -58,6 +58,10 @@ export const EVENTS = [
   'ports.applied',
   'ports.refused',
   'ports.failed',
+  // DNS names of containers on networks (network/dns.ts)
+  'dns.updated',
+  'dns.refused',
+  'dns.failed',
 ] as const;
 export type EventName = (typeof EVENTS)[number];
 

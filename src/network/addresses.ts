@@ -164,6 +164,26 @@ export class AddressBook {
     return run;
   }
 
+  /** Every address this instance has recorded: network, address (no prefix), domain. */
+  async records(): Promise<{ network: string; ip: string; domain: string }[]> {
+    const out: { network: string; ip: string; domain: string }[] = [];
+    for (const network of await this.networksRecorded()) {
+      const dir = join(this.dir, network);
+      for (const ip of await listRecords(dir)) {
+        const domain = (await readFile(join(dir, ip), 'utf8').catch(() => '')).trim();
+        if (domain !== '') out.push({ network, ip, domain });
+      }
+    }
+    return out;
+  }
+
+  /** Runs `fn` holding the host-wide lock, in turn with this book's own calls (network/dns.ts: two instances never interleave). */
+  underLock<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(() => this.locked(fn, false));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
   private async resolveLocked(domain: string, attachments: readonly NetworkAttachment[], file: string): Promise<ResolvedAttachment[]> {
     const out: ResolvedAttachment[] = [];
     const seen = new Set<string>();

@@ -34,6 +34,7 @@ import { collectImageBundles } from './collect.js';
 import { domainsOfScope, inspectSome, widenScope } from './scope.js';
 import { collectSharedImages } from './images.js';
 import { AddressBook } from '../network/addresses.js';
+import { syncDnsNames } from '../network/dns.js';
 import type { StepBudget } from './steps.js';
 
 export { collectImageBundles };
@@ -269,7 +270,11 @@ function reportForeign(have: ActualState, want: DesiredState, full: boolean, log
 /** Apply a planned pass; a complete one also collects unused image bundles and stale pending-start markers. */
 async function applyPass(port: LibvirtPort, opts: SyncOptions, planned: PlannedPass): Promise<{ results: ItemResult[]; collected: string[] }> {
   const pendingStarts = pendingStartsOf(opts);
-  const results = await applyPlan(port, planned.plan, { ...applyOptionsOf(opts, pendingStarts), addresses: addressBookOf(port, opts) });
+  const addresses = addressBookOf(port, opts);
+  const results = await applyPlan(port, planned.plan, { ...applyOptionsOf(opts, pendingStarts), addresses });
+  // containers reach each other by name: the networks' DNS entries follow the addresses (a full pass: whatever happened meanwhile)
+  if (addresses !== undefined && (planned.scope === 'all' || results.some((r) => r.ok && r.item.action !== 'nothing' && r.item.action !== 'fail')))
+    await syncDnsNames(port, addresses, opts.stateDir!, opts.log);
   if (!planned.complete || results.some((r) => r.busy)) return { results, collected: [] };
   const collected =
     opts.stateDir !== undefined

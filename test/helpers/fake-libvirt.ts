@@ -11,6 +11,7 @@ import { sleep, systemClock, type Clock } from '../../src/clock.js';
 import { PassThrough } from 'node:stream';
 import {
   DomainNotFoundError,
+  LibvirtCallError,
   LibvirtUnavailableError,
   NetworkNotFoundError,
   type DomainRef,
@@ -310,7 +311,11 @@ export class FakeLibvirt implements LibvirtPort {
   }
 
   updateNetwork(name: string, update: NetworkUpdate): Promise<void> {
-    return this.call('updateNetwork', name, async () => void this.net('update network', name).updates.push(update));
+    return this.call('updateNetwork', name, async () => {
+      const n = this.net('update network', name);
+      if (update.section === 'dns-host') n.xml = updateDnsHost(n.xml, update, name);
+      n.updates.push(update);
+    });
   }
 
   private net(what: string, name: string): FakeNetwork {
@@ -377,4 +382,31 @@ function refOf(d: FakeDomain): DomainRef {
 /** As the adapter reports libvirt's VIR_ERR_NO_DOMAIN (code 42, from VIR_FROM_DOM = 6). */
 function notFound(what: string, name: string): Error {
   return new DomainNotFoundError(`${what}: Domain not found: no domain with matching name '${name}'`, 42, 6);
+}
+
+/**
+ * A `dns-host` update as libvirt 9 applies it (virNetworkDefUpdateDNSHost): an add is refused when
+ * any entry has the same address or one of the names; a delete removes the one entry matching by
+ * address or by a name (none or several: refused); modify is refused.
+ */
+function updateDnsHost(xml: string, update: NetworkUpdate, network: string): string {
+  const parse = (h: string) => ({ ip: /ip='([^']*)'|ip="([^"]*)"/.exec(h)?.slice(1).find((x) => x !== undefined), names: [...h.matchAll(/<hostname>([^<]*)<\/hostname>/g)].map((m) => m[1]!) });
+  const hosts = [...xml.matchAll(/<host\b[^>]*?(?:\/>|>[\s\S]*?<\/host>)/g)].map((m) => m[0]);
+  const given = parse(update.xml);
+  const matches = hosts.filter((h) => {
+    const x = parse(h);
+    return (given.ip !== undefined && x.ip === given.ip) || given.names.some((n) => x.names.includes(n));
+  });
+  const fail = (msg: string) => new LibvirtCallError(`update network ${network}: ${msg}`, 55, 19);
+  if (update.command === 'modify') throw fail('DNS HOST records cannot be modified, only added or deleted');
+  if (update.command === 'delete') {
+    if (matches.length === 0) throw fail(`couldn't locate a matching DNS HOST record in network ${network}`);
+    if (matches.length > 1) throw fail(`multiple matching DNS HOST records were found in network ${network}`);
+    return xml.replace(matches[0]!, '');
+  }
+  if (given.ip === undefined || !given.names.length) throw fail('Missing IP address or hostname in network DNS HOST record');
+  if (matches.length) throw fail(`there is already at least one DNS HOST record with a matching field in network ${network}`);
+  if (!/<dns\b/.test(xml)) xml = xml.replace('</network>', '<dns></dns></network>');
+  xml = xml.replace(/<dns([^>]*)\/>/, '<dns$1></dns>');
+  return update.command === 'add-first' ? xml.replace(/<dns([^>]*)>/, `<dns$1>${update.xml}`) : xml.replace('</dns>', `${update.xml}</dns>`);
 }
