@@ -112,10 +112,10 @@ test('B reaches A by name; the generated files are the ones inside; undefining A
 
   // B finds A by its names, and fetches its page by name
   for (const name of [dom('a'), 'a', `a.${DNS_DOMAIN}`]) {
-    const out = await until(dom('b'), ['/bin/nslookup', name, `${subnet}.1`], new RegExp(`Address: ${a.replace(/\./g, '\\.')}`));
+    const out = await until(dom('b'), ['/bin/busybox', 'nslookup', name, `${subnet}.1`], new RegExp(`Address: ${a.replace(/\./g, '\\.')}`));
     assert.match(out, `Address: ${a}`, `${name}: ${out}`);
   }
-  const page = await until(dom('b'), ['/bin/wget', '-qO-', 'http://a:8080/index.html'], /hello from a/);
+  const page = await until(dom('b'), ['/bin/busybox', 'wget', '-qO-', 'http://a:8080/index.html'], /hello from a/);
   assert.is(page, 'hello from a\n');
 
   // A's entry leaves the spool: undefined, its name gone from the network
@@ -125,7 +125,7 @@ test('B reaches A by name; the generated files are the ones inside; undefining A
   assert.is(isDefined(dom('a')), false);
   assert.equal(dnsHosts(virsh('net-dumpxml', NETWORK)).map((h) => h.ip), [b]);
   assert.equal(dnsHosts(virsh('net-dumpxml', '--inactive', NETWORK)).map((h) => h.ip), [b], 'the definition too');
-  const gone = await until(dom('b'), ['/bin/nslookup', dom('a'), `${subnet}.1`], /NXDOMAIN|can't find/);
+  const gone = await until(dom('b'), ['/bin/busybox', 'nslookup', dom('a'), `${subnet}.1`], /NXDOMAIN|can't find/);
   assert.match(gone, /NXDOMAIN|can't find/);
 });
 

@@ -8,12 +8,13 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { chmodSync, mkdirSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AddressBook } from '../../src/network/addresses.js';
 import { DnsNames, dnsHosts, hostXml, namesOf } from '../../src/network/dns.js';
 import { syncOnce, type SyncOptions } from '../../src/reconcile/sync.js';
 import { parseDomainXml } from '../../src/xml/parse.js';
+import { writeNetworkedBundle } from '../helpers/bundle.js';
 import { FakeLibvirt } from '../helpers/fake-libvirt.js';
 import { captureLog } from '../helpers/log.js';
 import { tmp } from '../image/fixtures.js';
@@ -26,18 +27,7 @@ test.after.each(() => {
   rmSync(root, { recursive: true, force: true });
 });
 
-function bundle(dir: string): void {
-  mkdirSync(join(dir, 'rootfs', 'bin'), { recursive: true });
-  writeFileSync(join(dir, 'rootfs', 'bin', 'sh'), '#!\n');
-  chmodSync(join(dir, 'rootfs', 'bin', 'sh'), 0o755);
-  const config = {
-    ociVersion: '1.0.2',
-    process: { args: ['/bin/sh'], cwd: '/', user: { uid: 0, gid: 0 } },
-    root: { path: 'rootfs' },
-    linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'uts' }, { type: 'ipc' }, { type: 'network' }] },
-  };
-  writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
-}
+const bundle = (dir: string) => writeNetworkedBundle(dir);
 
 async function instance(port: FakeLibvirt, name: string, prefix = '') {
   const spool = join(root, name, 'spool');

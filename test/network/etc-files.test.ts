@@ -7,7 +7,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { chmodSync, mkdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { etcContents, etcDirOf, ownNames, planEtcMounts } from '../../src/network/etc-files.js';
 import { syncOnce, type SyncOptions } from '../../src/reconcile/sync.js';
@@ -17,6 +17,7 @@ import { buildDomainXml } from '../../src/xml/build.js';
 import type { RuntimeConfig } from '../../src/oci/runtime-spec.js';
 import { parseDomainXml } from '../../src/xml/parse.js';
 import { startProblems } from '../../src/spool/preflight.js';
+import { writeNetworkedBundle } from '../helpers/bundle.js';
 import { FakeLibvirt } from '../helpers/fake-libvirt.js';
 import { captureLog } from '../helpers/log.js';
 import { tmp } from '../image/fixtures.js';
@@ -150,20 +151,11 @@ test('round trip: ocivirt\'s own mounts are left out by to-native; a hand-change
   assert.ok(mounts.includes('/etc/hosts'));
 });
 
+/** A networked bundle whose image has its own /etc/hosts. */
 function bundle(dir: string, extra: Record<string, unknown> = {}): void {
-  mkdirSync(join(dir, 'rootfs', 'bin'), { recursive: true });
+  writeNetworkedBundle(dir, extra);
   mkdirSync(join(dir, 'rootfs', 'etc'), { recursive: true });
   writeFileSync(join(dir, 'rootfs', 'etc', 'hosts'), 'the image\'s own\n');
-  writeFileSync(join(dir, 'rootfs', 'bin', 'sh'), '#!\n');
-  chmodSync(join(dir, 'rootfs', 'bin', 'sh'), 0o755);
-  const config = {
-    ociVersion: '1.0.2',
-    process: { args: ['/bin/sh'], cwd: '/', user: { uid: 0, gid: 0 } },
-    root: { path: 'rootfs' },
-    linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'uts' }, { type: 'ipc' }, { type: 'network' }] },
-    ...extra,
-  };
-  writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
 }
 
 test('passes: a container on a network gets the files in the state dir, mounted read-only; one without gets none; the image\'s file is untouched', async () => {
