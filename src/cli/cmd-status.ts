@@ -7,12 +7,18 @@ import { STATUS_FILE, type EntryStatus } from '../reconcile/sync.js';
 import { parseCommandArgs } from './args.js';
 import type { Command, CommandIO } from './command.js';
 import { printable } from './printable.js';
+import { connectLibvirt } from '../libvirt/adapter.js';
+import { errorMessage } from '../errors.js';
+import { formatNetwork, networksOf, type ShownNetwork } from '../network/show.js';
 
 const usage = `Usage: ocivirt status [--config FILE] [--state DIR] [--json]
 
 Shows every spool entry the daemon (or 'ocivirt sync --once') last looked at: its domain,
 the last action and result (ok, pending, failed) and the error or reason. Read from
-<state>/status.json, which the daemon rewrites atomically after every pass.
+<state>/status.json, which the daemon rewrites atomically after every pass. Each domain's
+interfaces (libvirt network or host bridge, address, MAC) and published ports are read from
+libvirt (the configuration's uri): shown under its row, and as "networks" and "ports" in --json;
+when libvirt cannot be reached, the rest is shown and stderr says so.
 
 Options:
   --config FILE   configuration file (for the state directory)
@@ -53,8 +59,13 @@ export const statusCommand: Command = {
     } catch (e) {
       throw new InputError(`is not a status file (${(e as Error).message})`, { file });
     }
+    const shown = await networksFromLibvirt(config.uri, status.entries, io);
     if (values.json) {
-      io.stdout.write(JSON.stringify(status, null, 2) + '\n');
+      const entries = status.entries.map((e) => {
+        const n = shown.get(e.domain);
+        return n === undefined ? e : { ...e, networks: n.networks, ports: n.ports };
+      });
+      io.stdout.write(JSON.stringify({ ...status, entries }, null, 2) + '\n');
       return 0;
     }
     const age = Math.round((Date.now() - (await stat(file)).mtimeMs) / 1000);
@@ -64,7 +75,12 @@ export const statusCommand: Command = {
     const widths = head.slice(0, 4).map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
     const line = (r: string[]) => r.slice(0, 4).map((c, i) => c.padEnd(widths[i]!)).join('  ') + '  ' + r[4] + '\n';
     io.stdout.write(line(head));
-    for (const r of rows) io.stdout.write(line(r));
+    rows.forEach((r, i) => {
+      io.stdout.write(line(r));
+      const n = shown.get(status.entries[i]!.domain);
+      const text = n === undefined ? '' : formatNetwork(n);
+      if (text !== '') io.stdout.write(`  ${printable(text)}\n`);
+    });
     io.stdout.write(`${status.entries.length} entries, ${status.entries.filter((e) => e.result === 'failed').length} failed; updated ${status.updated} (${age}s ago)\n`);
     return 0;
   },
@@ -73,6 +89,23 @@ export const statusCommand: Command = {
 /** A change waiting for the domain's next start is said after the reason. */
 function withPending(e: EntryStatus): string {
   return e.pendingChange?.length ? `${e.reason}; pending until the next start: ${e.pendingChange.join(', ')}` : e.reason;
+}
+
+/** The entries' domains' networks, from libvirt; none (said on stderr) when it cannot be reached. */
+async function networksFromLibvirt(uri: string, entries: readonly EntryStatus[], io: CommandIO): Promise<Map<string, ShownNetwork>> {
+  const domains = [...new Set(entries.map((e) => e.domain).filter((d) => d !== ''))];
+  if (!domains.length) return new Map();
+  try {
+    const port = await connectLibvirt(uri);
+    try {
+      return await networksOf(port, domains);
+    } finally {
+      await port.close();
+    }
+  } catch (e) {
+    io.stderr.write(`ocivirt status: interfaces and ports not shown: libvirt (${uri}) cannot be reached: ${printable(errorMessage(e))}\n`);
+    return new Map();
+  }
 }
 
 function oneLine(s: string): string {
