@@ -102,7 +102,8 @@ mkdir -p "$DEMO/spool" "$DEMO/state" "$DEMO/export" "$DEMO/build"
 
 # 0. the demo's network: isolated (no <forward>: nothing leaves this machine through it), a /24 no
 # route of this host covers yet (10.217.N.0/24, or OCIVIRT_DEMO_SUBNET=A.B.C), defined once,
-# started whenever it is not running, and started by libvirtd at boot (autostart)
+# started whenever it is not running, and started by libvirtd at boot (autostart); STP off: with it
+# the kernel holds every new container's port ~4 s before it forwards, and there is no loop to break
 if ! demo_virsh net-info "$NET" >/dev/null 2>&1; then
   sub=${OCIVIRT_DEMO_SUBNET:-}
   if [ -z "$sub" ]; then
@@ -115,7 +116,7 @@ if ! demo_virsh net-info "$NET" >/dev/null 2>&1; then
   cat > "$DEMO/build/network.xml" <<XML
 <network>
   <name>$NET</name>
-  <bridge name='ocvdemo%d' stp='on' delay='0'/>
+  <bridge name='ocvdemo%d' stp='off' delay='0'/>
   <ip address='$sub.1' netmask='255.255.255.0'>
     <dhcp><range start='$sub.100' end='$sub.199'/></dhcp>
   </ip>

@@ -22,6 +22,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { DaemonProcess, bundleConfig, busyboxCopy, daemonDirs, writeConfig, writeSmallBundle, type LogEvent } from '../../test/daemon/harness.js';
 import { repoRoot } from '../../test/helpers/schema.js';
 import { writeBenchSection } from '../section.js';
+import { percentile } from '../stats.js';
 
 const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -40,10 +41,7 @@ const TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).
 
 const run = promisify(execFile);
 const virsh = (...a: string[]) => execFileSync('virsh', ['-q', '-c', URI, ...a], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
-};
+const pct = percentile;
 const ms = (x: number) => `${x.toFixed(1)} ms`;
 
 function undefineAll(): void {

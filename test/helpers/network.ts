@@ -21,10 +21,14 @@ export function freeSubnet(second: number): string {
   throw new Error(`no free 10.${second}.N.0/24 on this host`);
 }
 
-/** Defines and starts the network: gateway `subnet`.1, a DHCP range .100-.199 (ocivirt's allocation range). */
-export async function startIsolatedNetwork(port: LibvirtPort, name: string, bridge: string, subnet: string): Promise<void> {
+/**
+ * Defines and starts the network: gateway `subnet`.1, a DHCP range .100-.199 (ocivirt's allocation range).
+ * With `stp` (libvirt's default), the kernel holds each new port ~4 s in STP listening/learning
+ * before it forwards, whatever `delay` says (its minimum forward delay is 2 s).
+ */
+export async function startIsolatedNetwork(port: LibvirtPort, name: string, bridge: string, subnet: string, stp = true): Promise<void> {
   await port.defineNetwork(
-    `<network><name>${name}</name><bridge name='${bridge}' stp='on' delay='0'/>` +
+    `<network><name>${name}</name><bridge name='${bridge}' stp='${stp ? 'on' : 'off'}' delay='0'/>` +
       `<ip address='${subnet}.1' netmask='255.255.255.0'><dhcp><range start='${subnet}.100' end='${subnet}.199'/></dhcp></ip></network>`,
   );
   await port.startNetwork(name);
