@@ -22,7 +22,7 @@ PAGE="hello from the ocivirt demo's web container"
 
 demo_virsh() { virsh -q -c "$URI" "$@"; }
 # the first IPv4 address of an XML document (the network's own; the domain's interface)
-first_ip() { sed -n "s/.*<ip address='\([0-9.]*\)'.*/\1/p" | head -n1; }
+first_ip() { sed -n "/<ip address='/{s/.*<ip address='\([0-9.]*\)'.*/\1/p;q}"; }
 
 # The demo instance: its domains carry the prefix demo- and ocivirt's ownership metadata.
 demo_ocivirt() { env OCIVIRT_NAME_PREFIX=demo- bin/ocivirt "$@"; }
@@ -124,13 +124,15 @@ if ! demo_virsh net-info "$NET" >/dev/null 2>&1; then
 XML
   demo_virsh net-define "$DEMO/build/network.xml" >/dev/null
 fi
-if demo_virsh net-dumpxml "$NET" | grep -q '<forward'; then
+net_xml=$(demo_virsh net-dumpxml "$NET")
+case "$net_xml" in *'<forward'*)
   echo "demo: the libvirt network $NET forwards off this machine: it is not the demo's (remove it, or run scripts/demo.sh --clean)" >&2
-  exit 1
-fi
-demo_virsh net-info "$NET" | grep -q '^Active: *yes' || demo_virsh net-start "$NET" >/dev/null
+  exit 1 ;;
+esac
+net_info=$(demo_virsh net-info "$NET")
+grep -qE '^Active: +yes' <<<"$net_info" || demo_virsh net-start "$NET" >/dev/null
 demo_virsh net-autostart "$NET" >/dev/null
-GW=$(demo_virsh net-dumpxml "$NET" | first_ip)
+GW=$(printf '%s\n' "$net_xml" | first_ip)
 SUB=${GW%.*}
 
 busybox_rootfs() { # $1 = rootfs dir
