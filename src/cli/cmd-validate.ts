@@ -49,6 +49,8 @@ export const validateCommand: Command = {
       strict: config.strictConversion,
       bindAllowList: config.bindAllowList,
       hostDeviceAllowList: config.hostDeviceAllowList,
+      ...(config.defaultNetwork !== '' ? { defaultNetwork: config.defaultNetwork } : {}),
+      bridgeAllowList: config.bridgeAllowList,
       allowDevices: config.allowDevices,
       unpackLimits: config.unpackLimits,
       allowInsecureDirs: config.allowInsecureDirs,

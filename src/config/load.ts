@@ -142,6 +142,13 @@ function checkKind(kind: Kind, value: unknown, where: Where): unknown {
     case 'paths':
       if (!Array.isArray(value)) bad('must be an array of absolute paths');
       return (value as unknown[]).map((p, i) => checkKind({ type: 'path' }, p, { file: where.file, field: `${where.field}[${i}]` }));
+    case 'names':
+      if (!Array.isArray(value)) bad(`must be an array of names`);
+      return (value as unknown[]).map((n, i) => {
+        if (typeof n !== 'string' || !kind.pattern.test(n))
+          throw new InputError(`must be ${kind.patternText}, got ${JSON.stringify(n)}`, { file: where.file, field: `${where.field}[${i}]` });
+        return n;
+      });
     case 'devices': {
       if (typeof value !== 'object' || value === null || Array.isArray(value)) bad('must be an object {devices, netDevices}');
       const v = value as Record<string, unknown>;

@@ -46,6 +46,8 @@ export interface Config {
   definitionsDir: string;
   bindAllowList: string[];
   hostDeviceAllowList: HostDeviceAllowList;
+  defaultNetwork: string;
+  bridgeAllowList: string[];
   allowInsecureDirs: boolean;
   strictConversion: boolean;
   unpackLimits: UnpackLimits;
@@ -66,6 +68,7 @@ export type Kind =
   | { type: 'bool' }
   | { type: 'paths' }
   | { type: 'devices' }
+  | { type: 'names'; pattern: RegExp; patternText: string }
   | { type: 'limits' };
 
 export interface Setting<K extends keyof Config = keyof Config> {
@@ -114,6 +117,10 @@ export const SETTINGS: readonly Setting[] = [
     doc: 'Host directories bind mounts may take their source from (besides the bundle itself). Empty: none.' },
   { key: 'hostDeviceAllowList', kind: { type: 'devices' }, default: { devices: [], netDevices: [] },
     doc: 'Host device nodes (`devices`: paths such as `/dev/fuse`, from linux.devices) and network interfaces (`netDevices`: names, from linux.netDevices) a config may pass through to its container. An entry asking for any other is refused. Empty: none (FIFOs, which are created in the container, always pass).' },
+  { key: 'defaultNetwork', kind: { type: 'string', pattern: /^([A-Za-z0-9_][A-Za-z0-9_.:-]{0,63})?$/, patternText: 'empty, or a libvirt network name' }, default: '', env: 'OCIVIRT_DEFAULT_NETWORK',
+    doc: 'A libvirt network every container is attached to when its settings file has no `networks` key (an address allocated as for `"networks": ["NAME"]`, docs/entry-settings.md); `"networks": []` opts an entry out. Containers that share the host\'s network namespace are left as they are. Empty (default): none, a container without `networks` has a loopback-only private network. A change redefines those entries (in force at their next start). Only this setting and the settings files choose networks: a bundle\'s own `org.ocivirt.networks` annotation is not acted on.' },
+  { key: 'bridgeAllowList', kind: { type: 'names', pattern: /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/, patternText: 'a bridge name (1 to 15 of A-Z a-z 0-9 _ . -)' }, default: [],
+    doc: 'Host bridges (e.g. `br0`, on the host\'s LAN) a settings file\'s `networks` may attach a container to with `{ "bridge": NAME }`. Any other is refused, as a bind source outside `bindAllowList` is. Empty: none.' },
   { key: 'allowInsecureDirs', kind: { type: 'bool' }, default: false, env: 'OCIVIRT_ALLOW_INSECURE_DIRS',
     doc: 'Start even when spool, state or export can be written by group or others (logged as a warning at every start). Whoever can write the spool can run containers as root.' },
   { key: 'strictConversion', kind: { type: 'bool' }, default: false, env: 'OCIVIRT_STRICT',

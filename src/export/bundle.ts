@@ -7,6 +7,9 @@
  * - a bind of an ocivirt volume of this state directory leaves config.json and becomes a settings
  *   `volumes` entry `NAME:/dest[:ro]` in `<dir>.ocivirt.json`, beside the bundle as the spool wants
  *   it: the daemon mounts volumes from its own store after the trust check, so nothing is widened.
+ * - what only a settings file may say to the daemon (network/entry.ts: the annotation
+ *   org.ocivirt.networks, and org.ocivirt.settings.* such as publish and stopSignal) leaves
+ *   config.json for the same settings file, as its keys (`networks`, `publish`, `stopSignal` …);
  * The rootfs is copied under a staging name and renamed into place: a crash never leaves half a
  * rootfs under the name `rootfs`, and the next run removes what a crash left.
  */
@@ -22,6 +25,9 @@ import { isVolumeName, volumesDir } from '../volumes/names.js';
 import { parseDomainXml } from '../xml/parse.js';
 import { syncDirectory, writeFileAtomically } from '../fsroot/atomic.js';
 import { ensureOwnDirectory, writeConfigAtomically } from './write.js';
+import { NETWORKS_ANNOTATION, parseNetworksAnnotation } from '../convert/passes/networks.js';
+import { isSettingsOnly } from '../network/entry.js';
+import { RECORDED_PREFIX, type PublishedPort } from '../settings/keys.js';
 
 /** Names inside the bundle of a rootfs being copied in, and of the one it replaces. */
 const STAGING_PREFIX = '.rootfs.staging-';
@@ -75,7 +81,12 @@ export async function exportSelfContained(port: LibvirtPort, name: string, bundl
     throw new InputError(`is inside the tree it would copy, ${rootDir} (the root of domain ${name})`, { file: bundleDir });
 
   const { kept, volumes } = await splitVolumeMounts(config.mounts ?? [], opts.stateDir);
+  const moved = settingsOfAnnotations(config.annotations ?? {});
   const bundle: RuntimeConfig = { ...config, root: { ...config.root, path: 'rootfs' } };
+  if (config.annotations !== undefined) {
+    if (Object.keys(moved.kept).length) bundle.annotations = moved.kept;
+    else delete bundle.annotations;
+  }
   if (config.mounts !== undefined) bundle.mounts = kept;
   warnings.push(...(await outsideWarnings(kept, bundleDir, opts.bindAllowList ?? [])));
 
@@ -85,10 +96,12 @@ export async function exportSelfContained(port: LibvirtPort, name: string, bundl
   // the config last: a bundle whose config.json names "rootfs" always has a whole one
   const configPath = await writeConfigAtomically(bundleDir, bundle);
   const settingsPath = settingsPathOf(bundleDir);
-  if (volumes.length) await writeFileAtomically(settingsPath, JSON.stringify({ volumes }, null, 2) + '\n', 0o600);
+  const settings = { ...(volumes.length ? { volumes } : {}), ...moved.settings };
+  const any = Object.keys(settings).length > 0;
+  if (any) await writeFileAtomically(settingsPath, JSON.stringify(settings, null, 2) + '\n', 0o600);
   // nothing to say: a settings file an earlier export left would say something wrong
   else await rm(settingsPath, { force: true });
-  return { configPath, rootfs, ...(volumes.length ? { settingsPath } : {}), volumes, config: bundle, warnings };
+  return { configPath, rootfs, ...(any ? { settingsPath } : {}), volumes, config: bundle, warnings };
 }
 
 /**
@@ -110,6 +123,41 @@ export async function splitVolumeMounts(mounts: readonly Mount[], stateDir: stri
     } else kept.push(m);
   }
   return { kept, volumes };
+}
+
+/**
+ * The annotations only a settings file may say to the daemon, as settings keys (the networks as
+ * given, ports back in their `HOSTPORT:PORT` form, a timeout as a number); the rest stay.
+ * Anything not readable back stays an annotation (the daemon drops it with a warning).
+ */
+export function settingsOfAnnotations(annotations: Record<string, string>): { kept: Record<string, string>; settings: Record<string, unknown> } {
+  const kept: Record<string, string> = {};
+  const settings: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(annotations)) {
+    const value = isSettingsOnly(k) ? settingValueOf(k, v) : undefined;
+    if (value === undefined) kept[k] = v;
+    else settings[k === NETWORKS_ANNOTATION ? 'networks' : k.slice(RECORDED_PREFIX.length)] = value;
+  }
+  return { kept, settings };
+}
+
+function settingValueOf(key: string, value: string): unknown {
+  if (key === NETWORKS_ANNOTATION) {
+    const list = parseNetworksAnnotation(value);
+    return typeof list === 'string' ? undefined : list;
+  }
+  if (!key.startsWith(RECORDED_PREFIX)) return undefined;
+  const name = key.slice(RECORDED_PREFIX.length);
+  if (name === 'publish') {
+    try {
+      const ports = JSON.parse(value) as PublishedPort[];
+      return ports.map((p) => `${p.hostIp !== undefined ? `${p.hostIp}:` : ''}${p.hostPort}:${p.port}/${p.protocol}`);
+    } catch {
+      return undefined;
+    }
+  }
+  if (name === 'stopTimeout') return /^\d+$/.test(value) ? Number(value) : undefined;
+  return ['stopSignal', 'restart'].includes(name) ? value : undefined;
 }
 
 /** `path` is `dir` or under it. */

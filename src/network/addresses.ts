@@ -1,13 +1,15 @@
 /**
- * IPv4 addresses of containers on libvirt networks (settings key `networks`).
+ * IPv4 addresses of containers on libvirt networks and host bridges (settings key `networks`).
  *
- * An attachment without a static ip gets one from the network's range: its `<dhcp><range>` when
- * it has one, else its subnet without the network address, its own (the gateway) and the
- * broadcast address. Every address handed out (static ones too) is recorded under
- * `<state>/addresses/<network>/<ip>`, a file holding the domain name, made whole or not at all
- * (written to a temporary file, then link(2)ed to its name, which fails if the name exists), so
- * a domain keeps its address across redefines, restarts and daemon restarts, and a crash never
- * leaves half a record.
+ * An attachment to a libvirt network without a static ip gets one from the network's range: its
+ * `<dhcp><range>` when it has one, else its subnet without the network address, its own (the
+ * gateway) and the broadcast address. On a host bridge nothing is allocated (ocivirt does not
+ * know the bridge's subnet): a static ip is taken as given, else the container's own DHCP client
+ * gets one. Every address handed out (static ones too, bridges' included) is recorded under
+ * `<state>/addresses/<network>/<ip>` (`bridge@<name>/<ip>` for a bridge), a file holding the
+ * domain name, made whole or not at all (written to a temporary file, then link(2)ed to its name,
+ * which fails if the name exists), so a domain keeps its address across redefines, restarts and
+ * daemon restarts, and a crash never leaves half a record.
  *
  * Never twice: allocation runs under a host-wide lock (flock(2) on a file under /run/lock), and
  * an address is taken when any domain in libvirt uses it on that network (`<interface><ip>` of
@@ -15,6 +17,11 @@
  * it (each instance lists its state directory in the lock directory's `books` file, so
  * allocations not yet defined in libvirt count too). A record is dropped when its domain is
  * undefined (reconcile/apply.ts).
+ *
+ * Cost: a book lives for one reconcile pass. It reads libvirt's domains once, at its first
+ * request; requests waiting meanwhile are served in one batch under one lock, for which the
+ * records of every book are read once. The records are what keeps two instances apart (each
+ * batch rereads them under the lock); libvirt's domains are only a guard against hand-made ones.
  */
 import { spawn } from 'node:child_process';
 import { constants, existsSync } from 'node:fs';
@@ -22,27 +29,21 @@ import { mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/p
 import { join, resolve } from 'node:path';
 import { InputError } from '../errors.js';
 import { createFileExclusively } from '../fsroot/atomic.js';
-import type { NetworkAttachment } from '../settings/keys.js';
 import type { LibvirtPort } from '../libvirt/port.js';
 import { attr, childElements, parseXmlDocument } from '../xml/element.js';
 import { parseDomainXml } from '../xml/parse.js';
+import { IPV4, segmentOf, type Attachment } from './attachment.js';
 
-/** An attachment as the converter takes it (the annotation org.ocivirt.networks). */
-export interface ResolvedAttachment {
-  network: string;
-  /** `A.B.C.D/P`; absent only when no libvirt was asked (validate). */
-  ip?: string;
-  /** The network's own address: the default route. */
-  gateway?: string;
+/** An attachment as the converter takes it (the annotation org.ocivirt.networks): on a network, `ip` and `gateway` are filled in (not by validate, which asks no libvirt). */
+export type ResolvedAttachment = Attachment & {
   /** The network's `<domain name=…>` (the containers' search domain). */
   dnsDomain?: string;
   /** False when the network serves no DNS (`<dns enable='no'>`). */
   dns?: boolean;
-}
+};
 
 export const DEFAULT_ADDRESS_LOCK_DIR = '/run/lock/ocivirt-addresses';
 
-const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
 
 export function ipToInt(ip: string): number {
   return ip.split('.').reduce((n, o) => n * 256 + Number(o), 0);
@@ -127,14 +128,49 @@ export interface AddressBookOptions {
   dryRun?: boolean;
 }
 
+/** The directory of a segment's records: the network's name, or `bridge@NAME` ('@' is in no network name). */
+function recordDir(a: Pick<Attachment, 'network' | 'bridge'>): string {
+  return a.network ?? `bridge@${a.bridge}`;
+}
+
+/** What libvirt's domains use: per record directory, address -> domains; MAC -> domains. */
+interface DomainUse {
+  addresses: Map<string, Map<string, Set<string>>>;
+  macs: Map<string, Set<string>>;
+}
+
+/** A record: whose book (state directory) and which domain. */
+interface RecordEntry {
+  book: string;
+  holder: string;
+}
+
+/** Every book's records, per record directory and address, read under the lock. */
+type Records = Map<string, Map<string, RecordEntry[]>>;
+
+type Request =
+  | { kind: 'resolve'; domain: string; attachments: readonly Attachment[]; file: string; done: (r: ResolvedAttachment[]) => void; fail: (e: unknown) => void }
+  | { kind: 'release'; domain: string; done: () => void; fail: (e: unknown) => void }
+  | { kind: 'run'; fn: () => Promise<unknown>; done: (r: unknown) => void; fail: (e: unknown) => void };
+
 /**
- * The addresses of one ocivirt instance (its state directory), over the libvirt port. One call
- * of `resolve` at a time in this process; the host-wide lock keeps other processes out.
+ * The addresses of one ocivirt instance (its state directory), over the libvirt port, for one
+ * reconcile pass (a new book sees libvirt anew). Requests are served in order; the host-wide
+ * lock keeps other processes out.
  */
 export class AddressBook {
   private readonly dir: string;
   private readonly lockDir: string;
-  private queue: Promise<unknown> = Promise.resolve();
+  private pending: Request[] = [];
+  private draining = false;
+  private domainUse?: DomainUse;
+  private readonly networks = new Map<string, Promise<NetworkRange | undefined | null>>();
+  /** Each network's DNS side, read with its range. */
+  private readonly dnsOf = new Map<string, { dnsDomain?: string; dns?: false }>();
+  /** MACs given in this pass to domains not yet defined. */
+  private readonly macsGiven = new Map<string, string>();
+  /** Batches served under one lock (for the benchmark and tests). */
+  batches = 0;
 
   constructor(
     private readonly port: LibvirtPort,
@@ -147,27 +183,21 @@ export class AddressBook {
 
   /**
    * The attachments of domain `domain` with their addresses and gateways. `file` is the settings
-   * file: a static ip that does not fit fails with an InputError naming it and `networks[i].ip`.
+   * file: a static ip or MAC that does not fit fails with an InputError naming it and `networks[i].ip`.
    */
-  resolve(domain: string, attachments: readonly NetworkAttachment[], file: string): Promise<ResolvedAttachment[]> {
-    const run = this.queue.then(() => this.locked(() => this.resolveLocked(domain, attachments, file)));
-    this.queue = run.catch(() => undefined);
-    return run;
+  resolve(domain: string, attachments: readonly Attachment[], file: string): Promise<ResolvedAttachment[]> {
+    return new Promise((done, fail) => this.enqueue({ kind: 'resolve', domain, attachments, file, done, fail }));
   }
 
   /** Drops every record of `domain` (it was undefined). */
   release(domain: string): Promise<void> {
-    const run = this.queue.then(async () => {
-      if ((await this.networksRecorded()).length) await this.locked(() => this.releaseLocked(domain), false);
-    });
-    this.queue = run.catch(() => undefined);
-    return run;
+    return new Promise((done, fail) => this.enqueue({ kind: 'release', domain, done, fail }));
   }
 
-  /** Every address this instance has recorded: network, address (no prefix), domain. */
+  /** Every address this instance has recorded on a libvirt network: network, address (no prefix), domain. */
   async records(): Promise<{ network: string; ip: string; domain: string }[]> {
     const out: { network: string; ip: string; domain: string }[] = [];
-    for (const network of await this.networksRecorded()) {
+    for (const network of (await this.segmentsRecorded()).filter((d) => !d.startsWith('bridge@'))) {
       const dir = join(this.dir, network);
       for (const ip of await listRecords(dir)) {
         const domain = (await readFile(join(dir, ip), 'utf8').catch(() => '')).trim();
@@ -177,96 +207,165 @@ export class AddressBook {
     return out;
   }
 
-  /** Runs `fn` holding the host-wide lock, in turn with this book's own calls (network/dns.ts: two instances never interleave). */
+  /** Runs `fn` holding the host-wide lock, in turn with this book's own requests (network/dns.ts: two instances never interleave). */
   underLock<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(() => this.locked(fn, false));
-    this.queue = run.catch(() => undefined);
-    return run;
+    return new Promise((done, fail) => this.enqueue({ kind: 'run', fn, done: done as (r: unknown) => void, fail }));
   }
 
-  private async resolveLocked(domain: string, attachments: readonly NetworkAttachment[], file: string): Promise<ResolvedAttachment[]> {
+  private enqueue(r: Request): void {
+    this.pending.push(r);
+    if (!this.draining) void this.drain();
+  }
+
+  /** Serves what waits, one batch a lock; a batch takes in what arrives while it runs. */
+  private async drain(): Promise<void> {
+    this.draining = true;
+    try {
+      while (this.pending.length) {
+        // releasing in a book that never recorded anything needs no lock
+        if (this.pending.every((r) => r.kind === 'release') && !(await this.segmentsRecorded()).length) {
+          for (const r of this.pending.splice(0)) (r.done as () => void)();
+          continue;
+        }
+        try {
+          await this.locked(async () => {
+            this.batches++;
+            const records = await this.readRecords();
+            while (this.pending.length) {
+              const r = this.pending.shift()!;
+              try {
+                if (r.kind === 'resolve') r.done(await this.resolveLocked(r.domain, r.attachments, r.file, records));
+                else if (r.kind === 'run') r.done(await r.fn());
+                else {
+                  await this.releaseLocked(r.domain, records);
+                  r.done();
+                }
+              } catch (e) {
+                r.fail(e);
+              }
+            }
+          }, this.pending.some((r) => r.kind === 'resolve'));
+        } catch (e) {
+          for (const r of this.pending.splice(0)) r.fail(e); // the lock could not be had
+        }
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  private async resolveLocked(domain: string, attachments: readonly Attachment[], file: string, records: Records): Promise<ResolvedAttachment[]> {
+    const use = await this.domains();
     const out: ResolvedAttachment[] = [];
     const seen = new Set<string>();
     for (const [i, a] of attachments.entries()) {
       const where = (sub: string) => ({ file, field: `networks[${i}]${sub}` });
-      if (seen.has(a.network)) throw new InputError(`attaches to network '${a.network}' a second time`, where(''));
-      seen.add(a.network);
-      if ((await this.port.lookupNetwork(a.network)) === undefined) throw new InputError(`no libvirt network '${a.network}'`, where('.network'));
-      const xml = await this.port.networkXml(a.network);
-      const range = networkRange(xml);
-      const taken = await this.takenOn(a.network, domain);
-      const own = await this.ownRecords(a.network, domain);
-      let ip: string;
-      if (a.ip !== undefined) {
-        const [addr, p] = a.ip.split('/') as [string, string];
-        if (!IPV4.test(addr) || !/^\d+$/.test(p ?? '')) throw new InputError(`must be "A.B.C.D/P", got ${JSON.stringify(a.ip)}`, where('.ip'));
-        if (range === undefined) throw new InputError(`network '${a.network}' has no IPv4 address of its own`, where('.ip'));
-        if (!inSubnet(range, addr) || Number(p) !== range.prefix)
-          throw new InputError(`${a.ip} is not a host address of network '${a.network}' (${range.address}/${range.prefix})`, where('.ip'));
-        if (addr === range.address) throw new InputError(`${addr} is the address of network '${a.network}' itself (the gateway)`, where('.ip'));
-        const holder = taken.get(addr);
-        if (holder !== undefined) throw new InputError(`${addr} on network '${a.network}' is taken (${holder})`, where('.ip'));
-        ip = addr;
+      const dir = recordDir(a);
+      if (seen.has(dir)) throw new InputError(`attaches to ${segmentOf(a)} a second time`, where(''));
+      seen.add(dir);
+      if (a.mac !== undefined) {
+        const holder = [...(use.macs.get(a.mac) ?? [])].find((d) => d !== domain) ?? (this.macsGiven.get(a.mac) !== domain ? this.macsGiven.get(a.mac) : undefined);
+        if (holder !== undefined) throw new InputError(`MAC ${a.mac} is taken (used by domain '${holder}')`, where('.mac'));
+      }
+      const taken = takenOn(dir, domain, use, records, this.dir);
+      const own = [...(records.get(dir) ?? new Map<string, RecordEntry[]>())].flatMap(([ip, list]) => (list.some((r) => r.book === this.dir && r.holder === domain) ? [ip] : []));
+      let ip: string | undefined;
+      let resolved: ResolvedAttachment;
+      if (a.bridge !== undefined) {
+        // a host bridge: nothing to allocate from; a static address is still never given twice
+        if (a.ip !== undefined) {
+          const [addr] = a.ip.split('/') as [string];
+          const holder = taken.get(addr);
+          if (holder !== undefined) throw new InputError(`${addr} on ${segmentOf(a)} is taken (${holder})`, where('.ip'));
+          ip = addr;
+        }
+        resolved = { ...a };
       } else {
-        if (range === undefined) throw new InputError(`network '${a.network}' has no IPv4 range to allocate from: give an ip`, where(''));
-        const reuse = own.find((r) => !taken.has(r) && inSubnet(range, r) && r !== range.address);
-        ip = reuse ?? this.pick(range, taken);
-        if (ip === '') throw new InputError(`network '${a.network}' has no free address left (${intToIp(range.first)} to ${intToIp(range.last)})`, where(''));
+        const range = await this.rangeOf(a.network!, where);
+        if (a.ip !== undefined) {
+          const [addr, p] = a.ip.split('/') as [string, string];
+          if (!IPV4.test(addr) || !/^\d+$/.test(p ?? '')) throw new InputError(`must be "A.B.C.D/P", got ${JSON.stringify(a.ip)}`, where('.ip'));
+          if (range === undefined) throw new InputError(`network '${a.network}' has no IPv4 address of its own`, where('.ip'));
+          if (!inSubnet(range, addr) || Number(p) !== range.prefix)
+            throw new InputError(`${a.ip} is not a host address of network '${a.network}' (${range.address}/${range.prefix})`, where('.ip'));
+          if (addr === range.address) throw new InputError(`${addr} is the address of network '${a.network}' itself (the gateway)`, where('.ip'));
+          const holder = taken.get(addr);
+          if (holder !== undefined) throw new InputError(`${addr} on network '${a.network}' is taken (${holder})`, where('.ip'));
+          ip = addr;
+        } else {
+          if (range === undefined) throw new InputError(`network '${a.network}' has no IPv4 range to allocate from: give an ip`, where(''));
+          const reuse = own.find((r) => !taken.has(r) && inSubnet(range, r) && r !== range.address);
+          ip = reuse ?? pick(range, taken);
+          if (ip === '') throw new InputError(`network '${a.network}' has no free address left (${intToIp(range.first)} to ${intToIp(range.last)})`, where(''));
+        }
+        resolved = { ...a, ip: `${ip}/${range!.prefix}`, gateway: a.gateway ?? range!.address, ...this.dnsOf.get(a.network!) };
       }
-      if (!this.opts.dryRun) {
-        for (const r of own) if (r !== ip) await rm(join(this.dir, a.network, r), { force: true });
-        if (!own.includes(ip)) await this.record(a.network, ip, domain);
-      }
-      out.push({ network: a.network, ip: `${ip}/${range!.prefix}`, gateway: range!.address, ...networkDns(xml) });
+      for (const r of own) if (r !== ip) await this.drop(dir, r, domain, records);
+      if (ip !== undefined && !own.includes(ip)) await this.record(dir, ip, domain, records);
+      if (a.mac !== undefined) this.macsGiven.set(a.mac, domain);
+      out.push(resolved);
     }
-    if (!this.opts.dryRun) {
-      // attachments dropped from the settings give their addresses back
-      for (const network of await this.networksRecorded())
-        if (!seen.has(network)) for (const r of await this.ownRecords(network, domain)) await rm(join(this.dir, network, r), { force: true });
-    }
+    // attachments dropped from the settings give their addresses back
+    for (const dir of await this.segmentsRecorded()) if (!seen.has(dir)) await this.releaseIn(dir, domain, records);
     return out;
   }
 
-  private pick(range: NetworkRange, taken: Map<string, string>): string {
-    for (let n = range.first; n <= range.last; n++) {
-      const ip = intToIp(n);
-      if (ip !== range.address && !taken.has(ip)) return ip;
+  /** The network's range (undefined: it has no IPv4 side); an InputError when there is no such network. */
+  private async rangeOf(network: string, where: (sub: string) => { file: string; field: string }): Promise<NetworkRange | undefined> {
+    let r = this.networks.get(network);
+    if (r === undefined) {
+      r = (async () => {
+        if ((await this.port.lookupNetwork(network)) === undefined) return null;
+        const xml = await this.port.networkXml(network);
+        this.dnsOf.set(network, networkDns(xml));
+        return networkRange(xml);
+      })();
+      this.networks.set(network, r);
     }
-    return '';
+    const range = await r;
+    if (range === null) throw new InputError(`no libvirt network '${network}'`, where('.network'));
+    return range;
   }
 
-  /** Address -> who holds it, on `network`, for everyone but `domain` of this instance. */
-  private async takenOn(network: string, domain: string): Promise<Map<string, string>> {
-    const taken = new Map<string, string>();
+  /** What libvirt's domains use, read once for this book. */
+  private async domains(): Promise<DomainUse> {
+    if (this.domainUse !== undefined) return this.domainUse;
+    const use: DomainUse = { addresses: new Map(), macs: new Map() };
+    const add = <K>(m: Map<K, Set<string>>, k: K, name: string) => (m.get(k) ?? m.set(k, new Set()).get(k)!).add(name);
     for (const ref of await this.port.listDomains()) {
-      if (ref.name === domain) continue;
       for (const get of [() => this.port.inactiveXml(ref.name), () => this.port.liveXml(ref.name)]) {
-        let xml: string;
-        try {
-          xml = await get();
-        } catch {
-          continue; // undefined meanwhile
-        }
         let d;
         try {
-          d = parseDomainXml(xml);
+          d = parseDomainXml(await get());
         } catch {
-          continue;
+          continue; // undefined meanwhile, not running, or not readable
         }
-        for (const itf of d.devices.interfaces)
-          if (itf.type === 'network' && itf.source?.network === network)
-            for (const ip of itf.ips) if (ip.address !== undefined) taken.set(ip.address, `used by domain '${ref.name}'`);
+        for (const itf of d.devices.interfaces) {
+          if (itf.mac !== undefined) add(use.macs, itf.mac.toLowerCase(), ref.name);
+          const dir = itf.type === 'network' && itf.source?.network !== undefined ? itf.source.network : itf.type === 'bridge' && itf.source?.bridge !== undefined ? `bridge@${itf.source.bridge}` : undefined;
+          if (dir === undefined) continue;
+          for (const ip of itf.ips) if (ip.address !== undefined) add(use.addresses.get(dir) ?? use.addresses.set(dir, new Map()).get(dir)!, ip.address, ref.name);
+        }
       }
     }
+    this.domainUse = use;
+    return use;
+  }
+
+  /** Every book's records (ours included), read once a batch. */
+  private async readRecords(): Promise<Records> {
+    const records: Records = new Map();
     for (const book of await this.books()) {
-      const dir = join(book, network);
-      for (const ip of await listRecords(dir)) {
-        const holder = (await readFile(join(dir, ip), 'utf8').catch(() => '')).trim();
-        if (book === this.dir && holder === domain) continue;
-        if (!taken.has(ip)) taken.set(ip, `recorded for domain '${holder}'${book === this.dir ? '' : ` by the ocivirt instance of ${join(book, '..')}`}`);
+      for (const dir of await listDirs(book)) {
+        const m = records.get(dir) ?? records.set(dir, new Map()).get(dir)!;
+        const ips = await listRecords(join(book, dir));
+        const holders = await Promise.all(ips.map((ip) => readFile(join(book, dir, ip), 'utf8').then((t) => t.trim(), () => undefined)));
+        ips.forEach((ip, k) => {
+          if (holders[k] !== undefined) (m.get(ip) ?? m.set(ip, []).get(ip)!).push({ book, holder: holders[k]! });
+        });
       }
     }
-    return taken;
+    return records;
   }
 
   /** The state directories' address books of this host, ours included. */
@@ -277,22 +376,32 @@ export class AddressBook {
     return [...list];
   }
 
-  private async ownRecords(network: string, domain: string): Promise<string[]> {
-    const dir = join(this.dir, network);
-    const out: string[] = [];
-    for (const ip of await listRecords(dir)) if ((await readFile(join(dir, ip), 'utf8').catch(() => '')).trim() === domain) out.push(ip);
-    return out;
-  }
-
-  private async networksRecorded(): Promise<string[]> {
-    return (await readdir(this.dir).catch(() => [] as string[])).filter((n) => !n.startsWith('.'));
+  private segmentsRecorded(): Promise<string[]> {
+    return listDirs(this.dir);
   }
 
   /** A whole record or none, never over another's (EEXIST if it is there). */
-  private async record(network: string, ip: string, domain: string): Promise<void> {
-    const dir = join(this.dir, network);
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    await createFileExclusively(join(dir, ip), `${domain}\n`, 0o600);
+  private async record(dir: string, ip: string, domain: string, records: Records): Promise<void> {
+    if (!this.opts.dryRun) {
+      await mkdir(join(this.dir, dir), { recursive: true, mode: 0o700 });
+      await createFileExclusively(join(this.dir, dir, ip), `${domain}\n`, 0o600);
+    }
+    const m = records.get(dir) ?? records.set(dir, new Map()).get(dir)!;
+    (m.get(ip) ?? m.set(ip, []).get(ip)!).push({ book: this.dir, holder: domain });
+  }
+
+  private async drop(dir: string, ip: string, domain: string, records: Records): Promise<void> {
+    if (!this.opts.dryRun) await rm(join(this.dir, dir, ip), { force: true });
+    const list = records.get(dir)?.get(ip);
+    if (list !== undefined) records.get(dir)!.set(ip, list.filter((r) => !(r.book === this.dir && r.holder === domain)));
+  }
+
+  private async releaseIn(dir: string, domain: string, records: Records): Promise<void> {
+    for (const [ip, list] of records.get(dir) ?? []) if (list.some((r) => r.book === this.dir && r.holder === domain)) await this.drop(dir, ip, domain, records);
+  }
+
+  private async releaseLocked(domain: string, records: Records): Promise<void> {
+    for (const dir of await this.segmentsRecorded()) await this.releaseIn(dir, domain, records);
   }
 
   /** This book in the host's registry; books whose state directory is gone are dropped. */
@@ -307,15 +416,11 @@ export class AddressBook {
     await rename(tmp, file);
   }
 
-  private async releaseLocked(domain: string): Promise<void> {
-    for (const network of await this.networksRecorded()) for (const r of await this.ownRecords(network, domain)) await rm(join(this.dir, network, r), { force: true });
-  }
-
   /**
    * Runs `fn` holding the host-wide lock. `register`: lists this book in the registry first (and
    * drops books whose state directory is gone).
    */
-  private async locked<T>(fn: () => Promise<T>, register = true): Promise<T> {
+  private async locked<T>(fn: () => Promise<T>, register: boolean): Promise<T> {
     await mkdir(this.lockDir, { recursive: true, mode: 0o755 });
     const fh = await open(join(this.lockDir, 'lock'), constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
     try {
@@ -328,6 +433,31 @@ export class AddressBook {
   }
 }
 
+/** Address -> who holds it, in record directory `dir`, for everyone but `domain` of our book `own`. */
+function takenOn(dir: string, domain: string, use: DomainUse, records: Records, own: string): Map<string, string> {
+  const taken = new Map<string, string>();
+  for (const [ip, names] of use.addresses.get(dir) ?? []) {
+    const other = [...names].find((n) => n !== domain);
+    if (other !== undefined) taken.set(ip, `used by domain '${other}'`);
+  }
+  for (const [ip, list] of records.get(dir) ?? []) {
+    const r = list.find((x) => !(x.book === own && x.holder === domain));
+    if (r !== undefined && !taken.has(ip)) taken.set(ip, `recorded for domain '${r.holder}'${r.book === own ? '' : ` by the ocivirt instance of ${join(r.book, '..')}`}`);
+  }
+  return taken;
+}
+
+function pick(range: NetworkRange, taken: Map<string, string>): string {
+  for (let n = range.first; n <= range.last; n++) {
+    const ip = intToIp(n);
+    if (ip !== range.address && !taken.has(ip)) return ip;
+  }
+  return '';
+}
+
+async function listDirs(book: string): Promise<string[]> {
+  return (await readdir(book).catch(() => [] as string[])).filter((n) => !n.startsWith('.'));
+}
 async function listRecords(dir: string): Promise<string[]> {
   return (await readdir(dir).catch(() => [] as string[])).filter((n) => !n.startsWith('.') && IPV4.test(n));
 }

@@ -30,10 +30,9 @@ import { copiedRootfs } from './bundle-copy.js';
 import { openSpoolEntry, UnreadableFile, type HeldEntry } from '../spool/read.js';
 import { entryVolumes, volumeMounts } from '../volumes/index.js';
 import type { Domain } from '../xml/domain.js';
-import { formatNetworksAnnotation, NETWORKS_ANNOTATION, parseNetworksAnnotation } from '../convert/passes/networks.js';
 import type { AddressBook, ResolvedAttachment } from '../network/addresses.js';
+import { checkInterfaces, withNetworks, withoutBundleSay } from '../network/entry.js';
 import { etcContents, etcDirOf, planEtcMounts, writeEtcFiles, type EtcPlan } from '../network/etc-files.js';
-import type { NetworkAttachment } from '../settings/keys.js';
 import type { StartPolicy } from '../config/index.js';
 import type { EventLogger } from '../log.js';
 import { DETACHED, runStep, type StepBudget } from './steps.js';
@@ -96,6 +95,10 @@ export interface DesiredOptions {
   addresses?: Pick<AddressBook, 'resolve'>;
   /** Write the generated /etc files of containers on networks into the state directory (`plan` only names them). */
   etcFiles?: boolean;
+  /** The libvirt network of every container whose settings have no `networks` (daemon setting). */
+  defaultNetwork?: string;
+  /** Host bridges a settings attachment may name (daemon setting). */
+  bridgeAllowList?: readonly string[];
 }
 
 export interface DesiredState {
@@ -223,7 +226,11 @@ async function bundleDomain(
 ): Promise<DesiredDomain> {
   const { bundleDir } = from;
   const warnings = [...from.warnings];
-  const { config, configPath } = typeof dir === 'string' ? await readBundleConfig(dir) : await readBundleConfigIn(dir, bundleDir);
+  const bundle = typeof dir === 'string' ? await readBundleConfig(dir) : await readBundleConfigIn(dir, bundleDir);
+  const { configPath } = bundle;
+  // what only the operator's settings say (networks, published ports, stop policy): not the bundle's (network/entry.ts)
+  const { config, warnings: dropped } = withoutBundleSay(bundle.config, configPath);
+  warnings.push(...dropped);
   let effective = config;
   let notInForce: string[] = [];
   if (read !== undefined) {
@@ -281,6 +288,7 @@ async function bundleDomain(
     hostDevice: statHostDevice,
     ...(etc.mounts.length ? { ownMounts: etc.mounts } : {}),
   });
+  checkInterfaces(result.domain, attached.length, configPath);
   // what libvirt would only refuse at start (after a timeout) is refused before the define
   const problems = await startProblems(result.domain, paths.rootfs, paths.rootfsAt);
   if (problems.length) throw new InputError(problems.map((p) => p.reason).join('; '), { file: configPath, field: problems[0]!.field });
@@ -313,54 +321,12 @@ async function runFromCopy(paths: BundlePaths, entry: SpoolEntry, opts: DesiredO
 }
 
 /**
- * The network attachments (the settings' `networks`, else an org.ocivirt.networks annotation of
- * config.json) with their addresses, as the annotation the converter turns into interfaces.
- */
-async function withNetworks(
-  config: RuntimeConfig,
-  domainName: string,
-  read: ReadSettings | undefined,
-  configPath: string,
-  opts: DesiredOptions,
-): Promise<ResolvedAttachment[]> {
-  let attachments: NetworkAttachment[] | undefined = read?.settings.networks;
-  let file = read?.file ?? configPath;
-  const needsNetwork = () => {
-    if (read?.settings.publish?.length) throw new InputError('published ports need a network address: attach the container to a libvirt network with "networks"', { file: read.file, field: 'publish' });
-  };
-  if (attachments === undefined) {
-    const value = config.annotations?.[NETWORKS_ANNOTATION];
-    const parsed = value === undefined ? undefined : parseNetworksAnnotation(value);
-    if (parsed === undefined || typeof parsed === 'string') {
-      needsNetwork(); // none, or the converter refuses it
-      return [];
-    }
-    attachments = parsed.map((a) => ({ network: a.network, ...(a.ip !== undefined ? { ip: a.ip } : {}) }));
-    file = configPath;
-  }
-  if (!attachments.length) needsNetwork();
-  const annotations = { ...config.annotations };
-  delete annotations[NETWORKS_ANNOTATION];
-  let resolved: ResolvedAttachment[] = [];
-  if (attachments.length) {
-    const ns = config.linux?.namespaces?.find((n) => n.type === 'network');
-    if (ns === undefined || ns.path !== undefined)
-      throw new InputError('network attachments need the container\'s own network namespace (a "network" entry without a path in linux.namespaces of config.json)', { file, field: 'networks' });
-    resolved = opts.addresses
-      ? await opts.addresses.resolve(domainName, attachments, file)
-      : attachments.map((a) => ({ network: a.network, ...(a.ip !== undefined ? { ip: a.ip } : {}) }));
-    annotations[NETWORKS_ANNOTATION] = formatNetworksAnnotation(resolved);
-  }
-  config.annotations = annotations;
-  return resolved;
-}
-
-/**
  * The generated /etc files of a container on networks (network/etc-files.ts): written into the
  * state directory when the pass may write (`opts.etcFiles`), and the binds the rootfs can take.
  */
 async function generatedEtc(entry: SpoolEntry, config: RuntimeConfig, attached: readonly ResolvedAttachment[], rootfsAt: string, opts: DesiredOptions): Promise<EtcPlan> {
-  const withAddress = attached.filter((a): a is ResolvedAttachment & { ip: string; gateway: string } => a.ip !== undefined && a.gateway !== undefined);
+  // on libvirt networks (their dnsmasq is the name server); a host bridge's DNS is not ours to know
+  const withAddress = attached.filter((a): a is ResolvedAttachment & { network: string; ip: string; gateway: string } => a.network !== undefined && a.ip !== undefined && a.gateway !== undefined);
   if (opts.stateDir === undefined || !withAddress.length) return { mounts: [], warnings: [] };
   const dir = etcDirOf(opts.stateDir, entry.domainName);
   const taken = (config.mounts ?? []).map((m) => posix.normalize(m.destination).replace(/(.)\/+$/, '$1'));

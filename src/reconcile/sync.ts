@@ -57,6 +57,10 @@ export interface SyncOptions {
   strict?: boolean;
   bindAllowList?: readonly string[];
   hostDeviceAllowList?: HostDeviceAllowList;
+  /** The network of containers whose settings have no `networks` (network/entry.ts). */
+  defaultNetwork?: string;
+  /** Host bridges a settings attachment may name. */
+  bridgeAllowList?: readonly string[];
   allowDevices?: boolean;
   unpackLimits?: { maxBytes: number; maxEntries: number };
   concurrency?: number;
@@ -158,6 +162,8 @@ function desiredOptionsOf(opts: SyncOptions, spec: PassSpec, self: Instance, add
     strict: opts.strict,
     bindAllowList: opts.bindAllowList,
     hostDeviceAllowList: opts.hostDeviceAllowList,
+    defaultNetwork: opts.defaultNetwork,
+    bridgeAllowList: opts.bridgeAllowList,
     allowDevices: opts.allowDevices,
     unpackLimits: opts.unpackLimits,
     log: spec.unpackEvents ? opts.log : undefined,
@@ -405,6 +411,8 @@ export function syncOptionsFromConfig(
     strictConversion: boolean;
     bindAllowList: readonly string[];
     hostDeviceAllowList: HostDeviceAllowList;
+    defaultNetwork: string;
+    bridgeAllowList: readonly string[];
     allowDevices: boolean;
     unpackLimits: { maxBytes: number; maxEntries: number };
     concurrency: number;
@@ -424,6 +432,8 @@ export function syncOptionsFromConfig(
     strict: config.strictConversion,
     bindAllowList: config.bindAllowList,
     hostDeviceAllowList: config.hostDeviceAllowList,
+    ...(config.defaultNetwork !== '' ? { defaultNetwork: config.defaultNetwork } : {}),
+    bridgeAllowList: config.bridgeAllowList,
     allowDevices: config.allowDevices,
     unpackLimits: config.unpackLimits,
     concurrency: config.concurrency,

@@ -32,7 +32,7 @@ export interface ValidateResult {
 /** The options of a pass (from the configuration) that decide what an entry may be. */
 export type ValidateOptions = Pick<
   DesiredOptions,
-  'prefix' | 'startPolicy' | 'strict' | 'bindAllowList' | 'hostDeviceAllowList' | 'allowDevices' | 'unpackLimits'
+  'prefix' | 'startPolicy' | 'strict' | 'bindAllowList' | 'hostDeviceAllowList' | 'defaultNetwork' | 'bridgeAllowList' | 'allowDevices' | 'unpackLimits'
 > & { allowInsecureDirs?: boolean };
 
 /** What a path names: a whole spool, or one item of a spool (a bundle, an image, a settings file). */

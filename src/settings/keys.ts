@@ -11,15 +11,14 @@
 import { isAbsolute, posix } from 'node:path';
 import { InputError, shortJson } from '../errors.js';
 import { parsePlatform } from '../image/platform.js';
+import { checkAttachments, IPV4, type Attachment } from '../network/attachment.js';
 
 export type Volume =
   | { kind: 'bind'; source: string; destination: string; readOnly: boolean }
   | { kind: 'named'; name: string; destination: string; readOnly: boolean };
 
-export interface NetworkAttachment {
-  network: string;
-  ip?: string;
-}
+/** One interface of the container (network/attachment.ts). */
+export type NetworkAttachment = Attachment;
 
 export interface PublishedPort {
   hostIp?: string;
@@ -150,8 +149,6 @@ export const VOLUME_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
  * that is how a self-contained export (`ocivirt export --rootfs`) keeps it.
  */
 export const ANONYMOUS_VOLUME_NAME = /^_([a-z0-9][a-z0-9-]{0,62})\.[0-9a-f]{12}$/;
-const NETWORK_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$/;
-const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
 /** Keys ocivirt itself writes from settings (below); a settings file sets them through their keys. */
 export const RECORDED_PREFIX = 'org.ocivirt.settings.';
 
@@ -201,23 +198,16 @@ function volumes(value: unknown, where: Where): Volume[] {
   return out;
 }
 
-function network(value: unknown, where: Where): NetworkAttachment {
-  if (typeof value === 'string') {
-    if (!NETWORK_NAME.test(value)) fail(where, 'must be a libvirt network name', value);
-    return { network: value };
+/** The attachments, each checked, each network, bridge and MAC once. */
+function networks(value: unknown, where: Where): NetworkAttachment[] {
+  const checked = checkAttachments(value);
+  if ('reason' in checked) {
+    // the value the reason is about: the list, an item, or an item's member
+    const [, i, key] = /^(?:\[(\d+)\])?(?:\.(\w+))?$/.exec(checked.sub) ?? [];
+    const item = i === undefined ? value : (value as unknown[])[Number(i)];
+    fail(at(where, checked.sub), checked.reason, key === undefined || typeof item !== 'object' || item === null ? item : (item as Record<string, unknown>)[key]);
   }
-  const o = object(value, where);
-  for (const k of Object.keys(o)) if (k !== 'network' && k !== 'ip') throw new InputError('unknown key (network, ip)', at(where, member(k)));
-  const name = o.network;
-  if (typeof name !== 'string' || !NETWORK_NAME.test(name)) fail(at(where, '.network'), 'must be a libvirt network name', name);
-  const out: NetworkAttachment = { network: name as string };
-  if (o.ip !== undefined) {
-    const ip = text(o.ip, at(where, '.ip'));
-    const [addr, prefix] = ip.split('/');
-    if (!IPV4.test(addr ?? '') || prefix === undefined || !/^([0-9]|[12][0-9]|3[0-2])$/.test(prefix)) fail(at(where, '.ip'), 'must be "A.B.C.D/P"', o.ip);
-    out.ip = ip;
-  }
-  return out;
+  return checked as NetworkAttachment[];
 }
 
 function port(text: string, where: Where, value: unknown): number {
@@ -469,19 +459,32 @@ export const ENTRY_KEYS: readonly KeySpec[] = [
   {
     key: 'networks',
     effect: 'applied',
-    check: list(network),
+    check: networks,
     schema: {
       type: 'array',
+      uniqueItems: true,
       items: {
         oneOf: [
           { type: 'string' },
-          { type: 'object', required: ['network'], additionalProperties: false, properties: { network: { type: 'string' }, ip: { type: 'string', pattern: '^\\d+\\.\\d+\\.\\d+\\.\\d+/\\d+$' } } },
+          {
+            type: 'object',
+            additionalProperties: false,
+            oneOf: [{ required: ['network'] }, { required: ['bridge'] }],
+            properties: {
+              network: { type: 'string' },
+              bridge: { type: 'string', pattern: '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$' },
+              ip: { type: 'string', pattern: '^\\d+\\.\\d+\\.\\d+\\.\\d+/\\d+$' },
+              gateway: { type: 'string', pattern: '^\\d+\\.\\d+\\.\\d+\\.\\d+$' },
+              mac: { type: 'string', pattern: '^[0-9A-Fa-f][02468aceACE](:[0-9A-Fa-f]{2}){5}$' },
+              mtu: { type: 'integer', minimum: 68, maximum: 65535 },
+            },
+          },
         ],
       },
     },
-    doc: 'libvirt networks to attach the container to, by name or as `{ "network": NAME, "ip": "A.B.C.D/P" }`. Each becomes an interface on that network (MAC derived from the domain name) with its address and a default route through the network\'s own address, set up by libvirt-lxc (no DHCP client needed in the image); then the container has no loopback-only private network. Without `ip`, an address is allocated from the network\'s DHCP range (or its subnet) and kept for the domain (recorded under `<state>/addresses/`) until it is undefined; no address is handed out twice, across ocivirt instances of the host too. A static `ip` must be a free host address of the network\'s subnet, with its prefix. Each network once. The container gets generated /etc/hosts, /etc/hostname and /etc/resolv.conf (the network\'s own address as nameserver, its DNS domain as search), mounted read-only over the image\'s, and a DNS entry on each network (its domain name, and the entry name when it is a DNS label), so containers on one network reach each other by name.',
-    examples: [['default'], [{ network: 'default', ip: '192.168.122.10/24' }]],
-    refused: ['default', [{ name: 'default' }], [{ network: 'default', ip: '10.0.0.1' }]],
+    doc: 'Interfaces of the container, by libvirt network name or as `{ "network": NAME | "bridge": HOSTBRIDGE, "ip": "A.B.C.D/P", "gateway": "A.B.C.D", "mac": "52:54:…", "mtu": 1400 }`. Each becomes an interface (`<interface type=\'network\'>` or `type=\'bridge\'`) with its address and a default route, set up by libvirt-lxc (no DHCP client needed in the image); then the container has no loopback-only private network. On a libvirt network, without `ip`, an address is allocated from the network\'s DHCP range (or its subnet) and kept for the domain (recorded under `<state>/addresses/`) until it is undefined; no address is handed out twice, across ocivirt instances of the host too; a static `ip` must be a free host address of the network\'s subnet, with its prefix; the gateway is the network\'s own address unless `gateway` says otherwise. On a host bridge (only one of the daemon\'s `bridgeAllowList`), nothing is allocated: a static `ip` (free among the host\'s domains on that bridge) and `gateway` are configured as given, and without `ip` the interface comes up without an address, for the container\'s own DHCP client. `mac`: a unicast MAC, used by no other domain (default: derived from the domain name and the interface\'s position); `mtu`: 68 to 65535 (default: the network\'s or bridge\'s). Each network, bridge and MAC once. Without this key the daemon\'s `defaultNetwork` applies (`[]`: no interface). Only the settings file chooses interfaces: a bundle\'s own `org.ocivirt.networks` annotation is not acted on. A container on a libvirt network gets generated /etc/hosts, /etc/hostname and /etc/resolv.conf (the network\'s own address as nameserver, its DNS domain as search), mounted read-only over the image\'s, and a DNS entry on each network (its domain name, and the entry name when it is a DNS label), so containers on one network reach each other by name.',
+    examples: [['default'], [{ network: 'default', ip: '192.168.122.10/24' }], [{ bridge: 'br0', ip: '192.168.1.50/24', gateway: '192.168.1.1', mac: '52:54:00:12:34:56', mtu: 1400 }], []],
+    refused: ['default', [{ name: 'default' }], [{ network: 'default', ip: '10.0.0.1' }], [{ network: 'a', bridge: 'b' }], [{ network: 'a', mac: '01:00:5e:00:00:01' }], [{ network: 'a', mtu: 20 }], ['a', 'a']],
   },
   {
     key: 'publish',

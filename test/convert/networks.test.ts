@@ -54,10 +54,36 @@ test('to-native gives the annotation back (no XML-only annotation), and from-nat
   const back = toNative(parseDomainXml(hand), { cgroupVersion: 1, hostArch: 'x86_64' }).config;
   assert.is(back.annotations?.[NETWORKS_ANNOTATION], JSON.stringify([{ network: 'lan', ip: '10.77.0.7/24' }]));
   assert.is(back.annotations?.[XML_ONLY_ANNOTATION], undefined);
-  // one libvirt would not give back as ours (a MAC of its own) stays XML-only
+  // a MAC of its own travels in the annotation too
   const other = toNative(parseDomainXml(hand.replace(/<mac address='[^']*'\/>/, "<mac address='52:54:00:00:00:01'/>")), { cgroupVersion: 1, hostArch: 'x86_64' }).config;
-  assert.is(other.annotations?.[NETWORKS_ANNOTATION], undefined);
-  assert.ok(other.annotations?.[XML_ONLY_ANNOTATION]);
+  assert.is(other.annotations?.[NETWORKS_ANNOTATION], JSON.stringify([{ network: 'lan', ip: '10.77.0.7/24', mac: '52:54:00:00:00:01' }]));
+  assert.is(other.annotations?.[XML_ONLY_ANNOTATION], undefined);
+  // one the annotation cannot say (a multicast MAC, another setting) stays XML-only
+  for (const odd of [hand.replace(/<mac address='[^']*'\/>/, "<mac address='01:00:5e:00:00:01'/>"), hand.replace('</interface>', "<script path='/x'/></interface>")]) {
+    const c = toNative(parseDomainXml(odd), { cgroupVersion: 1, hostArch: 'x86_64' }).config;
+    assert.is(c.annotations?.[NETWORKS_ANNOTATION], undefined, odd);
+    assert.ok(c.annotations?.[XML_ONLY_ANNOTATION], odd);
+  }
+});
+
+test('bridges, MACs and MTUs: into the interface XML and back through the annotation, the same domain again', () => {
+  const value = JSON.stringify([
+    { network: 'lan', ip: '10.77.0.5/24', gateway: '10.77.0.1', mtu: 1400 },
+    { bridge: 'br0', ip: '192.168.1.50/24', gateway: '192.168.1.1', mac: '52:54:00:ab:cd:ef' },
+    { bridge: 'br1' },
+  ]);
+  const first = fromNative(withNetworks(value), testOptions({ name: 'web' }));
+  const [a, b, c] = first.domain.devices.interfaces;
+  assert.equal([a!.type, a!.mac, a!.source], ['network', macFor('web', 0), { network: 'lan' }]);
+  assert.match(first.xml, /<mtu size='1400'\/>/);
+  assert.equal([b!.type, b!.mac, b!.source, b!.routes[0]!.gateway], ['bridge', '52:54:00:ab:cd:ef', { bridge: 'br0' }, '192.168.1.1']);
+  assert.equal([c!.type, c!.mac, c!.source, c!.ips, c!.routes], ['bridge', macFor('web', 2), { bridge: 'br1' }, [], []]);
+  const { config } = toNative(parseDomainXml(first.xml), { cgroupVersion: 1, hostArch: 'x86_64' });
+  assert.is(config.annotations?.[NETWORKS_ANNOTATION], value);
+  assert.is(config.annotations?.[XML_ONLY_ANNOTATION], undefined);
+  assert.equal(domainDifferences(first.domain, fromNative(config, testOptions({ name: 'web' })).domain), []);
+  // a changed MTU is a change
+  assert.not.ok(sameDomain(first.domain, parseDomainXml(first.xml.replace("size='1400'", "size='1500'"))));
 });
 
 test('what libvirt adds or rewrites on define compares equal: no redefine loop', () => {
@@ -74,9 +100,30 @@ test('what libvirt adds or rewrites on define compares equal: no redefine loop',
 });
 
 test('a bad annotation, or attachments without a network namespace of its own, are refused', () => {
-  for (const bad of ['nope', '{}', '[{"network":"a b"}]', '[{"network":"lan","ip":"10.0.0.1"}]', '[{"network":"lan","gateway":"10.0.0.1"}]', '[{"network":"lan","x":1}]']) {
+  for (const bad of [
+    'nope',
+    '{}',
+    '[{"network":"a b"}]',
+    '[{"network":"lan","ip":"10.0.0.1"}]',
+    '[{"network":"lan","gateway":"10.0.0.1"}]',
+    '[{"network":"lan","x":1}]',
+    '[{"network":"lan","bridge":"br0"}]',
+    '[{"bridge":"a/b"}]',
+    '[{"bridge":"waytoolongbridgename"}]',
+    '[{"network":"lan","mac":"01:00:5e:00:00:01"}]',
+    '[{"network":"lan","mac":"ff:ff:ff:ff:ff:ff"}]',
+    '[{"network":"lan","mac":"00:00:00:00:00:00"}]',
+    '[{"network":"lan","mac":"52:54:00:zz:00:01"}]',
+    '[{"network":"lan","mtu":67}]',
+    '[{"network":"lan","mtu":1500.5}]',
+    '[{"network":"lan"},{"network":"lan"}]',
+    '[{"network":"a","mac":"52:54:00:00:00:02"},{"network":"b","mac":"52:54:00:00:00:02"}]',
+  ]) {
     assert.throws(() => fromNative(withNetworks(bad), testOptions()), (e: Error) => e instanceof InputError && e.field === `annotations["${NETWORKS_ANNOTATION}"]`, bad);
   }
+  // a given MAC that meets a derived one
+  const clash = JSON.stringify([{ network: 'a', mac: macFor('web', 1) }, { network: 'b' }]);
+  assert.throws(() => fromNative(withNetworks(clash), testOptions({ name: 'web' })), /MAC .* two interfaces/);
   const hostNet = withNetworks();
   hostNet.linux!.namespaces = hostNet.linux!.namespaces!.filter((n) => n.type !== 'network');
   assert.throws(() => fromNative(hostNet, testOptions()), /need a new network namespace/);

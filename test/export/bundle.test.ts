@@ -119,6 +119,36 @@ test('no settings file when there is nothing to say; one an earlier export left 
   assert.equal(out.warnings, []);
 });
 
+test('networks, published ports and the stop policy leave config.json for the settings file, as its keys', async () => {
+  const config = runcSpec();
+  config.root = { path: rootfs };
+  config.annotations = {
+    'com.example.a': 'b',
+    'org.ocivirt.networks': JSON.stringify([{ network: 'lan', ip: '10.77.0.5/24', gateway: '10.77.0.1', mtu: 1400 }, { bridge: 'br0', mac: '52:54:00:ab:cd:ef' }]),
+    'org.ocivirt.settings.publish': JSON.stringify([{ hostPort: 8080, port: 80, protocol: 'tcp' }, { hostIp: '192.168.1.2', hostPort: 53, port: 53, protocol: 'udp' }]),
+    'org.ocivirt.settings.stopSignal': 'SIGQUIT',
+    'org.ocivirt.settings.stopTimeout': '5',
+  };
+  const port = new FakeLibvirt();
+  await port.define(buildDomainXml(fromNative(config, testOptions({ name: 'web', bundleDir: join(state, 'bundles/web/1'), owner: { entry: 'web' } })).domain));
+  const dir = outDir();
+  const out = await exportSelfContained(port, 'web', dir, { stateDir: state });
+  const written = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+  assert.equal(Object.keys(written.annotations).filter((k) => k.startsWith('org.ocivirt.')), []);
+  assert.is(written.annotations['com.example.a'], 'b');
+  const settings = JSON.parse(readFileSync(out.settingsPath!, 'utf8'));
+  assert.equal(settings, {
+    networks: [{ network: 'lan', ip: '10.77.0.5/24', gateway: '10.77.0.1', mtu: 1400 }, { bridge: 'br0', mac: '52:54:00:ab:cd:ef' }],
+    publish: ['8080:80/tcp', '192.168.1.2:53:53/udp'],
+    stopSignal: 'SIGQUIT',
+    stopTimeout: 5,
+  });
+  // the spool reads them back as the same settings
+  const back = parseEntrySettings(settings, out.settingsPath!);
+  assert.equal(back.publish, [{ hostPort: 8080, port: 80, protocol: 'tcp' }, { hostIp: '192.168.1.2', hostPort: 53, port: 53, protocol: 'udp' }]);
+  assert.is(back.stopTimeout, 5);
+});
+
 test('staging leftovers of a crash are removed; an existing rootfs is replaced whole', async () => {
   const port = await portWith([]);
   const dir = outDir();
