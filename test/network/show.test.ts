@@ -12,17 +12,17 @@ import { runcSpec, testOptions } from '../convert/fixtures.js';
 test('interfaces and published ports of a definition', () => {
   const c = runcSpec();
   c.annotations = {
-    [NETWORKS_ANNOTATION]: JSON.stringify([{ network: 'lan', ip: '10.77.0.5/24', gateway: '10.77.0.1' }, { network: 'back' }]),
+    [NETWORKS_ANNOTATION]: JSON.stringify([{ network: 'lan', ip: '10.77.0.5/24', gateway: '10.77.0.1' }, { bridge: 'br0', mac: '52:54:00:ab:cd:ef' }]),
     'org.ocivirt.settings.publish': JSON.stringify([{ hostPort: 8080, port: 80, protocol: 'tcp' }, { hostIp: '192.0.2.1', hostPort: 53, port: 53, protocol: 'udp' }]),
   };
   const { xml, domain } = fromNative(c, testOptions({ name: 'web' }));
   const n = networkOfXml(xml);
   assert.equal(n.networks, [
     { type: 'network', source: 'lan', ip: '10.77.0.5/24', mac: domain.devices.interfaces[0]!.mac },
-    { type: 'network', source: 'back', mac: domain.devices.interfaces[1]!.mac },
+    { type: 'bridge', source: 'br0', mac: '52:54:00:ab:cd:ef' },
   ]);
   assert.equal(n.ports, [{ hostPort: 8080, port: 80, protocol: 'tcp' }, { hostIp: '192.0.2.1', hostPort: 53, port: 53, protocol: 'udp' }]);
-  assert.is(formatNetwork(n), `network lan 10.77.0.5/24 ${domain.devices.interfaces[0]!.mac}, network back ${domain.devices.interfaces[1]!.mac}; publish 8080->80/tcp, 192.0.2.1:53->53/udp`);
+  assert.is(formatNetwork(n), `network lan 10.77.0.5/24 ${domain.devices.interfaces[0]!.mac}, bridge br0 (own DHCP) 52:54:00:ab:cd:ef; publish 8080->80/tcp, 192.0.2.1:53->53/udp`);
   // none: nothing to say
   assert.is(formatNetwork(networkOfXml(fromNative(runcSpec(), testOptions({ name: 'x' })).xml)), '');
 });
