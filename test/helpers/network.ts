@@ -22,14 +22,14 @@ export function freeSubnet(second: number): string {
 }
 
 /**
- * Defines and starts the network: gateway `subnet`.1, a DHCP range .100-.199 (ocivirt's allocation range).
- * With `stp` (libvirt's default), the kernel holds each new port ~4 s in STP listening/learning
- * before it forwards, whatever `delay` says (its minimum forward delay is 2 s).
+ * Defines and starts the network: gateway `subnet`.1, a DHCP range .100-.199 (ocivirt's allocation
+ * range) unless `range` says. With `stp` (libvirt's default), the kernel holds each new port ~4 s
+ * in STP listening/learning before it forwards, whatever `delay` says (its minimum forward delay is 2 s).
  */
-export async function startIsolatedNetwork(port: LibvirtPort, name: string, bridge: string, subnet: string, stp = true): Promise<void> {
+export async function startIsolatedNetwork(port: LibvirtPort, name: string, bridge: string, subnet: string, stp = true, range: [number, number] = [100, 199]): Promise<void> {
   await port.defineNetwork(
     `<network><name>${name}</name><bridge name='${bridge}' stp='${stp ? 'on' : 'off'}' delay='0'/>` +
-      `<ip address='${subnet}.1' netmask='255.255.255.0'><dhcp><range start='${subnet}.100' end='${subnet}.199'/></dhcp></ip></network>`,
+      `<ip address='${subnet}.1' netmask='255.255.255.0'><dhcp><range start='${subnet}.${range[0]}' end='${subnet}.${range[1]}'/></dhcp></ip></network>`,
   );
   await port.startNetwork(name);
 }
