@@ -18,6 +18,7 @@ import type { PendingChanges, PendingStarts } from './pending.js';
 import type { PlanItem } from './plan.js';
 import type { AddressBook } from '../network/addresses.js';
 import { DETACHED, runStep, type StepBudget } from './steps.js';
+import { startChecked } from './start-check.js';
 import { stopDomain } from './stop.js';
 
 export interface ApplyOptions {
@@ -228,7 +229,7 @@ async function act(
         await stopDomain(port, item.domain, { ...stopOpts, fields: { ...fields, reason: 'restart policy: definition changed' } });
       });
       await once('start', async () => {
-        await port.start(item.domain);
+        await startChecked(port, item.domain);
         log.info('domain.started', { ...fields, reason: 'restart policy: definition changed' });
       });
       await opts.pendingChanges?.remove(item.domain);
@@ -287,7 +288,7 @@ async function reportHandEdit(item: PlanItem, opts: ApplyOptions, fields: Record
 async function startDomain(port: LibvirtPort, item: PlanItem, opts: ApplyOptions, fields: Record<string, unknown>, reason: string): Promise<void> {
   if ((await port.state(item.domain)) !== 'running') {
     const t0 = Date.now();
-    await port.start(item.domain);
+    await startChecked(port, item.domain);
     opts.log.info('domain.started', { ...fields, reason, durationMs: Date.now() - t0 });
   }
   await opts.pendingStarts?.remove(item.domain);

@@ -13,7 +13,8 @@
  *   `..`): libvirt makes its mount points after pivot_root, while the host's root is still
  *   mounted there, and creates a missing target by following the link (verified on libvirt 9:
  *   an /etc/hosts linked to /.oldroot/tmp/x made /tmp/x on the host). Every pass checks again
- *   (a rootfs its container wrote meanwhile); a restart libvirt makes by itself is not seen here.
+ *   (a rootfs its container wrote meanwhile), and so does every start ocivirt makes; a restart
+ *   libvirt makes by itself (the container rebooting) is not seen here.
  */
 import type { Stats } from 'node:fs';
 import { stat } from 'node:fs/promises';
@@ -46,6 +47,28 @@ async function statInRoot(rootfs: string, path: string): Promise<Stats | undefin
 }
 
 /**
+ * The mount points of a start of `domain` over `rootfs` (its mounts' destinations and libvirt's
+ * own) that lead into `/.oldroot` through a symlink of the rootfs: libvirt would create or mount
+ * them on the host's root. Checked before define and again right before each start ocivirt makes
+ * (reconcile/start-check.ts), as the container may have written its rootfs meanwhile.
+ */
+export async function mountsOntoHost(domain: Domain, rootfs: string, at = rootfs): Promise<StartProblem[]> {
+  const problems: StartProblem[] = [];
+  const oldroot = join(at, OLDROOT);
+  const targets = domain.devices.filesystems.map((fs) => fs.target).filter((t): t is string => t !== undefined && t !== '/');
+  for (const target of new Set([...targets.map((t) => posix.normalize(t)), ...LIBVIRT_MOUNT_POINTS])) {
+    const where = await resolveInRoot(at, target).catch(() => undefined);
+    if (where !== undefined && (where === oldroot || where.startsWith(oldroot + '/')))
+      problems.push({
+        field: 'mounts',
+        path: target,
+        reason: `the mount point ${target} leads to ${where.slice(at.length)} in the rootfs ${rootfs} (a symlink): libvirt would create or mount it on the host's root (${OLDROOT} while it mounts); refused`,
+      });
+  }
+  return problems;
+}
+
+/**
  * The problems a start of `domain` over `rootfs` would hit; empty when none is known. The rootfs
  * is looked at through `at` (the same directory reached through a held bundle), named `rootfs`.
  */
@@ -54,16 +77,7 @@ export async function startProblems(domain: Domain, rootfs: string, at = rootfs)
   const filesystems = domain.devices.filesystems;
   const mountTargets = filesystems.map((fs) => fs.target).filter((t): t is string => t !== undefined && t !== '/').map((t) => posix.normalize(t));
 
-  for (const target of mountTargets) {
-    const where = await resolveInRoot(at, target).catch(() => undefined);
-    const oldroot = join(at, OLDROOT);
-    if (where !== undefined && (where === oldroot || where.startsWith(oldroot + '/')))
-      problems.push({
-        field: 'mounts',
-        path: target,
-        reason: `the mount destination ${target} leads to ${where.slice(at.length)} in the rootfs ${rootfs} (a symlink): libvirt would create or mount it on the host's root (${OLDROOT} while it mounts); refused`,
-      });
-  }
+  problems.push(...(await mountsOntoHost(domain, rootfs, at)));
 
   const init = domain.os.init;
   if (init !== undefined && !mountTargets.some((t) => isUnder(init, t))) {
