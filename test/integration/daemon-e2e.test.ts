@@ -115,16 +115,18 @@ test('a bundle copied in place slowly is defined only after it has been quiet, n
   assert.ok(isDefined(dom('slow')));
 });
 
-test('a changed entry redefines its domain; running, the change is pending (next-start)', async () => {
+test('a changed entry redefines its domain; running, a process change is pending until the next start (updatePolicy live: nothing to set live)', async () => {
   const d = daemon!;
   const cfg = bundleConfig(['/bin/sleep', '2000'], { annotations: { 'org.ocivirt.start': 'true' } });
   writeFileSync(join(dirs.staging, 'web-config.json'), JSON.stringify(cfg));
   renameSync(join(dirs.staging, 'web-config.json'), join(dirs.spool, 'web', 'config.json'));
   const redefined = await d.waitForEntry('domain.redefined', 'web', 15_000);
   assert.is(redefined.domain, dom('web'));
-  await d.waitFor(is('domain.pending', 'web'), 15_000, 'domain.pending web');
+  const updated = await d.waitFor(is('domain.updated', 'web'), 15_000, 'domain.updated web');
+  assert.equal(updated.live, []);
+  assert.ok(Array.isArray(updated.pending) && updated.pending.length > 0, JSON.stringify(updated));
   assert.match(virsh('dumpxml', '--inactive', dom('web')), '<initarg>2000</initarg>');
-  assert.is(domainState(dom('web')), 'running', 'next-start leaves it running');
+  assert.is(domainState(dom('web')), 'running', 'a pending change leaves it running');
 });
 
 test('a config.json rewritten in place is never read half-written; the domain keeps its definition until it is whole', async () => {
@@ -293,7 +295,7 @@ test('SIGTERM: exits 0, the running container keeps running', async () => {
   await waitForInit(dom('web'), ['/bin/sleep', '1000']);
   // the events this run emitted include the contract's transitions
   const seen = new Set(d.events().map((e) => e.event));
-  for (const ev of ['entry.detected', 'entry.failed', 'image.unpacked', 'domain.defined', 'domain.redefined', 'domain.undefined', 'domain.started', 'domain.pending', 'export.written', 'libvirt.connected'])
+  for (const ev of ['entry.detected', 'entry.failed', 'image.unpacked', 'domain.defined', 'domain.redefined', 'domain.undefined', 'domain.started', 'domain.updated', 'export.written', 'libvirt.connected'])
     assert.ok(seen.has(ev), `${ev} emitted`);
 });
 
