@@ -121,7 +121,8 @@ test('update, policy next-start: redefined, the running container is left alone,
   writeBundleConfig(join(spool, 'web-1'), { args: ['/bin/sleep', '301'], annotations: START });
   const { events: lines, log } = captureLog();
   const counted = countingPort(port);
-  const r = await syncOnce(counted.port, options({ log }));
+  // next-start said explicitly: the default is live (the same here, for a process change, but said as domain.updated)
+  const r = await syncOnce(counted.port, options({ log, updatePolicy: 'next-start' }));
   const item = r.plan.find((i) => i.domain === dom('web-1'))!;
   assert.is(item.action, 'update');
   assert.match(item.reason, /initarg/);
