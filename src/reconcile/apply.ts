@@ -18,6 +18,8 @@ import type { PendingChanges, PendingStarts } from './pending.js';
 import type { PlanItem } from './plan.js';
 import type { AddressBook } from '../network/addresses.js';
 import { DETACHED, runStep, type StepBudget } from './steps.js';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { startChecked } from './start-check.js';
 import { stopDomain } from './stop.js';
 
@@ -42,6 +44,8 @@ export interface ApplyOptions {
   steps?: StepBudget;
   /** Network addresses: an undefined domain's are given back. */
   addresses?: Pick<AddressBook, 'release'>;
+  /** `<state>/containers`: an undefined domain's directory (its generated /etc files) is removed. */
+  containersDir?: string;
 }
 
 export interface ItemResult {
@@ -244,6 +248,7 @@ async function act(
         log.info('domain.undefined', { ...fields, reason: item.reason });
       });
       await opts.addresses?.release(item.domain);
+      if (opts.containersDir !== undefined) await rm(join(opts.containersDir, item.domain), { recursive: true, force: true });
       await opts.pendingStarts?.remove(item.domain);
       await opts.pendingChanges?.remove(item.domain);
       return false;

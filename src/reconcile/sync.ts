@@ -185,6 +185,7 @@ function applyOptionsOf(opts: SyncOptions, pendingStarts: PendingStarts | undefi
     retryDelayMs: opts.retryDelayMs,
     clock: opts.clock,
     steps: opts.steps,
+    ...(opts.stateDir !== undefined ? { containersDir: join(opts.stateDir, 'containers') } : {}),
   };
 }
 

@@ -4,7 +4,7 @@
  * domain is left exactly as it is, one entry's failure is that entry's alone, and libvirt gone
  * fails the pass as a whole (the daemon's queue then backs off).
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -176,6 +176,19 @@ test('a step past its deadline is aborted and reported as that entry\'s failure;
   assert.match(results[0]!.error!, /create a: not done within 5000 ms; aborted/);
   assert.equal(events.filter((e) => e.event === 'entry.failed').map((e) => e.entry), ['a']);
   port.releaseHung();
+});
+
+test("an undefined domain's directory under <state>/containers (its generated /etc files) is removed with it", async () => {
+  const { spool, opts, port, bundle } = setup();
+  bundle('a');
+  await syncOnce(port, opts);
+  const dir = join(opts.stateDir!, 'containers', 'a');
+  mkdirSync(join(dir, 'etc'), { recursive: true });
+  writeFileSync(join(dir, 'etc', 'hosts'), '127.0.0.1 localhost\n');
+  rmSync(join(spool, 'a'), { recursive: true });
+  await syncOnce(port, opts);
+  assert.not.ok(port.domains.has('a'));
+  assert.not.ok(existsSync(dir), `${dir} left behind`);
 });
 
 test.run();
