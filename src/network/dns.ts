@@ -109,9 +109,16 @@ export class DnsNames {
   private async syncLocked(): Promise<DnsSyncResult> {
     const result: DnsSyncResult = { added: [], removed: [], refused: [], failed: [] };
     const records = await this.addresses.records();
-    const existing = new Set((await this.port.listDomains()).map((d) => d.name));
+    const existing = new Map((await this.port.listDomains()).map((d) => [d.name, d.uuid]));
+    const uuids = new Set(existing.values());
+    for (const uuid of entryByUuid.keys()) if (!uuids.has(uuid)) entryByUuid.delete(uuid);
     const entries = new Map<string, string | undefined>();
-    for (const domain of new Set(records.map((r) => r.domain))) if (existing.has(domain)) entries.set(domain, await this.entryOf(domain));
+    for (const domain of new Set(records.map((r) => r.domain))) {
+      const uuid = existing.get(domain);
+      if (uuid === undefined) continue;
+      if (!entryByUuid.has(uuid)) entryByUuid.set(uuid, await this.entryOf(domain));
+      entries.set(domain, entryByUuid.get(uuid));
+    }
     const networks = new Set([...records.map((r) => r.network), ...(await this.ownNetworks())]);
     for (const network of [...networks].sort()) {
       const wanted = records.filter((r) => r.network === network && entries.has(r.domain));
@@ -223,6 +230,12 @@ export class DnsNames {
     await rm(join(this.dir, network, ip), { force: true });
   }
 }
+
+/**
+ * The spool entry of each addressed domain, by uuid: a domain keeps its entry for life (a redefine
+ * keeps the uuid, a new domain gets a new one), so its definition is read once, not at every sync.
+ */
+const entryByUuid = new Map<string, string | undefined>();
 
 /** Refusals already said, per state directory: each is logged once, until it changes. */
 const said = new Map<string, Set<string>>();

@@ -152,6 +152,12 @@ test('crash-safe: a record without its entry, an entry without its record, a dom
   assert.equal(sorted(await hostsOf(port)), sorted([`${db} db`, `${web} web`]));
   const book = new AddressBook(port, a.state, { lockDir: join(root, 'lock') });
   const dns = new DnsNames(port, book, a.state);
+  // a domain's entry name is read from its definition once, not at every sync
+  const reads = () => port.calls.filter((c) => c.method === 'inactiveXml').length;
+  const before = reads();
+  await dns.sync();
+  await new DnsNames(port, book, a.state).sync();
+  assert.is(reads(), before, 'no definition read again');
   // the add never happened (crash after the record): added again
   await port.updateNetwork('lan', { command: 'delete', section: 'dns-host', xml: `<host ip='${web}'/>` });
   assert.equal((await dns.sync()).added, [`lan ${web} web`]);
