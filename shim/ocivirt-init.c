@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <linux/capability.h>
 #include <linux/magic.h>
 #include <linux/openat2.h>
 #include <seccomp.h>
@@ -86,6 +87,7 @@ struct spec {
   struct rlim *rlimits; size_t nrlimits;
   bool have_oom; int oom;
   bool nnp;
+  bool caps; uint64_t cap_bnd, cap_eff, cap_prm, cap_inh, cap_amb;
   struct sysctl *sysctls; size_t nsysctls;
   bool seccomp; uint32_t scmp_default;
   const char **scmp_arches; size_t narches;
@@ -241,6 +243,17 @@ static void parse_spec(const char *buf, size_t len, struct spec *s) {
       s->have_oom = true;
     } else if (!strcmp(k, "no_new_privs")) {
       s->nnp = true;
+    } else if (!strcmp(k, "caps")) {
+      if (s->caps) die("spec: caps given twice");
+      s->caps = true;
+    } else if (!strcmp(k, "cap")) {
+      const char *set = tok(&r, "cap set");
+      uint64_t n = parse_u64(tok(&r, "cap number"), 63, "cap number");
+      uint64_t *m = !strcmp(set, "bounding") ? &s->cap_bnd : !strcmp(set, "effective") ? &s->cap_eff
+                  : !strcmp(set, "permitted") ? &s->cap_prm : !strcmp(set, "inheritable") ? &s->cap_inh
+                  : !strcmp(set, "ambient") ? &s->cap_amb : NULL;
+      if (!m) die("spec: cap: unknown set \"%.40s\"", set);
+      *m |= 1ull << n;
     } else if (!strcmp(k, "sysctl")) {
       const char *key = tok(&r, "sysctl key");
       const char *value = tok(&r, "sysctl value");
@@ -302,6 +315,8 @@ static void parse_spec(const char *buf, size_t len, struct spec *s) {
   if (!s->have_user) die("spec: no user record");
   if ((s->narches || s->nrules || s->flag_log || s->flag_ssb || s->flag_tsync) && !s->seccomp)
     die("spec: seccomp records without seccomp_default");
+  if ((s->cap_bnd | s->cap_eff | s->cap_prm | s->cap_inh | s->cap_amb) && !s->caps)
+    die("spec: cap records without caps");
   s->argv = realloc(s->argv, (s->argc + 1) * sizeof *s->argv);
   s->envp = realloc(s->envp, (s->envc + 1) * sizeof *s->envp);
   if (!s->argv || !s->envp) die("out of memory");
@@ -496,6 +511,36 @@ static void load_seccomp(scmp_filter_ctx ctx, bool nnp) {
   if (rc < 0) fail(EXIT_SETUP, "seccomp: loading the filter: %s", strerror(-rc));
 }
 
+/* Drops every capability outside the spec's bounding set (needs CAP_SETPCAP), then keeps the
+ * permitted set across the uid switch that follows. */
+static void drop_bounding(const struct spec *s) {
+  for (unsigned c = 0; c < 64; c++) {
+    int in = prctl(PR_CAPBSET_READ, c, 0, 0, 0);
+    if (in < 0) break; /* past the kernel's last capability */
+    if (s->cap_bnd & (1ull << c)) {
+      if (!in) fail(EXIT_SETUP, "capabilities: %u is asked for but not in the bounding set the shim was given", c);
+    } else if (in && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0) {
+      fail(EXIT_SETUP, "capabilities: dropping %u from the bounding set: %s", c, strerror(errno));
+    }
+  }
+  if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) fail(EXIT_SETUP, "capabilities: PR_SET_KEEPCAPS: %s", strerror(errno));
+}
+
+/* Effective, permitted, inheritable exactly as the spec says, then the ambient set. */
+static void set_caps(const struct spec *s) {
+  struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct d[2] = {
+    {(uint32_t)s->cap_eff, (uint32_t)s->cap_prm, (uint32_t)s->cap_inh},
+    {(uint32_t)(s->cap_eff >> 32), (uint32_t)(s->cap_prm >> 32), (uint32_t)(s->cap_inh >> 32)},
+  };
+  if (syscall(SYS_capset, &h, d) < 0) fail(EXIT_SETUP, "capabilities: capset: %s", strerror(errno));
+  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && s->cap_amb)
+    fail(EXIT_SETUP, "capabilities: clearing the ambient set: %s", strerror(errno));
+  for (unsigned c = 0; c < 64; c++)
+    if ((s->cap_amb & (1ull << c)) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) < 0)
+      fail(EXIT_SETUP, "capabilities: raising %u in the ambient set: %s", c, strerror(errno));
+}
+
 _Noreturn static void child(const struct spec *s, const sigset_t *orig_mask) {
   log_child_stdio();
   /* own process group, in the terminal's foreground when stdin is one (like tini) */
@@ -532,9 +577,11 @@ _Noreturn static void child(const struct spec *s, const sigset_t *orig_mask) {
   if (sigprocmask(SIG_SETMASK, orig_mask, NULL) < 0) fail(EXIT_SETUP, "sigprocmask: %s", strerror(errno));
   /* without no_new_privs a filter needs CAP_SYS_ADMIN: load it while still root (as runc does) */
   if (ctx && !s->nnp) load_seccomp(ctx, false);
+  if (s->caps) drop_bounding(s);
   if (setgroups(s->ngroups, s->groups) < 0) fail(EXIT_SETUP, "setgroups: %s", strerror(errno));
   if (setresgid(s->gid, s->gid, s->gid) < 0) fail(EXIT_SETUP, "gid %u: %s", (unsigned)s->gid, strerror(errno));
   if (setresuid(s->uid, s->uid, s->uid) < 0) fail(EXIT_SETUP, "uid %u: %s", (unsigned)s->uid, strerror(errno));
+  if (s->caps) set_caps(s);
   if (s->nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(EXIT_SETUP, "no_new_privs: %s", strerror(errno));
   if (ctx && s->nnp) load_seccomp(ctx, true); /* last: the shim's own syscalls above are not filtered */
   execve(program, (char *const *)s->argv, (char *const *)s->envp);

@@ -10,6 +10,7 @@ import type { Domain } from '../xml/domain.js';
 import { canonicalUuid } from '../xml/compare.js';
 import { parseDomainXml } from '../xml/parse.js';
 import { startProblems } from '../spool/preflight.js';
+import { prepareContainer } from '../shim/containers.js';
 import { parseCommandArgs } from './args.js';
 import type { Command, CommandIO } from './command.js';
 
@@ -45,7 +46,15 @@ from the name, so converting the same bundle again redefines the same domain.
 
 Options:
   --name NAME   the domain name (1 to 63 of [a-z0-9-], not starting with '-')
-  --strict      refuse every field that would only be kept in metadata, seccomp included
+  --state DIR   run the process through ocivirt's init shim (as the daemon does): the XML
+                mounts DIR/containers/NAME/ (the shim and its spec, read-only at /.ocivirt;
+                run/ writable at /.ocivirt/run, with the exit status), and from-native makes
+                that directory, so 'virsh define' of the output runs. The shim enforces
+                seccomp, rlimits, no_new_privs, oomScoreAdj, umask, additionalGids, sysctls,
+                the five capability sets and any env value: those are no longer warnings.
+                Without --state the process is libvirt's init itself
+  --strict      refuse every field that would only be kept in metadata (not enforced), seccomp
+                included when there is no --state
   --uri URI     also look the domain name up in libvirt at URI (read only; without --uri
                 from-native does not connect) and warn when a domain of that name exists
                 that ocivirt did not make (defining this XML would replace it), that the
@@ -88,7 +97,7 @@ export const fromNativeCommand: Command = {
     const { values, positionals } = parseCommandArgs(
       'from-native',
       argv,
-      { name: { type: 'string' }, uri: { type: 'string' }, strict: { type: 'boolean' } },
+      { name: { type: 'string' }, uri: { type: 'string' }, strict: { type: 'boolean' }, state: { type: 'string' } },
       { min: 1, max: 1 },
     );
     const { config, bundleDir, configPath } = await readBundleConfig(positionals[0]!);
@@ -101,6 +110,7 @@ export const fromNativeCommand: Command = {
       cgroupVersion: detectCgroupVersion(),
       resolveExecutable: rootfsExecutableResolver(rootfs),
       hostDevice: statHostDevice,
+      ...(values.state !== undefined ? { shim: { stateDir: resolve(values.state) } } : {}),
     });
     const warnings = [...result.warnings];
     // what libvirt refuses only at start, when there is a rootfs to look at
@@ -109,6 +119,8 @@ export const fromNativeCommand: Command = {
         if (!result.warnings.some((w) => w.startsWith(`${p.field}: `))) warnings.push(`${p.field}: ${p.reason}`);
     if (values.uri !== undefined) warnings.push(...(await collisionWarnings(result.domain, values.uri)));
     for (const w of warnings) io.stderr.write(`warning: ${w.replace(/\s*\n\s*/g, ' ')}\n`);
+    // the same step as the daemon's define: the shim's directory, staged and renamed into place
+    await prepareContainer(result.domain);
     io.stdout.write(result.xml);
     return 0;
   },

@@ -40,6 +40,12 @@ export interface FromNativeOptions {
    * after the config's mounts, recorded in the metadata, left out by to-native. Never from a config.
    */
   ownMounts?: OwnMount[];
+  /**
+   * Run the process through ocivirt's init shim from `<stateDir>/containers/<name>`
+   * (src/shim/domain.ts): what the shim enforces is no longer a warning. Every domain the daemon,
+   * `sync` and `from-native --state` make has it.
+   */
+  shim?: { stateDir: string };
 }
 
 export interface ToNativeOptions {

@@ -21,6 +21,8 @@ import { detectCgroupVersion } from './host.js';
 import { isValidDomainName, sanitizeDomainName } from './identity.js';
 import { canonicalJson, diff, escapeToken, isPlainObject, pointerToField, setAt, sha256Hex } from './json.js';
 import { PASSES } from './passes/index.js';
+import { encodeShimSpec } from '../shim/spec.js';
+import { containerDir, GRANTABLE_CAPS, isShimSysctl, SHIM_MOUNT, withShim } from '../shim/domain.js';
 
 export type { FromNativeOptions } from './context.js';
 
@@ -58,7 +60,7 @@ export function canonicalInput(config: RuntimeConfig, bundleDir: string): Runtim
  * Bump when a change to the converter changes the XML it makes for the same config: the digest
  * then changes too, so the reconciler redefines instead of taking the difference for a hand edit.
  */
-export const CONVERTER_VERSION = 1;
+export const CONVERTER_VERSION = 2; // 2: every domain runs the init shim
 
 /**
  * Digest of everything the desired definition is made from: the config, the conversion inputs
@@ -66,7 +68,7 @@ export const CONVERTER_VERSION = 1;
  */
 export function desiredDigest(
   config: RuntimeConfig,
-  inputs: { name: string; bundle: string; cgroupVersion: number; hostArch: string; settings?: string; ownMounts?: readonly OwnMount[] },
+  inputs: { name: string; bundle: string; cgroupVersion: number; hostArch: string; settings?: string; ownMounts?: readonly OwnMount[]; shim?: string },
 ): string {
   return `sha256:${sha256Hex(canonicalJson({ converter: CONVERTER_VERSION, config, ...inputs }))}`;
 }
@@ -79,6 +81,13 @@ function leafFields(path: string, value: unknown): string[] {
   if (STRUCTS.test(path) && isPlainObject(value) && Object.keys(value).length)
     return Object.entries(value).flatMap(([k, v]) => leafFields(`${path}/${escapeToken(k)}`, v));
   return [pointerToField(path)];
+}
+
+/** Fields the init shim enforces (src/shim/): kept in the metadata for to-native, but no warning. */
+const SHIM_ENFORCED = ['process.rlimits', 'process.noNewPrivileges', 'process.oomScoreAdj', 'process.user.additionalGids', 'process.user.umask', 'process.capabilities', 'process.env', 'linux.seccomp'];
+
+function enforcedByShim(field: string): boolean {
+  return SHIM_ENFORCED.some((f) => field === f || field.startsWith(f + '.') || field.startsWith(f + '['));
 }
 
 /** Values that ask for nothing (`false`, `[]`, `{}`): kept, but nothing to warn about. */
@@ -104,6 +113,11 @@ export function fromNative(config: RuntimeConfig, opts: FromNativeOptions): From
     hostArch: opts.hostArch ?? libvirtArch(),
     warnings,
   };
+  if (opts.shim !== undefined)
+    (original.mounts ?? []).forEach((m, i) => {
+      const dest = posix.normalize(m.destination ?? '');
+      if (dest === SHIM_MOUNT || dest.startsWith(SHIM_MOUNT + '/')) refuse(where, `mounts[${i}].destination`, `${SHIM_MOUNT} is where ocivirt's init shim is mounted`);
+    });
   const d = emptyDomain(name);
   for (const pass of PASSES) pass.forward(original, d, ctx);
   applyLibvirtDefaults(d, ctx.hostArch);
@@ -124,6 +138,7 @@ export function fromNative(config: RuntimeConfig, opts: FromNativeOptions): From
       hostArch: ctx.hostArch,
       ...(opts.owner?.settingsDigest !== undefined ? { settings: opts.owner.settingsDigest } : {}),
       ...(opts.ownMounts?.length ? { ownMounts: opts.ownMounts } : {}),
+      ...(opts.shim !== undefined ? { shim: opts.shim.stateDir } : {}),
     }),
     ...(opts.owner?.imageDigest ? { imageDigest: opts.owner.imageDigest } : {}),
     ...(opts.ownMounts?.length ? { ownMounts: opts.ownMounts.map((o) => ({ source: o.source, target: o.target })) } : {}),
@@ -136,11 +151,25 @@ export function fromNative(config: RuntimeConfig, opts: FromNativeOptions): From
     if (dif.derived === undefined) {
       setAt(residual, dif.path, dif.original);
       if (!isNoOp(dif.original))
-        for (const field of leafFields(dif.path, dif.original))
-          if (!warnings.covers(field)) warnings.add(field, 'not enforced by libvirt-lxc; kept in the domain metadata');
+        for (const field of leafFields(dif.path, dif.original)) {
+          if (opts.shim !== undefined && field === 'linux.sysctl') {
+            for (const key of Object.keys(original.linux?.sysctl ?? {}).filter((k) => !isShimSysctl(k, original)))
+              warnings.add(`linux.sysctl[${JSON.stringify(key)}]`, 'not set by the init shim (libvirt-lxc mounts /proc/sys read-only but for net.*, which is the container\'s own only with its own network namespace); kept in the domain metadata');
+          } else if (!warnings.covers(field) && !(opts.shim !== undefined && enforcedByShim(field)))
+            warnings.add(field, 'not enforced by libvirt-lxc; kept in the domain metadata');
+        }
     } else meta.exact.push({ field: dif.path, xmlValue: guardOf(dif.derived), value: dif.original });
   }
   if (Object.keys(residual).length) meta.residual = residual;
+  if (opts.shim !== undefined) {
+    // what the shim cannot load (SCMP_ACT_NOTIFY, a listener …) is refused now, naming the field
+    try {
+      encodeShimSpec(original, { capabilities: { grantable: GRANTABLE_CAPS } });
+    } catch (e) {
+      throw e instanceof InputError && opts.file !== undefined ? e.inFile(opts.file) : e;
+    }
+    withShim(d, original, containerDir(opts.shim.stateDir, name));
+  }
 
   if (opts.strict && warnings.list.length) {
     const first = warnings.list[0]!;

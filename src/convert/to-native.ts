@@ -12,13 +12,16 @@ import { deriveConfig } from './derive.js';
 import { guardOf } from './guard.js';
 import { fromNative } from './from-native.js';
 import { detectCgroupVersion } from './host.js';
+import { withoutShim } from '../shim/domain.js';
 import { fillMissing, getAt, pointerToField, setAt } from './json.js';
 
 export type { ToNativeOptions } from './context.js';
 
 const TOP_LEVEL_ORDER = ['ociVersion', 'process', 'root', 'hostname', 'domainname', 'mounts', 'hooks', 'annotations', 'linux'];
 
-export function toNative(domain: Domain, opts: ToNativeOptions = {}): { config: RuntimeConfig; warnings: string[] } {
+export function toNative(shimmed: Domain, opts: ToNativeOptions = {}): { config: RuntimeConfig; warnings: string[] } {
+  // the shim is ocivirt's, not the config's: the process is the one it runs
+  const domain = withoutShim(shimmed);
   const meta = domain.metadata.ours;
   const warnings = new Warnings();
   const ctx = {

@@ -18,10 +18,9 @@ import type { PendingChanges, PendingStarts } from './pending.js';
 import type { PlanItem } from './plan.js';
 import type { AddressBook } from '../network/addresses.js';
 import { DETACHED, runStep, type StepBudget } from './steps.js';
-import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import { startChecked } from './start-check.js';
 import { stopDomain } from './stop.js';
+import { prepareContainer, removeContainer } from '../shim/containers.js';
 
 export interface ApplyOptions {
   log: EventLogger;
@@ -44,8 +43,8 @@ export interface ApplyOptions {
   steps?: StepBudget;
   /** Network addresses: an undefined domain's are given back. */
   addresses?: Pick<AddressBook, 'release'>;
-  /** `<state>/containers`: an undefined domain's directory (its generated /etc files) is removed. */
-  containersDir?: string;
+  /** Where the init shim's per-domain directories are (src/shim/): an undefined domain's are removed. */
+  stateDir?: string;
 }
 
 export interface ItemResult {
@@ -196,6 +195,7 @@ async function act(
       await once('define', async () => {
         await refuseIfTaken(port, item);
         const t0 = Date.now();
+        await prepareContainer(parseDomainXml(item.xml!));
         await port.define(item.xml!);
         log.info('domain.defined', { ...fields, durationMs: Date.now() - t0 });
       });
@@ -210,6 +210,8 @@ async function act(
       await once('define', async () => {
         const running = (await port.state(item.domain)) === 'running';
         const t0 = Date.now();
+        // a new version directory: a running container keeps the one it was started with
+        await prepareContainer(parseDomainXml(item.xml!));
         await port.define(item.xml!);
         log.info('domain.redefined', { ...fields, changes: item.differences, durationMs: Date.now() - t0 });
         if (running) steps.add('was-running');
@@ -247,8 +249,8 @@ async function act(
         await port.undefine(item.domain);
         log.info('domain.undefined', { ...fields, reason: item.reason });
       });
+      if (opts.stateDir !== undefined) await once('containerDir', () => removeContainer(opts.stateDir!, item.domain));
       await opts.addresses?.release(item.domain);
-      if (opts.containersDir !== undefined) await rm(join(opts.containersDir, item.domain), { recursive: true, force: true });
       await opts.pendingStarts?.remove(item.domain);
       await opts.pendingChanges?.remove(item.domain);
       return false;
@@ -314,3 +316,4 @@ async function setLiveTuning(port: LibvirtPort, domain: string, tuning: readonly
     }
   }
 }
+

@@ -287,6 +287,8 @@ async function bundleDomain(
     resolveExecutable: rootfsExecutableResolver(paths.rootfsAt),
     hostDevice: statHostDevice,
     ...(etc.mounts.length ? { ownMounts: etc.mounts } : {}),
+    // every domain runs ocivirt's init shim, from its directory in the state directory
+    ...(opts.stateDir !== undefined ? { shim: { stateDir: opts.stateDir } } : {}),
   });
   checkInterfaces(result.domain, attached.length, configPath);
   // what libvirt would only refuse at start (after a timeout) is refused before the define

@@ -173,6 +173,7 @@ function desiredOptionsOf(opts: SyncOptions, spec: PassSpec, self: Instance, add
 
 function applyOptionsOf(opts: SyncOptions, pendingStarts: PendingStarts | undefined): ApplyOptions {
   return {
+    stateDir: opts.stateDir,
     log: opts.log,
     locks: opts.locks,
     pendingStarts,
@@ -185,7 +186,6 @@ function applyOptionsOf(opts: SyncOptions, pendingStarts: PendingStarts | undefi
     retryDelayMs: opts.retryDelayMs,
     clock: opts.clock,
     steps: opts.steps,
-    ...(opts.stateDir !== undefined ? { containersDir: join(opts.stateDir, 'containers') } : {}),
   };
 }
 

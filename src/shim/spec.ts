@@ -18,11 +18,30 @@ export interface ShimSpecOptions {
   statusPath?: string;
   /** Capture stdout/stderr into `dir` (absolute, as the shim sees it): `current` and `previous`, each at most `fileBytes`. */
   log?: { dir: string; fileBytes: number };
+  /**
+   * Set the five capability sets exactly as process.capabilities says (absent sets: empty),
+   * keeping only capabilities in `grantable` (what the shim is given; the others cannot be
+   * raised and are the converter's warning). Without it the shim leaves capabilities alone.
+   */
+  capabilities?: { grantable: ReadonlySet<string> };
 }
 
 /** Bounds of one log file's cap, as the shim checks them (shim/log.h). */
 export const LOG_FILE_MIN = 64 * 1024;
 export const LOG_FILE_MAX = 2 ** 40;
+
+/** Capability numbers (linux/capability.h), by OCI name. */
+export const CAPABILITY_NUMBERS: Record<string, number> = Object.fromEntries(
+  [
+    'CHOWN', 'DAC_OVERRIDE', 'DAC_READ_SEARCH', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID', 'SETPCAP',
+    'LINUX_IMMUTABLE', 'NET_BIND_SERVICE', 'NET_BROADCAST', 'NET_ADMIN', 'NET_RAW', 'IPC_LOCK', 'IPC_OWNER',
+    'SYS_MODULE', 'SYS_RAWIO', 'SYS_CHROOT', 'SYS_PTRACE', 'SYS_PACCT', 'SYS_ADMIN', 'SYS_BOOT', 'SYS_NICE',
+    'SYS_RESOURCE', 'SYS_TIME', 'SYS_TTY_CONFIG', 'MKNOD', 'LEASE', 'AUDIT_WRITE', 'AUDIT_CONTROL', 'SETFCAP',
+    'MAC_OVERRIDE', 'MAC_ADMIN', 'SYSLOG', 'WAKE_ALARM', 'BLOCK_SUSPEND', 'AUDIT_READ', 'PERFMON', 'BPF',
+    'CHECKPOINT_RESTORE',
+  ].map((n, i) => [`CAP_${n}`, i]),
+);
+const CAP_SETS = ['bounding', 'effective', 'permitted', 'inheritable', 'ambient'] as const;
 
 export const RLIMIT_TYPES = [
   'RLIMIT_AS', 'RLIMIT_CORE', 'RLIMIT_CPU', 'RLIMIT_DATA', 'RLIMIT_FSIZE', 'RLIMIT_LOCKS',
@@ -239,6 +258,21 @@ export function encodeShimSpec(config: RuntimeConfig, options: ShimSpecOptions =
   }
 
   if (config.linux?.seccomp !== undefined) seccompTokens(config.linux.seccomp, out);
+
+  if (options.capabilities !== undefined) {
+    const caps = proc.capabilities === undefined ? {} : record(proc.capabilities, 'process.capabilities');
+    out.push('caps');
+    for (const set of CAP_SETS) {
+      const numbers = new Set<number>();
+      for (const [i, name] of list(caps[set] ?? [], `process.capabilities.${set}`).entries()) {
+        const n = text(name, `process.capabilities.${set}[${i}]`).toUpperCase();
+        const key = n.startsWith('CAP_') ? n : `CAP_${n}`;
+        const number = CAPABILITY_NUMBERS[key];
+        if (number !== undefined && options.capabilities.grantable.has(key)) numbers.add(number);
+      }
+      for (const number of [...numbers].sort((a, b) => a - b)) out.push('cap', set, String(number));
+    }
+  }
 
   if (options.statusPath !== undefined) {
     const p = text(options.statusPath, 'statusPath');

@@ -21,6 +21,7 @@ import { stat } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { resolveInRoot } from '../fsroot/index.js';
 import type { Domain } from '../xml/domain.js';
+import { SHIM_MOUNT, SHIM_RUN, shimmedProgram } from '../shim/domain.js';
 
 /** Where libvirt-lxc keeps the host's root while it mounts the container's filesystems. */
 export const OLDROOT = '/.oldroot';
@@ -79,8 +80,11 @@ export async function startProblems(domain: Domain, rootfs: string, at = rootfs)
 
   problems.push(...(await mountsOntoHost(domain, rootfs, at)));
 
-  const init = domain.os.init;
-  if (init !== undefined && !mountTargets.some((t) => isUnder(init, t))) {
+  // through the init shim: the program it runs (the shim itself comes with its mount)
+  const shimmed = shimmedProgram(domain);
+  const init = shimmed ?? domain.os.init;
+  const providers = shimmed === undefined ? mountTargets : mountTargets.filter((t) => t !== SHIM_MOUNT && t !== SHIM_RUN);
+  if (init !== undefined && !providers.some((t) => isUnder(init, t))) {
     const st = await statInRoot(at, init);
     if (!st?.isFile() || (st.mode & 0o111) === 0)
       problems.push({
@@ -107,7 +111,10 @@ export async function startProblems(domain: Domain, rootfs: string, at = rootfs)
       problems.push({
         field: 'root.readonly',
         path: target,
-        reason: `the mount destination ${target} does not exist in the read-only rootfs ${rootfs}, and libvirt cannot create it at start: add it to the rootfs`,
+        reason:
+          target === SHIM_MOUNT
+            ? `the read-only rootfs ${rootfs} has no directory ${SHIM_MOUNT}, where ocivirt's init shim is mounted, and libvirt cannot create it at start: add an empty ${SHIM_MOUNT} to the rootfs`
+            : `the mount destination ${target} does not exist in the read-only rootfs ${rootfs}, and libvirt cannot create it at start: add it to the rootfs`,
       });
     }
   }

@@ -50,12 +50,13 @@ export function projectDomain(d: Domain): Map<string, string> {
   put('description', d.description);
   const ours = d.metadata.ours;
   if (ours) {
-    const { annotations, exact, residual, ownMounts, ...attrs } = ours;
+    const { annotations, exact, residual, ownMounts, shim, ...attrs } = ours;
     for (const [k, v] of Object.entries(attrs)) put(`metadata.ocivirt.${k}`, v as string | number | undefined);
     for (const a of annotations) put(`metadata.ocivirt.annotation[${json(a.key)}]`, a.value);
     for (const e of exact) put(`metadata.ocivirt.exact[${e.field}]`, json([e.xmlValue, e.value === undefined ? null : e.value]));
     if (residual !== undefined) put('metadata.ocivirt.residual', json(residual));
     if (ownMounts !== undefined) put('metadata.ocivirt.mounts', json(ownMounts));
+    if (shim !== undefined) put('metadata.ocivirt.shim', json(shim));
   }
   put('memory', d.memory);
   put('currentMemory', d.currentMemory);

@@ -53,6 +53,11 @@ export interface OciMetadata {
    * network/etc-files.ts), not from the config: to-native leaves them out.
    */
   ownMounts?: OwnMount[];
+  /**
+   * What the domain said before the init shim took its place (src/shim/domain.ts): the `<os>`
+   * init settings and `<capabilities>` of the converted config, given back by to-native.
+   */
+  shim?: Record<string, unknown>;
 }
 
 /** A bind ocivirt made: `<filesystem type='mount'>` of `source` at `target`, read-only. */
@@ -94,6 +99,10 @@ export function metadataToElement(m: OciMetadata): XmlElement {
   if (m.residual !== undefined) {
     const b64 = Buffer.from(JSON.stringify(m.residual), 'utf8').toString('base64');
     children.push(elem(`${p}:residual`, { encoding: 'base64' }, [b64]));
+  }
+  if (m.shim !== undefined) {
+    const b64 = Buffer.from(JSON.stringify(m.shim), 'utf8').toString('base64');
+    children.push(elem(`${p}:shim`, { encoding: 'base64' }, [b64]));
   }
   const el = elem(
     `${p}:container`,
@@ -148,6 +157,9 @@ export function metadataFromElement(el: XmlElement): OciMetadata {
     } else if (c.local === 'residual') {
       const r = decodeJson(c, 'residual');
       if (typeof r === 'object' && r !== null && !Array.isArray(r)) m.residual = r as Record<string, unknown>;
+    } else if (c.local === 'shim') {
+      const r = decodeJson(c, 'shim');
+      if (typeof r === 'object' && r !== null && !Array.isArray(r)) m.shim = r as Record<string, unknown>;
     }
   }
   return m;

@@ -130,7 +130,7 @@ test('a hostile image: labels carrying org.ocivirt.domain-xml and org.ocivirt.st
   const d = await desiredDomain(entry, { stateDir: state, startPolicy: 'annotation' }, 1);
   assert.is(d.start, false, 'the image chose to start');
   assert.not.ok(d.domain.devices.filesystems.some((f) => f.target === '/host'), 'the image chose its domain XML');
-  assert.equal(d.domain.devices.filesystems.map((f) => f.target), ['/', '/dev/shm']);
+  assert.equal(d.domain.devices.filesystems.map((f) => f.target), ['/', '/dev/shm', '/.ocivirt', '/.ocivirt/run'], 'the init shim\'s two mounts are ocivirt\'s own');
   assert.equal(
     d.domain.metadata.ours?.annotations.filter((a) => a.key.startsWith('image-label.')).map((a) => a.key),
     ['image-label.org.ocivirt.domain-xml', 'image-label.org.ocivirt.start'],

@@ -3,6 +3,7 @@
  * (independent of the code under test), busybox rootfs fixtures, and proof that a container's
  * init really runs (the domain id is the libvirt_lxc controller's pid; the init is its child).
  */
+import { SHIM_INIT } from '../../src/shim/domain.js';
 import { test } from 'uvu';
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -113,7 +114,9 @@ export async function waitForInit(name: string, expectedCmdline: string[], timeo
   while (Date.now() < deadline) {
     const id = Number(virsh('domid', name).trim());
     if (Number.isInteger(id) && id > 0) {
-      for (const child of childrenOf(id)) {
+      // through ocivirt's init shim (src/shim/domain.ts) the process is the shim's child
+      const candidates = childrenOf(id).flatMap((c) => (cmdlineOf(c)?.[0] === SHIM_INIT ? [c, ...childrenOf(c)] : [c]));
+      for (const child of candidates) {
         const cmd = cmdlineOf(child);
         seen = `controller ${id}, child ${child}: ${JSON.stringify(cmd)}`;
         if (JSON.stringify(cmd) === want) {
@@ -145,7 +148,7 @@ export function enterNamespace(name: string, argv: string[], timeoutMs = 10_000)
   }
 }
 
-/** The argv of pid 1 as seen from inside the container (needs `cat` in its rootfs). */
+/** The argv of pid 1 as seen from inside the container (needs `cat` in its rootfs): the init shim when there is one. */
 export function pid1Inside(name: string): string[] {
   return enterNamespace(name, ['/bin/cat', '/proc/1/cmdline']).replace(/\0$/, '').split('\0');
 }

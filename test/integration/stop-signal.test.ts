@@ -55,7 +55,8 @@ test('stopSignal SIGUSR1 reaches a trapping init: stopped by itself (forced fals
     stopTimeout: 60,
     start: true,
   });
-  putSettings('stubborn.ocivirt.json', { image: 'base', stopTimeout: 2, start: true });
+  // the init shim forwards SIGTERM to the process, which sleep would die of: this one ignores it
+  putSettings('stubborn.ocivirt.json', { image: 'base', entrypoint: ['/bin/sh', '-c', 'trap "" TERM; while :; do sleep 1; done'], stopTimeout: 2, start: true });
   const configFile = join(tmp, 'ocivirt.json');
   writeConfig(configFile, dirs, { namePrefix: PREFIX, quietMs: 500, resyncIntervalSec: 3600, exportCheckIntervalSec: 3600, stopTimeoutSec: 30 });
   daemon = await DaemonProcess.start(configFile);

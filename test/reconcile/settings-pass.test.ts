@@ -9,6 +9,7 @@ import * as assert from 'uvu/assert';
 import { existsSync, mkdirSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { syncOnce, syncPass, type PassSpec, type SyncOptions } from '../../src/reconcile/sync.js';
+import { withoutShim } from '../../src/shim/domain.js';
 import { parseDomainXml } from '../../src/xml/parse.js';
 import { FakeLibvirt } from '../helpers/fake-libvirt.js';
 import { captureLog } from '../helpers/log.js';
@@ -36,7 +37,8 @@ function setup() {
 }
 
 const settings = (spool: string, name: string, value: unknown) => writeFileSync(join(spool, name), JSON.stringify(value));
-const domainOf = (port: FakeLibvirt, name: string) => parseDomainXml(port.domains.get(name)!.xml!);
+// the process the domain runs (through the init shim: src/shim/domain.ts)
+const domainOf = (port: FakeLibvirt, name: string) => withoutShim(parseDomainXml(port.domains.get(name)!.xml!));
 
 function imageLayout(dir: string): string {
   const b = new ImageBuilder();

@@ -66,7 +66,7 @@ export const configPass: Pass = {
 
     for (const kind of ['createContainer', 'startContainer'] as const)
       if (cfg.hooks?.[kind]?.length) refuse(ctx, `hooks.${kind}`, 'hooks that run inside the container namespaces cannot be run by libvirt-lxc');
-    if (cfg.linux?.seccomp)
+    if (cfg.linux?.seccomp && ctx.opts.shim === undefined)
       w.add('linux.seccomp', 'NOT ENFORCED: libvirt-lxc cannot apply a seccomp profile, the container runs without syscall filtering (kept in metadata; --strict refuses)');
   },
 

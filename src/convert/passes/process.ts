@@ -60,7 +60,9 @@ function capabilitySet(caps: Capabilities | undefined, ctx: ForwardContext, nonR
     if (n) wanted.push(n);
     else w.add('process.capabilities', `${c} is unknown to libvirt-lxc and is dropped`);
   }
-  if (caps) {
+  // the init shim sets all five sets exactly and switches the user itself (src/shim/domain.ts)
+  const shim = ctx.opts.shim !== undefined;
+  if (caps && !shim) {
     const same = (l: string[] | undefined) => l === undefined || [...new Set(l)].sort().join() === [...new Set(bounding)].sort().join();
     if (!same(caps.effective) || !same(caps.permitted) || !same(caps.inheritable))
       w.add('process.capabilities', 'libvirt applies one set to bounding, effective, permitted and inheritable alike');
@@ -68,7 +70,7 @@ function capabilitySet(caps: Capabilities | undefined, ctx: ForwardContext, nonR
     if (nonRoot && (caps.effective?.length ?? 0) > 0)
       w.add('process.capabilities.effective', 'a non-root init has no effective capabilities under libvirt-lxc (only the bounding set is kept)');
   }
-  if (nonRoot) {
+  if (nonRoot && !shim) {
     const missing = NEEDED_FOR_USER_SWITCH.filter((c) => !wanted.includes(c));
     if (missing.length) {
       wanted.push(...missing);
@@ -99,10 +101,12 @@ export const processPass: Pass = {
       const kv = splitEnv(entry);
       if (!kv) refuse(ctx, field, "is not in the form KEY=VALUE");
       const [name, value] = kv;
-      if (!ENV_NAME.test(name)) ctx.warnings.add(field, `the name '${name}' is not accepted by libvirt's schema; not passed to init`);
-      else if (value === '') ctx.warnings.add(field, `'${name}' has an empty value, which libvirt rejects; not passed to init`);
+      // the shim passes the exact environment: what libvirt cannot carry is no loss then
+      const warn = ctx.opts.shim === undefined ? (f: string, m: string) => ctx.warnings.add(f, m) : () => undefined;
+      if (!ENV_NAME.test(name)) warn(field, `the name '${name}' is not accepted by libvirt's schema; not passed to init`);
+      else if (value === '') warn(field, `'${name}' has an empty value, which libvirt rejects; not passed to init`);
       else if (UNESCAPED_BY_LIBVIRT.test(value))
-        ctx.warnings.add(field, `the value of '${name}' holds & or < or ]]>, which libvirt writes unescaped (corrupting its XML); not passed to init`);
+        warn(field, `the value of '${name}' holds & or < or ]]>, which libvirt writes unescaped (corrupting its XML); not passed to init`);
       else d.os.initenv.push({ name, value });
     });
     if (posix.normalize(p.cwd) !== '/') d.os.initdir = p.cwd;
