@@ -7,7 +7,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -166,6 +166,30 @@ test('to-native refuses a non-lxc domain and a file that is not a domain (exit 2
   assert.match(net.stderr, /net\.xml: domain: the root element is <network>/);
   const both = run(['to-native', '--domain', 'x', join(dir, 'net.xml')]);
   assert.is(both.status, 2);
+});
+
+test('from-native --state: the process runs through the init shim, its directory made; to-native gives the config back', () => {
+  const config = runcSpec();
+  config.root = { path: 'rootfs' };
+  config.linux!.seccomp = { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir'], action: 'SCMP_ACT_ERRNO' }] };
+  const b = bundle(config);
+  const state = join(dir, 'state');
+  const r = run(['from-native', '--state', state, b]);
+  assert.is(r.status, 0, r.stderr);
+  assert.not.match(r.stderr, /seccomp|rlimits|noNewPrivileges|ambient/, 'enforced by the shim, not warnings');
+  const d = parseDomainXml(r.stdout);
+  assert.is(d.os.init, '/.ocivirt/init');
+  const shimDir = d.devices.filesystems.find((f) => f.target === '/.ocivirt')!.source.dir!;
+  assert.ok(shimDir.startsWith(join(state, 'containers', 'runc', 'shim-')), shimDir);
+  assert.equal(readdirSync(shimDir).sort(), ['init', 'run', 'spec']);
+  const back = run(['to-native', '-'], r.stdout);
+  assert.is(back.status, 0, back.stderr);
+  const want = structuredClone(config);
+  want.root!.path = join(b, 'rootfs');
+  assert.is(canonicalJson(JSON.parse(back.stdout)), canonicalJson(want));
+  // without --state: libvirt's own init, the fields warned about
+  const plain = run(['from-native', b]);
+  assert.match(plain.stderr, /linux\.seccomp: NOT ENFORCED/);
 });
 
 test.run();

@@ -3,7 +3,7 @@
  * without /proc, init missing from the rootfs) is refused before define, alone, with its path
  * named; a read-only root that has its mount points is defined and starts.
  */
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -54,10 +54,15 @@ test('refused before define: read-only root without /proc, init not in the rootf
   rmSync(join(spool, 'noproc', 'rootfs', 'proc'), { recursive: true });
   writeBusyboxBundle(join(spool, 'noinit'), { args: ['/usr/local/bin/app'] });
   readonlyBundle(join(spool, 'good'), ['/bin/sleep', '300']);
+  // where the init shim is mounted: a read-only root must have it, as /proc
+  mkdirSync(join(spool, 'good', 'rootfs', '.ocivirt'));
+  readonlyBundle(join(spool, 'noshim'), ['/bin/sleep', '300']);
 
   const r = await syncOnce(port, { spoolDir: spool, stateDir: join(tmp, 'state'), prefix: PREFIX, log: silentLogger(), retryDelayMs: 50 });
   const failed = new Map(r.failed.map((f) => [f.item.entry, f.error ?? '']));
-  assert.equal([...failed.keys()].sort(), ['noinit', 'noproc']);
+  assert.equal([...failed.keys()].sort(), ['noinit', 'noproc', 'noshim']);
+  assert.match(failed.get('noshim')!, `${join(spool, 'noshim', 'config.json')}: root.readonly:`);
+  assert.match(failed.get('noshim')!, 'has no directory /.ocivirt, where ocivirt\'s init shim is mounted');
   assert.match(failed.get('noproc')!, `${join(spool, 'noproc', 'config.json')}: root.readonly:`);
   assert.match(failed.get('noproc')!, 'has no directory /proc');
   assert.match(failed.get('noinit')!, `${join(spool, 'noinit', 'config.json')}: process.args[0]:`);
