@@ -6,6 +6,7 @@
  * adds (emulator path, arch, generated MACs, console ports, seclabels, resource partition) are
  * compared only when the desired domain sets them. Foreign metadata is ignored.
  */
+import { SHIM_MOUNT } from '../shim/domain.js';
 import { canonicalElement, type XmlElement } from './element.js';
 import type { Domain } from './domain.js';
 import { canonicalCpuset } from './cpuset.js';
@@ -195,7 +196,8 @@ export interface CompareOptions {
 function withoutProvenance(d: Domain, p: Map<string, string>): Map<string, string> {
   for (const k of PROVENANCE_KEYS) p.delete(k);
   d.devices.filesystems.forEach((fs, i) => {
-    if (fs.target === '/') p.delete(`devices.filesystem[${i}].source`);
+    // the init shim's directory is named after the desired digest (src/shim/domain.ts)
+    if (fs.target === '/' || fs.target === SHIM_MOUNT) p.delete(`devices.filesystem[${i}].source`);
   });
   return p;
 }

@@ -6,6 +6,8 @@
  * (exit 0, the running container untouched). Every domain is named ocivirt-test-d<pid>-… and
  * removed afterwards, whatever happens.
  */
+import { withoutShim } from '../../src/shim/domain.js';
+import { parseDomainXml } from '../../src/xml/parse.js';
 import { execFileSync } from 'node:child_process';
 import { closeSync, copyFileSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -125,7 +127,7 @@ test('a changed entry redefines its domain; running, a process change is pending
   const updated = await d.waitFor(is('domain.updated', 'web'), 15_000, 'domain.updated web');
   assert.equal(updated.live, []);
   assert.ok(Array.isArray(updated.pending) && updated.pending.length > 0, JSON.stringify(updated));
-  assert.match(virsh('dumpxml', '--inactive', dom('web')), '<initarg>2000</initarg>');
+  assert.equal(withoutShim(parseDomainXml(virsh('dumpxml', '--inactive', dom('web')))).os.initargs, ['2000'], 'the process the init shim runs');
   assert.is(domainState(dom('web')), 'running', 'a pending change leaves it running');
 });
 
@@ -145,7 +147,7 @@ test('a config.json rewritten in place is never read half-written; the domain ke
     closeSync(fd);
   }
   await d.waitForEntry('domain.redefined', 'web', 15_000, from);
-  assert.match(virsh('dumpxml', '--inactive', dom('web')), '<initarg>3000</initarg>');
+  assert.equal(withoutShim(parseDomainXml(virsh('dumpxml', '--inactive', dom('web')))).os.initargs, ['3000'], 'the process the init shim runs');
   assert.is(d.events((e) => e.entry === 'web' && e.event === 'entry.failed', from).length, 0);
 });
 
@@ -227,17 +229,20 @@ test('two entries for one domain name: the newcomer is refused by name, the exis
   rmSync(join(dirs.spool, 'Twin'), { recursive: true });
 });
 
-test('a config with fields libvirt-lxc does not enforce: defined, and convert.warning names them', async () => {
+test('a config with fields neither libvirt-lxc nor the init shim enforces: defined, and convert.warning names them', async () => {
   const d = daemon!;
   const cfg = bundleConfig(['/bin/busybox', 'sleep', '1000']);
+  // rlimits are the shim's (no warning); a kernel.* sysctl is not: /proc/sys is read-only inside
   (cfg.process as Record<string, unknown>).rlimits = [{ type: 'RLIMIT_NOFILE', hard: 1024, soft: 1024 }];
+  cfg.linux = { ...(cfg.linux as Record<string, unknown>), sysctl: { 'kernel.shmmax': '1' } };
   writeSmallBundle(join(dirs.staging, 'warned'), busybox, cfg);
   await sleep(50);
   renameSync(join(dirs.staging, 'warned'), join(dirs.spool, 'warned'));
   await d.waitForEntry('domain.defined', 'warned', 15_000);
   const warning = await d.waitFor(is('convert.warning', 'warned'), 15_000, 'convert.warning warned');
   assert.is(warning.domain, dom('warned'));
-  assert.ok((warning.warnings as string[]).some((w) => w.startsWith('process.rlimits')), JSON.stringify(warning.warnings));
+  assert.ok((warning.warnings as string[]).some((w) => w.startsWith('linux.sysctl["kernel.shmmax"]')), JSON.stringify(warning.warnings));
+  assert.not.ok((warning.warnings as string[]).some((w) => w.startsWith('process.rlimits')), JSON.stringify(warning.warnings));
 });
 
 test('an image layout entry is unpacked into the state directory and defined', async () => {
