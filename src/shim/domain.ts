@@ -14,6 +14,8 @@
  * back, so to-native returns the original process. The spec is derived from the domain itself
  * (`shimSpecOf`), so the directory can be made again from the definition alone (containers.ts).
  */
+import { createHash } from 'node:crypto';
+import { encodeShimSpec } from './spec.js';
 import { join, posix } from 'node:path';
 import type { Domain, Features, Filesystem, Os } from '../xml/domain.js';
 import { LIBVIRT_CAPS, libvirtCapName, ociCapName, sortLibvirtCaps } from '../convert/passes/capabilities.js';
@@ -89,7 +91,8 @@ export function withShim(d: Domain, config: RuntimeConfig, hostDir: string): voi
   d.features.capabilities = { policy: 'deny', caps: sortLibvirtCaps([...wanted, ...SHIM_CAPS]).map((name) => ({ name, state: 'on' as const })) };
   const mount = (source: string, target: string, readonly: boolean): Filesystem => ({ type: 'mount', source: { dir: source }, target, readonly, attrs: {}, extra: [] });
   d.devices.filesystems.push(
-    mount(join(hostDir, shimVersion(meta.desiredDigest ?? '')), SHIM_MOUNT, true),
+    // named after what the shim gets (not the whole definition): a memory change keeps it, a process change does not
+    mount(join(hostDir, shimVersion(createHash('sha256').update(encodeShimSpec(config, { capabilities: { grantable: GRANTABLE_CAPS } })).update(`\0${init ?? ''}`).digest('hex'))), SHIM_MOUNT, true),
     mount(join(hostDir, 'run'), SHIM_RUN, false),
   );
 }
