@@ -10,6 +10,7 @@ import { canonicalUuid, changeText, domainChanges } from '../xml/compare.js';
 import { foreignReason, type ActualState, type ManagedDomain } from './actual.js';
 import type { DesiredDomain, DesiredState } from './desired.js';
 import { liveSplit, updatePolicyOf, type LiveSplit } from './live.js';
+import { withoutShim } from '../shim/domain.js';
 
 export type PlanAction = 'create' | 'update' | 'start' | 'delete' | 'nothing' | 'fail';
 
@@ -124,7 +125,7 @@ function planEntry(d: DesiredDomain, have: ActualState, driftPolicy: DriftPolicy
   // a domain made before instance ids, adopted (actual.ts): the id alone is no change; the next
   // redefine writes it
   const adopted = actual.owner.instance === undefined;
-  const changes = domainChanges(adopted ? withoutInstance(desired) : desired, actual.domain);
+  const changes = definitionChanges(adopted ? withoutInstance(desired) : desired, actual.domain);
   const differences = changes.map(changeText);
   if (differences.length === 0) {
     const unchanged = adopted ? 'unchanged (made before instance ids; adopted: its bundle is this instance\'s)' : 'unchanged';
@@ -160,6 +161,19 @@ function definedFromSameEntry(d: DesiredDomain, actual: ManagedDomain): boolean 
 /** sha256 of the definition libvirt has (as ocivirt reads it): "the same hand edit" across passes. */
 function definitionDigest(actual: ManagedDomain): string {
   return `sha256:${createHash('sha256').update(buildDomainXml(actual.domain)).digest('hex')}`;
+}
+
+/**
+ * What differs, in the converter's terms: the init shim carries the process in its spec, so a
+ * changed process shows in the raw definitions only as another shim directory; said as what
+ * changed in the process (os.initenv, …) instead. A difference in the shim alone (a domain
+ * moving to the shim) is said as it is.
+ */
+export function definitionChanges(desired: Domain, actual: Domain): ReturnType<typeof domainChanges> {
+  const changes = domainChanges(desired, actual);
+  if (!changes.length) return changes;
+  const plain = domainChanges(withoutShim(desired), withoutShim(actual));
+  return plain.length ? plain : changes;
 }
 
 function withoutInstance(d: Domain): Domain {

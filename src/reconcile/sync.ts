@@ -18,7 +18,6 @@ import type { Clock } from '../clock.js';
 import { uuidV5 } from '../convert/identity.js';
 import type { DriftPolicy, RemovePolicy, StartPolicy, UpdatePolicy } from '../config/index.js';
 import { DomainNotFoundError, LibvirtUnavailableError, type LibvirtPort } from '../libvirt/port.js';
-import { domainChanges } from '../xml/compare.js';
 import { parseDomainXml } from '../xml/parse.js';
 import { scanSpool, type HostDeviceAllowList } from '../spool/index.js';
 import type { EventLogger } from '../log.js';
@@ -29,7 +28,7 @@ import { collectInflated } from '../image/inflate.js';
 import { ensureInstanceId, readInstanceId } from './instance.js';
 import { HandEdits } from './hand-edits.js';
 import { PendingChanges, PendingStarts } from './pending.js';
-import { computePlan, type PlanItem } from './plan.js';
+import { computePlan, definitionChanges, type PlanItem } from './plan.js';
 import { collectImageBundles } from './collect.js';
 import { domainsOfScope, inspectSome, widenScope } from './scope.js';
 import { collectSharedImages } from './images.js';
@@ -312,7 +311,7 @@ async function dropStalePendingChanges(port: LibvirtPort, pending: PendingChange
         await pending.remove(name);
         continue;
       }
-      const differ = new Set(domainChanges(parseDomainXml(await port.inactiveXml(name)), parseDomainXml(await port.liveXml(name))).map((c) => c.key));
+      const differ = new Set(definitionChanges(parseDomainXml(await port.inactiveXml(name)), parseDomainXml(await port.liveXml(name))).map((c) => c.key));
       const left = keys.filter((k) => differ.has(k));
       if (left.length < keys.length) await pending.replace(name, left);
     } catch (e) {

@@ -97,13 +97,13 @@ test('an env change of a running entry is pending until its next start (status s
   assert.equal(r.results.map((x) => [x.item.action, x.pending]), [['update', true]]);
   assert.is(port.count('setTuning'), 0);
   // through the init shim the process (env included) is in its spec: a change of it is a new shim directory
-  assert.equal(named('domain.updated').map((e) => [e.live, e.pending]), [[[], ['devices.filesystem[1].source']]]);
-  assert.equal([status().result, status().pendingChange], ['pending', ['devices.filesystem[1].source']]);
+  assert.equal(named('domain.updated').map((e) => [e.live, e.pending]), [[[], ['os.initenv']]]);
+  assert.equal([status().result, status().pendingChange], ['pending', ['os.initenv']]);
   // a later memory change is live; the env change still waits
   settings({ memory: '96M', env: { MODE: 'two' } });
   await syncOnce(port, opts);
   assert.equal(port.domains.get('web')!.tuning?.live.memory, { hard_limit: 96 * 1024 });
-  assert.equal([status().result, status().pendingChange], ['pending', ['devices.filesystem[1].source']]);
+  assert.equal([status().result, status().pendingChange], ['pending', ['os.initenv']]);
   // stopped and started (by an operator, no daemon listening): the next pass sees nothing pending
   await port.destroy('web');
   await port.start('web');
