@@ -16,6 +16,7 @@ import { connectLibvirt } from '../../src/libvirt/adapter.js';
 import type { LibvirtPort } from '../../src/libvirt/port.js';
 import { syncOnce, type SyncOptions } from '../../src/reconcile/sync.js';
 import { containerDir } from '../../src/shim/domain.js';
+import { parseDomainXml } from '../../src/xml/parse.js';
 import { captureLog } from '../helpers/log.js';
 import { TEST_PREFIX, TEST_URI, buildBusyboxRootfs, cleanupDomains, domainState, enterNamespace, makeTempDir, removeTempDir, virsh } from '../helpers/libvirt.js';
 
@@ -57,10 +58,22 @@ async function sync(spool: string, state: string): Promise<void> {
   assert.ok(r.results.every((x) => x.ok), JSON.stringify(r.results.map((x) => [x.item.domain, x.error])));
 }
 
+/** The container's root on the host: the copy of the spool bundle's rootfs its domain runs from (reconcile/bundle-copy.ts). */
+const rootfsOf = (name: string): string => parseDomainXml(virsh('dumpxml', '--inactive', dom(name))).devices.filesystems.find((fs) => fs.target === '/')!.source.dir!;
+
 const statusOf = (state: string, name: string) => readFileSync(join(containerDir(state, dom(name)), 'run', 'status'), 'utf8');
 
+/** The status for a message: the shim writes it a moment after the start. */
+const statusNow = (state: string, name: string): string => {
+  try {
+    return statusOf(state, name).trim();
+  } catch {
+    return 'none yet';
+  }
+};
+
 /** Polls until `fn` returns a value (the process writes its report a moment after the start). */
-async function until<T>(fn: () => T | undefined, what: string, ms = 15_000): Promise<T> {
+async function until<T>(fn: () => T | undefined, what: string | (() => string), ms = 15_000): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
     let v: T | undefined;
@@ -70,7 +83,7 @@ async function until<T>(fn: () => T | undefined, what: string, ms = 15_000): Pro
       v = undefined;
     }
     if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
+    if (Date.now() > deadline) throw new Error(`${typeof what === 'string' ? what : what()}: not within ${ms} ms`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -109,9 +122,9 @@ test('the process runs under the shim as the config says: seccomp, no_new_privs,
   });
   await sync(spool, state);
   const name = dom('probe');
-  // the container's /tmp is the rootfs's own directory
-  const cat = (f: string) => readFileSync(join(spool, 'probe', 'rootfs', f), 'utf8');
-  await until(() => (cat('/tmp/done').trim() === 'done' ? true : undefined), `the probe finished (status: ${statusOf(state, 'probe').trim()})`);
+  // the container's /tmp is a directory of the root it runs from
+  const cat = (f: string) => readFileSync(join(rootfsOf('probe'), f), 'utf8');
+  await until(() => (cat('/tmp/done').trim() === 'done' ? true : undefined), () => `the probe finished (status: ${statusNow(state, 'probe')})`);
   const status = cat('/tmp/status');
   assert.is(line(status, 'NoNewPrivs'), '1');
   assert.is(line(status, 'Seccomp'), '2', 'a filter is loaded');
@@ -157,8 +170,8 @@ test('the default seccomp profile: what it does not allow fails with its errno, 
   const caps = ['CAP_AUDIT_WRITE', 'CAP_KILL', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT'];
   bundle(spool, 'default', { args: ['sh', '-c', script], capabilities: { bounding: caps, effective: caps, permitted: caps } }, { seccomp: DEFAULT_PROFILE });
   await sync(spool, state);
-  const cat = (f: string) => readFileSync(join(spool, 'default', 'rootfs', f), 'utf8');
-  await until(() => (cat('/tmp/done').trim() === 'done' ? true : undefined), `the script finished (status: ${statusOf(state, 'default').trim()})`);
+  const cat = (f: string) => readFileSync(join(rootfsOf('default'), f), 'utf8');
+  await until(() => (cat('/tmp/done').trim() === 'done' ? true : undefined), () => `the script finished (status: ${statusNow(state, 'default')})`);
   // chroot: the profile's ERRNO 1 rule
   assert.match(cat('/tmp/chroot'), /Operation not permitted/, cat('/tmp/chroot'));
   assert.match(cat('/tmp/chroot'), /rc=1/);
@@ -180,7 +193,8 @@ test('a shim step that fails runs no process and records setup-failed; an exit c
   await until(() => (domainState(dom('fails')) === 'shut off' ? true : undefined), 'fails shut off');
   await until(() => (domainState(dom('exits')) === 'shut off' ? true : undefined), 'exits shut off');
   assert.is(statusOf(state, 'fails'), 'setup-failed\n');
-  assert.not.ok(existsSync(join(spool, 'fails', 'rootfs', 'tmp', 'ran')), 'the process ran');
+  assert.ok(existsSync(join(rootfsOf('fails'), 'tmp')), 'the root the container ran from');
+  assert.not.ok(existsSync(join(rootfsOf('fails'), 'tmp', 'ran')), 'the process ran');
   assert.is(statusOf(state, 'exits'), 'exited 3\n');
   // undefined with its entry: the directory goes too
   removeTempDir(join(spool, 'exits'));
