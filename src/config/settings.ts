@@ -138,7 +138,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'logLevel', kind: { type: 'enum', values: LOG_LEVELS }, default: 'info', env: 'OCIVIRT_LOG_LEVEL',
     doc: 'pino level of the JSON log on stdout.' },
   { key: 'logFileBytes', kind: { type: 'int', min: 64 * 1024, max: 2 ** 40 }, default: 8 * 1024 * 1024, env: 'OCIVIRT_LOG_FILE_BYTES',
-    doc: "Container output (stdout/stderr, kept by the init shim in `<stateDir>/containers/<domain>/run/log/`): the cap of each of its two files, `current` and `previous`, so a container keeps at most twice this. The shim gets it in its spec at a container's start (once the shim is every domain's init); `ocivirt logs NAME` reads it." },
+    doc: "Container output (stdout/stderr, kept by the init shim in `<stateDir>/containers/<domain>/run/log/`): the cap of each of its two files, `current` and `previous`, so a container keeps at most twice this. It is part of each container's definition: a change redefines every container, in force at its next start; `ocivirt logs NAME` reads it." },
 ] as const;
 
 export function defaultConfig(): Config {

@@ -43,9 +43,10 @@ export interface FromNativeOptions {
   /**
    * Run the process through ocivirt's init shim from `<stateDir>/containers/<name>`
    * (src/shim/domain.ts): what the shim enforces is no longer a warning. Every domain the daemon,
-   * `sync` and `from-native --state` make has it.
+   * `sync` and `from-native --state` make has it. `logFileBytes`: the cap of each of the shim's
+   * two log files (default DEFAULT_LOG_FILE_BYTES); it is part of the desired definition.
    */
-  shim?: { stateDir: string };
+  shim?: { stateDir: string; logFileBytes?: number };
 }
 
 export interface ToNativeOptions {

@@ -22,7 +22,7 @@ import { isValidDomainName, sanitizeDomainName } from './identity.js';
 import { canonicalJson, diff, escapeToken, isPlainObject, pointerToField, setAt, sha256Hex } from './json.js';
 import { PASSES } from './passes/index.js';
 import { encodeShimSpec } from '../shim/spec.js';
-import { containerDir, GRANTABLE_CAPS, isShimSysctl, SHIM_MOUNT, withShim } from '../shim/domain.js';
+import { containerDir, DEFAULT_LOG_FILE_BYTES, GRANTABLE_CAPS, isShimSysctl, SHIM_MOUNT, withShim } from '../shim/domain.js';
 
 export type { FromNativeOptions } from './context.js';
 
@@ -68,7 +68,7 @@ export const CONVERTER_VERSION = 2; // 2: every domain runs the init shim
  */
 export function desiredDigest(
   config: RuntimeConfig,
-  inputs: { name: string; bundle: string; cgroupVersion: number; hostArch: string; settings?: string; ownMounts?: readonly OwnMount[]; shim?: string },
+  inputs: { name: string; bundle: string; cgroupVersion: number; hostArch: string; settings?: string; ownMounts?: readonly OwnMount[]; shim?: string; logFileBytes?: number },
 ): string {
   return `sha256:${sha256Hex(canonicalJson({ converter: CONVERTER_VERSION, config, ...inputs }))}`;
 }
@@ -138,7 +138,7 @@ export function fromNative(config: RuntimeConfig, opts: FromNativeOptions): From
       hostArch: ctx.hostArch,
       ...(opts.owner?.settingsDigest !== undefined ? { settings: opts.owner.settingsDigest } : {}),
       ...(opts.ownMounts?.length ? { ownMounts: opts.ownMounts } : {}),
-      ...(opts.shim !== undefined ? { shim: opts.shim.stateDir } : {}),
+      ...(opts.shim !== undefined ? { shim: opts.shim.stateDir, logFileBytes: opts.shim.logFileBytes ?? DEFAULT_LOG_FILE_BYTES } : {}),
     }),
     ...(opts.owner?.imageDigest ? { imageDigest: opts.owner.imageDigest } : {}),
     ...(opts.ownMounts?.length ? { ownMounts: opts.ownMounts.map((o) => ({ source: o.source, target: o.target })) } : {}),
@@ -168,7 +168,7 @@ export function fromNative(config: RuntimeConfig, opts: FromNativeOptions): From
     } catch (e) {
       throw e instanceof InputError && opts.file !== undefined ? e.inFile(opts.file) : e;
     }
-    withShim(d, original, containerDir(opts.shim.stateDir, name));
+    withShim(d, original, containerDir(opts.shim.stateDir, name), opts.shim.logFileBytes ?? DEFAULT_LOG_FILE_BYTES);
   }
 
   if (opts.strict && warnings.list.length) {

@@ -99,6 +99,8 @@ export interface DesiredOptions {
   defaultNetwork?: string;
   /** Host bridges a settings attachment may name (daemon setting). */
   bridgeAllowList?: readonly string[];
+  /** The cap of each of a container's two log files (daemon setting), carried by its definition. */
+  logFileBytes?: number;
 }
 
 export interface DesiredState {
@@ -288,7 +290,7 @@ async function bundleDomain(
     hostDevice: statHostDevice,
     ...(etc.mounts.length ? { ownMounts: etc.mounts } : {}),
     // every domain runs ocivirt's init shim, from its directory in the state directory
-    ...(opts.stateDir !== undefined ? { shim: { stateDir: opts.stateDir } } : {}),
+    ...(opts.stateDir !== undefined ? { shim: { stateDir: opts.stateDir, ...(opts.logFileBytes !== undefined ? { logFileBytes: opts.logFileBytes } : {}) } } : {}),
   });
   checkInterfaces(result.domain, attached.length, configPath);
   // what libvirt would only refuse at start (after a timeout) is refused before the define

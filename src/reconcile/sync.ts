@@ -73,6 +73,8 @@ export interface SyncOptions {
   steps?: StepBudget;
   /** The host-wide lock and registry of address allocation (default /run/lock/ocivirt-addresses; tests use their own). */
   addressLockDir?: string;
+  /** The cap of each of a container's two log files (the daemon setting; part of each desired definition). */
+  logFileBytes?: number;
 }
 
 export interface SyncResult {
@@ -165,6 +167,7 @@ function desiredOptionsOf(opts: SyncOptions, spec: PassSpec, self: Instance, add
     bridgeAllowList: opts.bridgeAllowList,
     allowDevices: opts.allowDevices,
     unpackLimits: opts.unpackLimits,
+    logFileBytes: opts.logFileBytes,
     log: spec.unpackEvents ? opts.log : undefined,
     steps: opts.steps,
   };
@@ -417,6 +420,7 @@ export function syncOptionsFromConfig(
     unpackLimits: { maxBytes: number; maxEntries: number };
     concurrency: number;
     stopTimeoutSec: number;
+    logFileBytes: number;
   },
   log: EventLogger,
 ): SyncOptions {
@@ -438,5 +442,6 @@ export function syncOptionsFromConfig(
     unpackLimits: config.unpackLimits,
     concurrency: config.concurrency,
     stopTimeoutMs: config.stopTimeoutSec * 1000,
+    logFileBytes: config.logFileBytes,
   };
 }

@@ -8,11 +8,14 @@
  *       run/  (empty: the mount point of the next one)
  *   <stateDir>/containers/<domain>/run/                                    writable at /.ocivirt/run
  *       status (written by the shim: running, exited N, signaled N, setup-failed)
+ *       log/   (written by the shim: the process's stdout/stderr, `current` and `previous`, docs/logs.md)
  *
  * `withShim` turns the converter's domain into that one and keeps what it replaced (the `<os>`
  * init settings and `<capabilities>`) in the metadata; `withoutShim` gives the converter's domain
  * back, so to-native returns the original process. The spec is derived from the domain itself
- * (`shimSpecOf`), so the directory can be made again from the definition alone (containers.ts).
+ * (`shimSpecOf`), so the directory can be made again from the definition alone (containers.ts):
+ * the cap of the log files (the daemon's logFileBytes) travels in the definition too, as the
+ * `logFileBytes` attribute of the metadata's shim element.
  */
 import { createHash } from 'node:crypto';
 import { encodeShimSpec } from './spec.js';
@@ -27,6 +30,9 @@ export const SHIM_INIT = `${SHIM_MOUNT}/init`;
 export const SHIM_SPEC = `${SHIM_MOUNT}/spec`;
 export const SHIM_RUN = `${SHIM_MOUNT}/run`;
 export const SHIM_STATUS = `${SHIM_RUN}/status`;
+export const SHIM_LOG = `${SHIM_RUN}/log`;
+/** The cap of each log file when none is given (the daemon setting logFileBytes' default). */
+export const DEFAULT_LOG_FILE_BYTES = 8 * 1024 * 1024;
 
 /** The host directory of a domain's shim files: `<stateDir>/containers/<domain>`. */
 export function containerDir(stateDir: string, domain: string): string {
@@ -68,11 +74,13 @@ export function shimVersion(desiredDigest: string): string {
 
 /**
  * The converter's domain `d` (made from `config`) made to run through the shim from `hostDir`
- * (containerDir). The libvirt capability set becomes every capability the config asks for in
- * any set, plus SHIM_CAPS; the shim sets the five sets exactly.
+ * (containerDir), its output kept in files of at most `logFileBytes`. The libvirt capability set
+ * becomes every capability the config asks for in any set, plus SHIM_CAPS; the shim sets the
+ * five sets exactly.
  */
-export function withShim(d: Domain, config: RuntimeConfig, hostDir: string): void {
+export function withShim(d: Domain, config: RuntimeConfig, hostDir: string, logFileBytes: number = DEFAULT_LOG_FILE_BYTES): void {
   const meta = d.metadata.ours!;
+  meta.logFileBytes = logFileBytes;
   const { init, initargs, initenv, initdir, inituser, initgroup } = d.os;
   const saved: SavedInit = {
     os: { init, initargs, initenv, ...(initdir !== undefined ? { initdir } : {}), ...(inituser !== undefined ? { inituser } : {}), ...(initgroup !== undefined ? { initgroup } : {}) },
@@ -92,9 +100,17 @@ export function withShim(d: Domain, config: RuntimeConfig, hostDir: string): voi
   const mount = (source: string, target: string, readonly: boolean): Filesystem => ({ type: 'mount', source: { dir: source }, target, readonly, attrs: {}, extra: [] });
   d.devices.filesystems.push(
     // named after what the shim gets (not the whole definition): a memory change keeps it, a process change does not
-    mount(join(hostDir, shimVersion(createHash('sha256').update(encodeShimSpec(config, { capabilities: { grantable: GRANTABLE_CAPS } })).update(`\0${init ?? ''}`).digest('hex'))), SHIM_MOUNT, true),
+    mount(join(hostDir, shimVersion(createHash('sha256').update(encodeShimSpec(config, { capabilities: { grantable: GRANTABLE_CAPS }, log: shimLog(logFileBytes) })).update(`\0${init ?? ''}`).digest('hex'))), SHIM_MOUNT, true),
     mount(join(hostDir, 'run'), SHIM_RUN, false),
   );
+}
+
+const shimLog = (fileBytes: number) => ({ dir: SHIM_LOG, fileBytes });
+
+/** Where the shim of `d` keeps the output and its cap (undefined: a definition made before capture). */
+export function shimLogOf(d: Domain): { dir: string; fileBytes: number } | undefined {
+  const fileBytes = d.metadata.ours?.logFileBytes;
+  return fileBytes === undefined ? undefined : shimLog(fileBytes);
 }
 
 /** The shim's two filesystems of `d`, when it runs through the shim. */
@@ -113,6 +129,7 @@ export function withoutShim(d: Domain): Domain {
   const plain = structuredClone(d);
   const saved = plain.metadata.ours!.shim as unknown as SavedInit;
   delete plain.metadata.ours!.shim;
+  delete plain.metadata.ours!.logFileBytes;
   plain.os = { ...plain.os, ...structuredClone(saved.os) };
   if (saved.capabilities !== undefined) plain.features.capabilities = saved.capabilities;
   else delete plain.features.capabilities;

@@ -58,6 +58,8 @@ export interface OciMetadata {
    * init settings and `<capabilities>` of the converted config, given back by to-native.
    */
   shim?: Record<string, unknown>;
+  /** The cap of each of the shim's log files (the `logFileBytes` attribute of the shim element). */
+  logFileBytes?: number;
 }
 
 /** A bind ocivirt made: `<filesystem type='mount'>` of `source` at `target`, read-only. */
@@ -102,7 +104,7 @@ export function metadataToElement(m: OciMetadata): XmlElement {
   }
   if (m.shim !== undefined) {
     const b64 = Buffer.from(JSON.stringify(m.shim), 'utf8').toString('base64');
-    children.push(elem(`${p}:shim`, { encoding: 'base64' }, [b64]));
+    children.push(elem(`${p}:shim`, { encoding: 'base64', logFileBytes: m.logFileBytes === undefined ? undefined : String(m.logFileBytes) }, [b64]));
   }
   const el = elem(
     `${p}:container`,
@@ -160,6 +162,9 @@ export function metadataFromElement(el: XmlElement): OciMetadata {
     } else if (c.local === 'shim') {
       const r = decodeJson(c, 'shim');
       if (typeof r === 'object' && r !== null && !Array.isArray(r)) m.shim = r as Record<string, unknown>;
+      // a decimal number or nothing (the spec's own check refuses one out of range at start)
+      const bytes = attr(c, 'logFileBytes');
+      if (bytes !== undefined && /^[0-9]{1,15}$/.test(bytes)) m.logFileBytes = Number(bytes);
     }
   }
   return m;

@@ -40,6 +40,13 @@ test('devices and interfaces from the file reach the pass options', async () => 
   assert.equal((await load({ netDevices: ['veth0'] })).hostDeviceAllowList, { devices: [], netDevices: ['veth0'] });
 });
 
+test('logFileBytes from the file reaches the pass options (the cap each definition carries)', async () => {
+  const file = join(dir, 'log.json');
+  writeFileSync(file, JSON.stringify({ logFileBytes: 1048576 }));
+  const c = (await loadConfig({ file, env: {} })).config;
+  assert.is(syncOptionsFromConfig(c, silentLogger()).logFileBytes, 1048576);
+});
+
 test('bad values are refused naming the key', async () => {
   assert.match(await refusal(['/dev/fuse']), 'hostDeviceAllowList: must be an object');
   assert.match(await refusal({ devices: ['dev/fuse'] }), 'hostDeviceAllowList.devices[0]: must be an absolute path');

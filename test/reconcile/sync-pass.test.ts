@@ -14,7 +14,7 @@ import { LibvirtUnavailableError } from '../../src/libvirt/port.js';
 import { DomainLocks } from '../../src/reconcile/apply.js';
 import type { StepBudget } from '../../src/reconcile/steps.js';
 import { syncOnce, syncPass, type PassSpec, type SyncOptions } from '../../src/reconcile/sync.js';
-import { withoutShim } from '../../src/shim/domain.js';
+import { shimLogOf, withoutShim } from '../../src/shim/domain.js';
 import { parseDomainXml } from '../../src/xml/parse.js';
 import { writeMinimalBundle } from '../helpers/bundle.js';
 import { FakeClock } from '../helpers/fake-clock.js';
@@ -190,6 +190,17 @@ test("an undefined domain's directory under <state>/containers (its generated /e
   await syncOnce(port, opts);
   assert.not.ok(port.domains.has('a'));
   assert.not.ok(existsSync(dir), `${dir} left behind`);
+});
+
+test('the daemon\'s logFileBytes travels in each definition; a changed one redefines the domain as a change, not a hand edit', async () => {
+  const { opts, port, bundle } = setup({ logFileBytes: 1 << 20 });
+  bundle('web');
+  await syncOnce(port, opts);
+  const capOf = () => shimLogOf(parseDomainXml(port.domains.get('web')!.xml!))?.fileBytes;
+  assert.is(capOf(), 1 << 20);
+  const { results } = await syncPass(port, { ...opts, logFileBytes: 2 << 20 }, spec('all'));
+  assert.equal(results.map((r) => [r.item.action, r.item.handEdit === undefined]), [['update', true]], results.map((r) => r.item.reason).join(' | '));
+  assert.is(capOf(), 2 << 20);
 });
 
 test.run();

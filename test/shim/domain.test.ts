@@ -6,16 +6,17 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { canonicalInput, fromNative } from '../../src/convert/from-native.js';
+import { domainDifferences } from '../../src/xml/compare.js';
 import { toNative } from '../../src/convert/to-native.js';
 import { canonicalJson } from '../../src/convert/json.js';
 import { InputError } from '../../src/errors.js';
 import type { RuntimeConfig } from '../../src/oci/runtime-spec.js';
 import { prepareContainer, prepareForStart, removeContainer, shimSpecOf } from '../../src/shim/containers.js';
-import { containerDir, SHIM_INIT, SHIM_MOUNT, SHIM_RUN, SHIM_SPEC, shimMounts, withoutShim } from '../../src/shim/domain.js';
+import { containerDir, SHIM_INIT, SHIM_MOUNT, SHIM_RUN, SHIM_SPEC, shimLogOf, shimMounts, withoutShim } from '../../src/shim/domain.js';
 import { shimSpecTokens } from '../../src/shim/spec.js';
 import { buildDomainXml } from '../../src/xml/build.js';
 import { parseDomainXml } from '../../src/xml/parse.js';
@@ -140,6 +141,35 @@ test('the spec comes from the definition: the resolved program, the exact env, t
   assert.equal(records('sysctl'), ['net.ipv4.ip_forward']);
 });
 
+test('the spec keeps the output in /.ocivirt/run/log, each file capped as the definition says (8 MiB unless given)', () => {
+  const logOf = (d: ReturnType<typeof fromNative>['domain']) => {
+    const t = shimSpecTokens(shimSpecOf(parseDomainXml(buildDomainXml(d))));
+    const i = t.indexOf('log');
+    return i < 0 ? undefined : t.slice(i + 1, i + 3);
+  };
+  assert.equal(logOf(fromNative(hardened(), withState()).domain), ['/.ocivirt/run/log', String(8 * 1024 * 1024)]);
+  const small = fromNative(hardened(), testOptions({ name: 'web', shim: { stateDir: STATE, logFileBytes: 65536 } }));
+  assert.equal(logOf(small.domain), ['/.ocivirt/run/log', '65536']);
+  assert.match(small.xml, /<ocivirt:shim [^>]*logFileBytes='65536'/, 'the cap is readable in the definition');
+  // a definition made before capture (no attribute): no log record, the process prints to the console as before
+  const old = parseDomainXml(small.xml.replace(/ logFileBytes='65536'/, ''));
+  assert.is(shimLogOf(old), undefined);
+  assert.is(logOf(old), undefined);
+  // a hand-edited value that is no number is not taken
+  assert.is(shimLogOf(parseDomainXml(small.xml.replace(/logFileBytes='65536'/, "logFileBytes='1e9'"))), undefined);
+});
+
+test('a changed cap is a changed desired definition (digest, version directory), not the config to-native gives back', () => {
+  const a = fromNative(hardened(), withState()).domain;
+  const b = fromNative(hardened(), testOptions({ name: 'web', shim: { stateDir: STATE, logFileBytes: 1 << 20 } })).domain;
+  assert.is.not(a.metadata.ours!.desiredDigest, b.metadata.ours!.desiredDigest);
+  assert.is.not(shimMounts(a)!.shimDir, shimMounts(b)!.shimDir, 'the running container keeps its own spec');
+  assert.ok(domainDifferences(b, a).some((d) => d.startsWith('metadata.ocivirt.logFileBytes 1048576 -> 8388608')), domainDifferences(b, a).join(' | '));
+  const opts = { cgroupVersion: 1 as const, hostArch: 'x86_64' };
+  assert.is(canonicalJson(toNative(b, opts).config), canonicalJson(toNative(a, opts).config));
+  assert.is(withoutShim(b).metadata.ours!.logFileBytes, undefined);
+});
+
 function tmp(): string {
   return mkdtempSync(join(tmpdir(), 'ocivirt-shimdir-'));
 }
@@ -195,6 +225,52 @@ test('a failed staging leaves nothing under the version name', async () => {
     await assert.not.ok(await prepareContainer(d, join(state, 'no-such-binary')).then(() => true, () => false));
     assert.not.ok(existsSync(shimMounts(d)!.shimDir));
     assert.equal(readdirSync(containerDir(state, 'web')), ['run']);
+  } finally {
+    rmSync(state, { recursive: true, force: true });
+  }
+});
+
+test("run/ and what the shim made there follow the container's root when its idmap changed; nothing the container made is followed", async () => {
+  const state = tmp();
+  const binary = join(state, 'fake-init');
+  writeFileSync(binary, '#!/bin/sh\n');
+  const mapped = (hostID: number) => {
+    const c = hardened();
+    c.linux!.namespaces!.push({ type: 'user' });
+    c.linux!.uidMappings = [{ containerID: 0, hostID, size: 65536 }];
+    c.linux!.gidMappings = [{ containerID: 0, hostID, size: 65536 }];
+    return fromNative(c, testOptions({ name: 'web', shim: { stateDir: state } })).domain;
+  };
+  try {
+    const v1 = mapped(100000);
+    const { runDir } = shimMounts(v1)!;
+    await prepareForStart(v1, binary);
+    assert.is(lstatSync(runDir).uid, 100000);
+    // what the shim of v1 made, as v1's root
+    const log = join(runDir, 'log');
+    mkdirSync(log);
+    for (const f of [join(runDir, 'status'), join(log, 'current'), join(log, 'previous')]) writeFileSync(f, 'x');
+    const outside = join(state, 'host-file');
+    writeFileSync(outside, 'host');
+    symlinkSync(outside, join(log, 'junk'));
+    for (const p of [log, join(runDir, 'status'), join(log, 'current'), join(log, 'previous')]) chownSync(p, 100000, 100000);
+    const v2 = mapped(300000);
+    await prepareForStart(v2, binary);
+    for (const p of [runDir, log, join(runDir, 'status'), join(log, 'current'), join(log, 'previous')])
+      assert.equal([lstatSync(p).uid, lstatSync(p).gid], [300000, 300000], p);
+    assert.is(lstatSync(outside).uid, 0, 'a symlink in the log directory is not followed');
+    // the container replaced its log directory by a symlink to a host directory: not followed either
+    rmSync(log, { recursive: true });
+    const hostDir = join(state, 'host-dir');
+    mkdirSync(hostDir);
+    writeFileSync(join(hostDir, 'current'), 'host');
+    chownSync(hostDir, 300000, 300000);
+    chownSync(join(hostDir, 'current'), 300000, 300000);
+    symlinkSync(hostDir, log);
+    await prepareForStart(mapped(500000), binary);
+    assert.is(lstatSync(runDir).uid, 500000);
+    assert.is(lstatSync(join(hostDir, 'current')).uid, 300000);
+    assert.is(lstatSync(hostDir).uid, 300000);
   } finally {
     rmSync(state, { recursive: true, force: true });
   }
