@@ -62,6 +62,9 @@ export const EVENTS = [
   'dns.updated',
   'dns.refused',
   'dns.failed',
+  // container output to the journal (logs/journal.ts)
+  'logs.journal.following',
+  'logs.journal.failed',
 ] as const;
 export type EventName = (typeof EVENTS)[number];
 

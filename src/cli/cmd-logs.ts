@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { loadConfig } from '../config/load.js';
 import { InputError, UsageError } from '../errors.js';
-import { containerLogDir, LogDir, LogReader, processEnded, watchDir } from '../logs/read.js';
+import { containerLogDir, LogDir, logReadLimit, LogReader, processEnded, watchDir } from '../logs/read.js';
 import { parseSince, type LogLine } from '../logs/records.js';
 import { STATUS_FILE, type EntryStatus } from '../reconcile/sync.js';
 import { domainNameFor, isValidDomainName } from '../spool/names.js';
@@ -33,8 +33,6 @@ go to stderr prefixed with the time.
 Exit codes: 0 printed, 2 no such container log or bad usage, 1 other.
 `;
 
-/** Bytes of one log file read at most: past the cap, a file is not the shim's alone (the container can write there). */
-const readLimit = (fileBytes: number) => fileBytes + 1024 * 1024;
 const FOLLOW_POLL_MS = 1000;
 
 export const logsCommand: Command = {
@@ -64,7 +62,7 @@ export const logsCommand: Command = {
     const dir = await LogDir.open(path);
     if (!dir) throw new InputError(`no log for ${JSON.stringify(positionals[0])} (its container has not run with output capture)`, { file: path });
     try {
-      const reader = new LogReader(dir, { limit: readLimit(config.logFileBytes), warn: (m) => io.stderr.write(`ocivirt logs: ${m}\n`) });
+      const reader = new LogReader(dir, { limit: logReadLimit(config.logFileBytes), warn: (m) => io.stderr.write(`ocivirt logs: ${m}\n`) });
       const out = new Printer(io, values.timestamps === true);
       const wanted = (l: LogLine) => since === undefined || l.ns >= since;
       // --tail: the last N wanted lines of what is there now (held: at most N lines)

@@ -58,6 +58,8 @@ export interface Config {
   logLevel: LogLevel;
   /** Container output (issue 12): bytes of each of a container's two log files. */
   logFileBytes: number;
+  /** Container output forwarded to journald. */
+  logsToJournal: boolean;
 }
 
 export type Kind =
@@ -139,6 +141,8 @@ export const SETTINGS: readonly Setting[] = [
     doc: 'pino level of the JSON log on stdout.' },
   { key: 'logFileBytes', kind: { type: 'int', min: 64 * 1024, max: 2 ** 40 }, default: 8 * 1024 * 1024, env: 'OCIVIRT_LOG_FILE_BYTES',
     doc: "Container output (stdout/stderr, kept by the init shim in `<stateDir>/containers/<domain>/run/log/`): the cap of each of its two files, `current` and `previous`, so a container keeps at most twice this. It is part of each container's definition: a change redefines every container, in force at its next start; `ocivirt logs NAME` reads it." },
+  { key: 'logsToJournal', kind: { type: 'bool' }, default: false, env: 'OCIVIRT_LOGS_TO_JOURNAL',
+    doc: "Also forward every container's output to journald (its stdout stream socket; `SYSLOG_IDENTIFIER` the domain name: `journalctl -t DOMAIN`; stderr at priority err, stdout info, the shim's notices warning), resuming where it stopped after a daemon restart." },
 ] as const;
 
 export function defaultConfig(): Config {

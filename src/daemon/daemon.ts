@@ -21,6 +21,8 @@ import { PortTable, type NftRunner } from '../network/ports.js';
 import { checkDirectoryTrust } from '../spool/trust.js';
 import { SpoolWatcher } from '../watch/spool-watcher.js';
 import { PassQueue } from './queue.js';
+import { JournalForwarder } from '../logs/journal.js';
+import { logReadLimit } from '../logs/read.js';
 
 export interface DaemonOptions {
   load: LoadOptions;
@@ -73,6 +75,8 @@ export class Daemon {
   private portFailures = new Map<string, string>();
   /** Ends the subscription to libvirt's lifecycle events. */
   private unwatch: () => void = () => undefined;
+  /** logsToJournal: containers' output to journald (logs/journal.ts). */
+  private journal: JournalForwarder | undefined;
 
   private constructor(
     private config: Config,
@@ -138,6 +142,7 @@ export class Daemon {
     daemon.queue.addFull();
     daemon.queue.resyncEvery(config.resyncIntervalSec * 1000);
     void exporter.start().catch((e) => log.error('export.failed', { err: errorMessage(e) }, 'exporter did not start'));
+    await daemon.journalFollows(config);
     log.info('daemon.started', {
       file: file ?? null,
       spool: config.spoolDir,
@@ -170,7 +175,19 @@ export class Daemon {
     this.exporter.update({ exportAllDomains: next.exportAllDomains, checkIntervalMs: next.exportCheckIntervalSec * 1000 });
     this.queue.resyncEvery(next.resyncIntervalSec * 1000);
     this.queue.addFull(); // policies may have changed: look at everything again
+    await this.journalFollows(next);
     this.log.info('daemon.reloaded', { file: this.configFile ?? null });
+  }
+
+  /** Starts or stops forwarding containers' output to the journal, as `logsToJournal` says. */
+  private async journalFollows(config: Config): Promise<void> {
+    if (config.logsToJournal && !this.journal) {
+      this.journal = new JournalForwarder({ stateDir: config.stateDir, limit: logReadLimit(config.logFileBytes), log: this.log });
+      await this.journal.start();
+    } else if (!config.logsToJournal && this.journal) {
+      await this.journal.stop();
+      this.journal = undefined;
+    }
   }
 
   /**
@@ -188,6 +205,7 @@ export class Daemon {
     this.unwatch();
     const everything = () => Promise.all([this.queue.inFlight, this.exporter.stop(), ...this.inFlight.values()]).then(() => true);
     await within(this.watcher?.close() ?? Promise.resolve(), 1_000);
+    await within(this.journal?.stop() ?? Promise.resolve(), 1_000);
     const abandoned = !(await within(everything(), this.config.shutdownTimeoutSec * 1000));
     let stuck = false;
     if (abandoned) {

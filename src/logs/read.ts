@@ -21,6 +21,9 @@ export function containerLogDir(stateDir: string, domain: string): string {
   return join(stateDir, 'containers', domain, 'run', 'log');
 }
 
+/** Bytes of one log file read at most: past the cap, a file is not the shim's alone (the container can write there). */
+export const logReadLimit = (fileBytes: number) => fileBytes + 1024 * 1024;
+
 const errno = (e: unknown) => (e as NodeJS.ErrnoException).code;
 
 interface LogFile {
@@ -110,18 +113,30 @@ export class LogReader {
   }
 
   /** Everything there now, oldest first, in batches (each an array of lines) through `sink`. */
-  async readAll(sink: (lines: LogLine[]) => Promise<void>): Promise<void> {
-    // current first: if a rotation comes between the two opens, previous is that same file
+  readAll(sink: (lines: LogLine[]) => Promise<void>): Promise<void> {
+    return this.resume(undefined, sink);
+  }
+
+  /** Like readAll, from a position() saved earlier: in `current`, or in the file that is `previous` now. */
+  async resume(pos: { ino: number; offset: number } | undefined, sink: (lines: LogLine[]) => Promise<void>): Promise<void> {
     this.cur = await this.dir.file('current');
+    if (this.cur && pos?.ino === this.cur.ino) {
+      this.offset = await this.drain(this.cur, Math.max(pos.offset, this.start(this.cur)), sink);
+      return;
+    }
+    // current first: if a rotation comes between the two opens, previous is that same file
     const prev = await this.dir.file('previous');
-    if (prev && prev.ino !== this.cur?.ino) {
-      try {
-        await this.drain(prev, this.start(prev), sink);
-      } finally {
-        await prev.fh.close();
-      }
-    } else await prev?.fh.close();
+    try {
+      if (prev && prev.ino !== this.cur?.ino) await this.drain(prev, pos?.ino === prev.ino ? pos.offset : this.start(prev), sink);
+    } finally {
+      await prev?.fh.close();
+    }
     if (this.cur) this.offset = await this.drain(this.cur, this.start(this.cur), sink);
+  }
+
+  /** Where reading stands: `current`'s inode and the offset of the first byte not yet part of a whole record. */
+  position(): { ino: number; offset: number } | undefined {
+    return this.cur ? { ino: this.cur.ino, offset: this.offset - this.asm.pending } : undefined;
   }
 
   /** What was added since (following a rotation to the new `current`). */
@@ -146,6 +161,12 @@ export class LogReader {
   async finish(sink: (lines: LogLine[]) => Promise<void>): Promise<void> {
     this.asm.end();
     await this.flush(sink);
+    await this.cur?.fh.close();
+    this.cur = undefined;
+  }
+
+  /** Closes the file being followed (lines left open are not emitted: see finish). */
+  async close(): Promise<void> {
     await this.cur?.fh.close();
     this.cur = undefined;
   }
