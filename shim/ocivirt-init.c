@@ -541,7 +541,7 @@ static void set_caps(const struct spec *s) {
       fail(EXIT_SETUP, "capabilities: raising %u in the ambient set: %s", c, strerror(errno));
 }
 
-_Noreturn static void child(const struct spec *s, const sigset_t *orig_mask) {
+_Noreturn static void child(const struct spec *s) {
   log_child_stdio();
   /* own process group, in the terminal's foreground when stdin is one (like tini) */
   if (setpgid(0, 0) < 0) fail(EXIT_SETUP, "setpgid: %s", strerror(errno));
@@ -573,8 +573,14 @@ _Noreturn static void child(const struct spec *s, const sigset_t *orig_mask) {
   if (s->have_umask) umask(s->umask);
   const char *program = find_program(s);
   scmp_filter_ctx ctx = s->seccomp ? build_seccomp(s) : NULL;
-  /* signals: back to the mask the shim started with; dispositions are all default (never changed) */
-  if (sigprocmask(SIG_SETMASK, orig_mask, NULL) < 0) fail(EXIT_SETUP, "sigprocmask: %s", strerror(errno));
+  /* signals: every disposition default and none blocked, whatever the shim was started with: an
+   * ignored signal survives execve, and libvirt_lxc starts init with SIGPIPE ignored (a process
+   * ignoring it unasked spins on EPIPE: `yes | head` never ends) */
+  for (int sig = 1; sig < NSIG; sig++)
+    if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL); /* (EINVAL for the libc's own: left) */
+  sigset_t none;
+  sigemptyset(&none);
+  if (sigprocmask(SIG_SETMASK, &none, NULL) < 0) fail(EXIT_SETUP, "sigprocmask: %s", strerror(errno));
   /* without no_new_privs a filter needs CAP_SYS_ADMIN: load it while still root (as runc does) */
   if (ctx && !s->nnp) load_seccomp(ctx, false);
   if (s->caps) drop_bounding(s);
@@ -615,11 +621,11 @@ int main(int argc, char **argv) {
   }
 
   /* every asynchronous signal is blocked and taken with sigwaitinfo; faults stay deliverable */
-  sigset_t all, orig;
+  sigset_t all;
   sigfillset(&all);
   int sync_signals[] = {SIGFPE, SIGILL, SIGSEGV, SIGBUS, SIGABRT, SIGTRAP, SIGSYS};
   for (size_t i = 0; i < sizeof sync_signals / sizeof *sync_signals; i++) sigdelset(&all, sync_signals[i]);
-  if (sigprocmask(SIG_SETMASK, &all, &orig) < 0) die("sigprocmask: %s", strerror(errno));
+  if (sigprocmask(SIG_SETMASK, &all, NULL) < 0) die("sigprocmask: %s", strerror(errno));
 
   /* outside a pid namespace (not PID 1), orphans still come to the shim to be reaped */
   if (getpid() != 1 && prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) die("PR_SET_CHILD_SUBREAPER: %s", strerror(errno));
@@ -633,7 +639,7 @@ int main(int argc, char **argv) {
   if (pid == 0) {
     close(pipefd[0]);
     err_fd = pipefd[1];
-    child(&s, &orig);
+    child(&s);
   }
   close(pipefd[1]);
   log_parent_stdio();

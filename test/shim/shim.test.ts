@@ -145,6 +145,16 @@ it('applies groups, uid, umask, rlimits, oom_score_adj, no_new_privs and an exac
   assert.is(r.status, 'exited 0\n');
 });
 
+it('the process starts with every signal default and unblocked, whatever the shim was started with (libvirt_lxc ignores SIGPIPE)', () => {
+  const dir = caseDir();
+  // `yes | head` ends only when yes dies of SIGPIPE; ignored, it would spin on EPIPE until the timeout
+  const r = run(dir, config({ script: 'yes | head -n 2; exec grep -E "^Sig(Ign|Blk):" /proc/self/status' }), { wrap: 'trap "" PIPE HUP USR1' });
+  assert.is(r.code, 0, show(r));
+  assert.match(r.stdout, /^y\ny\n/);
+  assert.match(r.stdout, /^SigBlk:\s+0+$/m);
+  assert.match(r.stdout, /^SigIgn:\s+0+$/m);
+});
+
 it('without noNewPrivileges the bit stays clear (libseccomp does not set it behind our back), with a filter loaded', () => {
   const dir = caseDir();
   const r = run(dir, config({ script: 'grep -E "^(NoNewPrivs|Seccomp):" /proc/self/status; id -u' , user: { uid: 1000, gid: 1000 } },
