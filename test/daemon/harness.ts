@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, linkSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { cleanupDomains, removeTempDir } from '../helpers/libvirt.js';
 import { repoRoot } from '../helpers/schema.js';
 
 export type LogEvent = Record<string, unknown> & { event: string };
@@ -187,4 +188,14 @@ export function busyboxCopy(dir: string): string {
   const p = join(dir, 'busybox');
   copyFileSync('/bin/busybox', p);
   return p;
+}
+
+/** The end of a test file that ran a daemon on libvirtd: the daemon stopped, then its domains and temp dir removed, whatever happened. */
+export async function stopAndClean(daemon: DaemonProcess | undefined, prefix: string, tmp: string): Promise<void> {
+  try {
+    await daemon?.stop();
+  } finally {
+    cleanupDomains(prefix);
+    removeTempDir(tmp);
+  }
 }
