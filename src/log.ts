@@ -30,6 +30,8 @@ export const EVENTS = [
   'domain.stopped',
   'domain.pending',
   'domain.updated',
+  'domain.held',
+  'domain.released',
   'domain.drifted',
   'domain.unchanged',
   'domain.foreign',

@@ -11,5 +11,9 @@ import { syncCommand } from './cmd-sync.js';
 import { validateCommand } from './cmd-validate.js';
 import { volumeCommand } from './cmd-volume.js';
 import { logsCommand } from './cmd-logs.js';
+import { restartCommand, startCommand, stopCommand } from './cmd-lifecycle.js';
 
-export const COMMANDS: Command[] = [unpackCommand, fromNativeCommand, toNativeCommand, daemonCommand, statusCommand, logsCommand, exportCommand, planCommand, syncCommand, validateCommand, volumeCommand];
+export const COMMANDS: Command[] = [
+  unpackCommand, fromNativeCommand, toNativeCommand, daemonCommand, statusCommand, logsCommand, exportCommand, planCommand, syncCommand, validateCommand, volumeCommand,
+  startCommand, stopCommand, restartCommand,
+];

@@ -16,6 +16,7 @@ import type { LibvirtPort, PortEvent } from '../libvirt/port.js';
 import { createLogger, silentLogger, type EventLogger } from '../log.js';
 import { DomainLocks, type ItemResult } from '../reconcile/apply.js';
 import { ensureInstanceId } from '../reconcile/instance.js';
+import { heardLifecycle, operatorStopsOf } from '../reconcile/operator.js';
 import { pendingChangesOf, syncOptionsFromConfig, syncPass, writeStatus, type PassScope } from '../reconcile/sync.js';
 import { PortTable, type NftRunner } from '../network/ports.js';
 import { checkDirectoryTrust } from '../spool/trust.js';
@@ -284,14 +285,23 @@ export class Daemon {
 
   /** A domain's lifecycle event: a start (by anyone) puts its whole definition in force. */
   private async lifecycle(e: PortEvent): Promise<void> {
-    if (this.stopping || e.type !== 'lifecycle' || e.kind !== 'started') return;
+    if (this.stopping || e.type !== 'lifecycle' || !(await this.managed(e.name))) return;
+    const held = await heardLifecycle(this.port, operatorStopsOf(this.config.stateDir), e, (d) => this.locks.busy(d));
+    if (held === 'held') this.log.info('domain.held', { domain: e.name, reason: 'destroyed by an operator: left stopped until started (ocivirt start, virsh start)' });
+    if (held === 'released') this.log.info('domain.released', { domain: e.name, reason: 'started by an operator' });
+    if (e.kind !== 'started') return;
     const pending = pendingChangesOf(this.config.stateDir)!;
     if ((await pending.get(e.name)).length === 0) return;
     await pending.remove(e.name);
     await this.writeStatus();
   }
 
-    /** A step its pass stopped waiting for: the entry is left alone until it ends, then taken again. */
+    /** The domain is one of this instance's (as the last pass saw them). */
+  private async managed(domain: string): Promise<boolean> {
+    return [...this.status.values()].some((r) => r.item.domain === domain);
+  }
+
+  /** A step its pass stopped waiting for: the entry is left alone until it ends, then taken again. */
   private detached(entry: string, ended: Promise<unknown>): void {
     const done = ended.then((err) => {
       this.inFlight.delete(entry);

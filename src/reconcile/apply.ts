@@ -61,6 +61,10 @@ export interface ItemResult {
 /** Serializes work per domain name, across concurrent passes. */
 export class DomainLocks {
   private readonly tails = new Map<string, Promise<unknown>>();
+  /** Work on `name` is running or queued (e.g. ocivirt itself stopping it). */
+  busy(name: string): boolean {
+    return this.tails.has(name);
+  }
   run<T>(name: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.tails.get(name) ?? Promise.resolve();
     const result = prev.then(fn, fn);

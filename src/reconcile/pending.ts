@@ -1,15 +1,24 @@
 /**
+ * Markers: an empty file per domain in a directory of the state dir, durable once added.
+ *
  * Pending starts: a marker file per domain that is being created to be started, written before
  * the define and removed once the start is confirmed. A pass killed in between leaves the marker,
  * and the next pass starts the domain instead of seeing "unchanged" forever. libvirt itself
  * cannot tell "never started" from "stopped by an operator"; this file can.
  */
-import { mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
+import { access, mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomically } from '../fsroot/atomic.js';
 
-export class PendingStarts {
+export class Markers {
   constructor(private readonly dir: string) {}
+
+  async has(domain: string): Promise<boolean> {
+    return access(join(this.dir, domain)).then(
+      () => true,
+      () => false,
+    );
+  }
 
   async list(): Promise<Set<string>> {
     try {
@@ -40,6 +49,10 @@ export class PendingStarts {
     await rm(join(this.dir, domain), { force: true });
   }
 }
+
+/** The pending starts are markers (one empty file per domain). */
+export const PendingStarts = Markers;
+export type PendingStarts = Markers;
 
 /**
  * Pending changes: per running domain, the parts of its new definition that wait for its next

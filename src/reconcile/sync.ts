@@ -28,6 +28,7 @@ import { collectInflated } from '../image/inflate.js';
 import { ensureInstanceId, readInstanceId } from './instance.js';
 import { HandEdits } from './hand-edits.js';
 import { PendingChanges, PendingStarts } from './pending.js';
+import { operatorStopsOf } from './operator.js';
 import { computePlan, definitionChanges, type PlanItem } from './plan.js';
 import { collectImageBundles } from './collect.js';
 import { domainsOfScope, inspectSome, widenScope } from './scope.js';
@@ -135,6 +136,13 @@ export function pendingStartsOf(opts: SyncOptions): PendingStarts | undefined {
 /** What running domains' new definitions leave for their next start (in the state directory). */
 export function pendingChangesOf(stateDir: string | undefined): PendingChanges | undefined {
   return stateDir === undefined ? undefined : new PendingChanges(join(stateDir, 'pending-change'));
+}
+
+/** A start the operator's stop came after (`ocivirt stop`, `virsh destroy`) is not finished for them. */
+async function unlessOperatorStopped(stateDir: string | undefined, starts: Set<string> | undefined): Promise<Set<string> | undefined> {
+  if (stateDir === undefined || starts === undefined || starts.size === 0) return starts;
+  const stopped = await operatorStopsOf(stateDir).list();
+  return new Set([...starts].filter((d) => !stopped.has(d)));
 }
 
 /** The addresses of network attachments (in the state directory), when the pass has one; `plan` only looks. */
@@ -255,7 +263,7 @@ async function planPass(port: LibvirtPort, opts: SyncOptions, spec: PassSpec, ma
   const settlingDomains = new Set(settling.map((s) => s.domain));
   for (const [name, m] of have.managed) if (settlingEntries.has(m.owner.entry) || settlingDomains.has(name)) have.managed.delete(name);
   // starts a crash cut short (defined, not yet started) are finished
-  const pendingStarts = await pendingStartsOf(opts)?.list();
+  const pendingStarts = await unlessOperatorStopped(opts.stateDir, await pendingStartsOf(opts)?.list());
   const plan = computePlan(want, have, { removePolicy: opts.removePolicy, driftPolicy: opts.driftPolicy, pendingStarts });
   const imageTrees = new Set(want.desired.flatMap((d) => (d.imageTree !== undefined ? [d.imageTree] : [])));
   return { plan, settling, complete: scope === 'all' && settling.length === 0, imageTrees, scope: read.scope, startedAt };
@@ -297,6 +305,8 @@ async function applyPass(port: LibvirtPort, opts: SyncOptions, planned: PlannedP
     // markers of domains this pass no longer knows (entry and domain gone) are stale
     const known = new Set(results.filter((r) => !(r.item.action === 'delete' && r.ok)).map((r) => r.item.domain));
     for (const name of await pendingStarts.list()) if (!known.has(name)) await pendingStarts.remove(name);
+    const stopped = operatorStopsOf(opts.stateDir!);
+    for (const name of await stopped.list()) if (!known.has(name)) await stopped.remove(name);
     await dropStalePendingChanges(port, pendingChangesOf(opts.stateDir)!, known);
   }
   return { results, collected };
