@@ -296,7 +296,7 @@ export class Daemon {
     await this.writeStatus();
   }
 
-    /** The domain is one of this instance's (as the last pass saw them). */
+  /** The domain is one of this instance's (as the last pass saw them). */
   private async managed(domain: string): Promise<boolean> {
     return [...this.status.values()].some((r) => r.item.domain === domain);
   }
