@@ -5,7 +5,8 @@
  * shim/README.md). It applies what libvirt-lxc cannot (sysctls, rlimits, oom_score_adj, umask,
  * supplementary groups, no_new_privs, a seccomp filter, an exact environment), then runs the
  * configured process and stays PID 1: it forwards signals to that process, reaps every child,
- * and when the process ends it records the status and exits with it.
+ * and when the process ends it records the status (and the last signal sent to it from outside the
+ * container) and exits with it.
  *
  * If any step fails, the process is NOT run: the shim prints "ocivirt-init: <step>: <reason>"
  * on stderr, records "setup-failed" and exits 125 (127 / 126 when the program cannot be found /
@@ -666,6 +667,10 @@ int main(int argc, char **argv) {
     return code == EXIT_NOEXEC || code == EXIT_NOTFOUND ? code : EXIT_SETUP;
   }
 
+  /* the last signal sent from outside the container (sender pid 0: not in our pid namespace, i.e.
+   * libvirt on the host: a shutdown or a stop); recorded with the exit, so the daemon can tell a
+   * stop from outside from the process ending by itself */
+  int outside = 0;
   for (;;) {
     siginfo_t si;
     int sig = sigwaitinfo(&all, &si);
@@ -673,6 +678,7 @@ int main(int argc, char **argv) {
       if (errno == EINTR) continue;
       die("sigwaitinfo: %s", strerror(errno));
     }
+    if (sig != SIGCHLD && si.si_pid == 0 && (si.si_code == SI_USER || si.si_code == SI_TKILL || si.si_code == SI_QUEUE)) outside = sig;
     if (sig != SIGCHLD) {
       if (kill(pid, sig) < 0 && errno != ESRCH) msg("forwarding signal %d: %s", sig, strerror(errno));
       continue;
@@ -687,14 +693,15 @@ int main(int argc, char **argv) {
         continue;
       }
       char text[64];
-      int code;
+      int code, n;
       if (WIFEXITED(st)) {
         code = WEXITSTATUS(st);
-        snprintf(text, sizeof text, "exited %d\n", code);
+        n = snprintf(text, sizeof text, "exited %d\n", code);
       } else {
         code = 128 + WTERMSIG(st);
-        snprintf(text, sizeof text, "signaled %d\n", WTERMSIG(st));
+        n = snprintf(text, sizeof text, "signaled %d\n", WTERMSIG(st));
       }
+      if (outside) snprintf(text + n, sizeof text - (size_t)n, "outside-signal %d\n", outside);
       write_status(status_fd, text);
       log_finish();
       /* leaving PID 1 ends the pid namespace: the kernel kills any process left */
