@@ -14,7 +14,12 @@ import { formatNetwork, networksOf, type ShownNetwork } from '../network/show.js
 const usage = `Usage: ocivirt status [--config FILE] [--state DIR] [--json]
 
 Shows every spool entry the daemon (or 'ocivirt sync --once') last looked at: its domain,
-the last action and result (ok, pending, failed) and the error or reason. Read from
+the last action and result (ok, pending, failed), what the domain is doing (STATE: running,
+pending-change, restarting, crash-looping, exited, gave-up, setup-failed, stopped, absent,
+unknown), the process's last exit code (or sig N: killed by signal N), the restarts its restart
+policy made since it was last started otherwise, how long it has been in that state, and the
+error or reason. In --json: "state", "exitCode", "signal", "restarts", "since" (ISO time),
+"nextRestart" and "stateReason" per entry. Read from
 <state>/status.json, which the daemon rewrites atomically after every pass. Each domain's
 interfaces (libvirt network or host bridge, address, MAC) and published ports are read from
 libvirt (the configuration's uri): shown under its row, and as "networks" and "ports" in --json;
@@ -70,10 +75,14 @@ export const statusCommand: Command = {
     }
     const age = Math.round((Date.now() - (await stat(file)).mtimeMs) / 1000);
     // names and reasons come from the spool: escaped, so one entry is always one line
-    const rows = status.entries.map((e) => [e.entry, e.domain || '-', e.action, e.result, oneLine(e.error ?? withPending(e))].map(printable));
-    const head = ['ENTRY', 'DOMAIN', 'ACTION', 'RESULT', 'ERROR / REASON'];
-    const widths = head.slice(0, 4).map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-    const line = (r: string[]) => r.slice(0, 4).map((c, i) => c.padEnd(widths[i]!)).join('  ') + '  ' + r[4] + '\n';
+    const now = Date.now();
+    const rows = status.entries.map((e) =>
+      [e.entry, e.domain || '-', e.action, e.result, e.state ?? '-', exitText(e), String(e.restarts ?? 0), ago(e.since, now), oneLine(e.error ?? withPending(e))].map((c) => printable(String(c))),
+    );
+    const head = ['ENTRY', 'DOMAIN', 'ACTION', 'RESULT', 'STATE', 'EXIT', 'RESTARTS', 'SINCE', 'ERROR / REASON'];
+    const last = head.length - 1;
+    const widths = head.slice(0, last).map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+    const line = (r: string[]) => r.slice(0, last).map((c, i) => c.padEnd(widths[i]!)).join('  ') + '  ' + r[last] + '\n';
     io.stdout.write(line(head));
     rows.forEach((r, i) => {
       io.stdout.write(line(r));
@@ -86,9 +95,26 @@ export const statusCommand: Command = {
   },
 };
 
-/** A change waiting for the domain's next start is said after the reason. */
+/** A change waiting for the domain's next start, and why the domain is in its state, are said after the reason. */
 function withPending(e: EntryStatus): string {
-  return e.pendingChange?.length ? `${e.reason}; pending until the next start: ${e.pendingChange.join(', ')}` : e.reason;
+  const reason = e.pendingChange?.length ? `${e.reason}; pending until the next start: ${e.pendingChange.join(', ')}` : e.reason;
+  const next = e.nextRestart !== undefined ? `; next restart at ${e.nextRestart}` : '';
+  return e.stateReason !== undefined ? `${reason}; ${e.state}: ${e.stateReason}${next}` : `${reason}${next}`;
+}
+
+/** The last exit: its code, or the signal that killed the process; `-` when none is known. */
+function exitText(e: Partial<EntryStatus>): string {
+  if (typeof e.exitCode === 'number') return String(e.exitCode);
+  if (typeof e.signal === 'number') return `sig${e.signal}`;
+  return '-';
+}
+
+/** How long ago `since` was, shortly (`42s`, `5m`, `3h`, `2d`); `-` when unknown. */
+function ago(since: string | null | undefined, now: number): string {
+  const t = since ? Date.parse(since) : NaN;
+  if (Number.isNaN(t)) return '-';
+  const s = Math.max(0, Math.round((now - t) / 1000));
+  return s < 120 ? `${s}s` : s < 7200 ? `${Math.round(s / 60)}m` : s < 172_800 ? `${Math.round(s / 3600)}h` : `${Math.round(s / 86_400)}d`;
 }
 
 /** The entries' domains' networks, from libvirt; none (said on stderr) when it cannot be reached. */

@@ -60,6 +60,11 @@ export interface Config {
   logFileBytes: number;
   /** Container output forwarded to journald. */
   logsToJournal: boolean;
+  /** Restart policies (issue 12): the default policy and its backoff. */
+  restartPolicy: string;
+  restartDelayMs: number;
+  restartMaxDelaySec: number;
+  crashLoopRestarts: number;
 }
 
 export type Kind =
@@ -143,6 +148,14 @@ export const SETTINGS: readonly Setting[] = [
     doc: "Container output (stdout/stderr, kept by the init shim in `<stateDir>/containers/<domain>/run/log/`): the cap of each of its two files, `current` and `previous`, so a container keeps at most twice this. It is part of each container's definition: a change redefines every container, in force at its next start; `ocivirt logs NAME` reads it." },
   { key: 'logsToJournal', kind: { type: 'bool' }, default: false, env: 'OCIVIRT_LOGS_TO_JOURNAL',
     doc: "Also forward every container's output to journald (its stdout stream socket; `SYSLOG_IDENTIFIER` the domain name: `journalctl -t DOMAIN`; stderr at priority err, stdout info, the shim's notices warning), resuming where it stopped after a daemon restart." },
+  { key: 'restartPolicy', kind: { type: 'string', pattern: /^(no|always|on-failure(:[1-9][0-9]{0,5})?)$/, patternText: '"no", "always", "on-failure" or "on-failure:N"' }, default: 'no', env: 'OCIVIRT_RESTART_POLICY',
+    doc: 'What happens when a container\'s process ends by itself (its exit status is recorded by the init shim), unless its entry\'s settings `restart` says otherwise: `no` leaves it stopped (`exited`), `always` starts it again, `on-failure` unless it exited 0, `on-failure:N` at most N times in a row (then `gave-up`). A stop from outside (`ocivirt stop`, `virsh shutdown`, `virsh destroy`) is never undone. See [entry-settings.md](entry-settings.md#restart).' },
+  { key: 'restartDelayMs', kind: { type: 'int', min: 10, max: 600_000 }, default: 1000, env: 'OCIVIRT_RESTART_DELAY_MS',
+    doc: 'The first restart\'s delay after an exit; it doubles after each exit that came sooner than `restartMaxDelaySec` after the start, up to that cap.' },
+  { key: 'restartMaxDelaySec', kind: { type: 'int', min: 1, max: 86_400 }, default: 300, env: 'OCIVIRT_RESTART_MAX_DELAY_SEC',
+    doc: 'The cap of the restart delay; a run at least this long resets the backoff to `restartDelayMs`.' },
+  { key: 'crashLoopRestarts', kind: { type: 'int', min: 1, max: 1000 }, default: 5, env: 'OCIVIRT_CRASH_LOOP_RESTARTS',
+    doc: 'This many quick exits in a row (each sooner than `restartMaxDelaySec` after its start) make a container `crash-looping` (event `domain.crashlooping`): from then on it is restarted every `restartMaxDelaySec` until a run lasts that long.' },
 ] as const;
 
 export function defaultConfig(): Config {

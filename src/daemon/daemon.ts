@@ -24,6 +24,9 @@ import { SpoolWatcher } from '../watch/spool-watcher.js';
 import { PassQueue } from './queue.js';
 import { JournalForwarder } from '../logs/journal.js';
 import { logReadLimit } from '../logs/read.js';
+import { RestartSupervisor } from './restarts.js';
+import { systemClock } from '../clock.js';
+import { parseRestartPolicy } from '../reconcile/restarts.js';
 
 export interface DaemonOptions {
   load: LoadOptions;
@@ -78,6 +81,8 @@ export class Daemon {
   private unwatch: () => void = () => undefined;
   /** logsToJournal: containers' output to journald (logs/journal.ts). */
   private journal: JournalForwarder | undefined;
+  /** Restarts containers whose process ended by itself, by their restart policy. */
+  private readonly restarts: RestartSupervisor;
 
   private constructor(
     private config: Config,
@@ -88,6 +93,19 @@ export class Daemon {
     private readonly exportPort: LibvirtPort,
     private readonly exporter: Exporter,
   ) {
+    this.restarts = new RestartSupervisor({
+      port,
+      stateDir: config.stateDir,
+      log,
+      clock: systemClock,
+      locks: this.locks,
+      defaults: () => ({
+        policy: parseRestartPolicy(this.config.restartPolicy) ?? { mode: 'no' },
+        backoff: { baseMs: this.config.restartDelayMs, maxMs: this.config.restartMaxDelaySec * 1000, crashLoopAfter: this.config.crashLoopRestarts },
+      }),
+      entryOf: (domain) => this.entryOf(domain),
+      changed: () => void this.writeStatus().catch((e) => log.warn('entry.failed', { err: errorMessage(e) }, 'status file not written')),
+    });
     this.queue = new PassQueue({
       run: (scope) => this.pass(scope),
       onFailure: (scope, e, retryMs) =>
@@ -204,6 +222,7 @@ export class Daemon {
     this.log.info('daemon.stopping', { inFlight: this.queue.inFlight !== undefined || this.inFlight.size > 0, timeoutMs: this.config.shutdownTimeoutSec * 1000 });
     this.queue.stop();
     this.unwatch();
+    this.restarts.stop();
     const everything = () => Promise.all([this.queue.inFlight, this.exporter.stop(), ...this.inFlight.values()]).then(() => true);
     await within(this.watcher?.close() ?? Promise.resolve(), 1_000);
     await within(this.journal?.stop() ?? Promise.resolve(), 1_000);
@@ -267,6 +286,8 @@ export class Daemon {
       this.status.set(s.entry, { item: { entry: s.entry, domain: s.domain, action: 'nothing', reason }, ok: true, attempts: 0, pending: true });
     }
     if (looked === 'all' || results.some((r) => r.ok && r.item.action !== 'nothing' && r.item.action !== 'fail')) await this.rebuildPorts();
+    // exits nobody heard (the daemon was not running), restarts planned before a daemon restart
+    if (looked === 'all') await this.restarts.reconcile(new Set([...this.status.values()].map((r) => r.item.domain).filter((d) => d !== '')));
     await this.writeStatus();
     const failed = results.filter((r) => !r.ok).length;
     const mem = process.memoryUsage();
@@ -283,22 +304,27 @@ export class Daemon {
     });
   }
 
-  /** A domain's lifecycle event: a start (by anyone) puts its whole definition in force. */
+  /**
+   * A domain's lifecycle event: a start (by anyone) puts its whole definition in force; a destroy
+   * ocivirt did not make is an operator's stop; a stop goes to the restart supervisor.
+   */
   private async lifecycle(e: PortEvent): Promise<void> {
-    if (this.stopping || e.type !== 'lifecycle' || !(await this.managed(e.name))) return;
+    if (this.stopping || e.type !== 'lifecycle' || this.entryOf(e.name) === undefined) return;
     const held = await heardLifecycle(this.port, operatorStopsOf(this.config.stateDir), e, (d) => this.locks.busy(d));
     if (held === 'held') this.log.info('domain.held', { domain: e.name, reason: 'destroyed by an operator: left stopped until started (ocivirt start, virsh start)' });
     if (held === 'released') this.log.info('domain.released', { domain: e.name, reason: 'started by an operator' });
+    if (e.kind === 'stopped') await this.restarts.exited(e.name, e.detail);
     if (e.kind !== 'started') return;
+    await this.restarts.started(e.name);
     const pending = pendingChangesOf(this.config.stateDir)!;
-    if ((await pending.get(e.name)).length === 0) return;
-    await pending.remove(e.name);
+    if ((await pending.get(e.name)).length > 0) await pending.remove(e.name);
     await this.writeStatus();
   }
 
-  /** The domain is one of this instance's (as the last pass saw them). */
-  private async managed(domain: string): Promise<boolean> {
-    return [...this.status.values()].some((r) => r.item.domain === domain);
+  /** The entry of a domain of this instance (as the last pass saw them). */
+  private entryOf(domain: string): string | undefined {
+    for (const r of this.status.values()) if (r.item.domain === domain) return r.item.entry;
+    return undefined;
   }
 
   /** A step its pass stopped waiting for: the entry is left alone until it ends, then taken again. */
@@ -340,7 +366,7 @@ export class Daemon {
       const err = this.portFailures.get(r.item.entry);
       return err === undefined || !r.ok ? r : { ...r, ok: false, pending: false, error: err };
     });
-    return writeStatus(this.config.stateDir, shown.sort((a, b) => (a.item.entry < b.item.entry ? -1 : 1)));
+    return writeStatus(this.config.stateDir, shown.sort((a, b) => (a.item.entry < b.item.entry ? -1 : 1)), this.port);
   }
 }
 

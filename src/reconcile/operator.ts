@@ -16,6 +16,7 @@ import { parseDomainXml } from '../xml/parse.js';
 import { readInstanceId } from './instance.js';
 import { Markers } from './pending.js';
 import { STATUS_FILE } from './sync.js';
+import { restartRecordsOf } from './restarts.js';
 import { startChecked } from './start-check.js';
 import { stopDomain, type StopOutcome } from './stop.js';
 
@@ -42,6 +43,7 @@ export async function operatorStop(port: LibvirtPort, domain: string, opts: Oper
 export async function operatorStart(port: LibvirtPort, domain: string, opts: OperatorOptions): Promise<boolean> {
   await operatorStopsOf(opts.stateDir).remove(domain);
   if ((await port.state(domain)) === 'running') return false;
+  await restartRecordsOf(opts.stateDir).remove(domain); // an operator's start: the restart count begins again
   await startChecked(port, domain); // the one start every start is: checked, shim made ready
 
   opts.log.info('domain.started', { domain, reason: 'operator start' });

@@ -29,6 +29,7 @@ import { ensureInstanceId, readInstanceId } from './instance.js';
 import { HandEdits } from './hand-edits.js';
 import { PendingChanges, PendingStarts } from './pending.js';
 import { operatorStopsOf } from './operator.js';
+import { runtimesOf, type RuntimeStatus } from './runtime.js';
 import { computePlan, definitionChanges, type PlanItem } from './plan.js';
 import { collectImageBundles } from './collect.js';
 import { domainsOfScope, inspectSome, widenScope } from './scope.js';
@@ -366,7 +367,7 @@ export async function syncOnce(port: LibvirtPort, opts: SyncOptions): Promise<Sy
   const t0 = Date.now();
   const planned = await planFullPass(port, opts, true);
   const { results, collected } = await applyPass(port, opts, planned);
-  if (opts.stateDir !== undefined) await writeStatus(opts.stateDir, results);
+  if (opts.stateDir !== undefined) await writeStatus(opts.stateDir, results, port);
   const failed = results.filter((r) => !r.ok);
   const durationMs = Date.now() - t0;
   opts.log.info('sync.completed', {
@@ -378,7 +379,8 @@ export async function syncOnce(port: LibvirtPort, opts: SyncOptions): Promise<Sy
   return { plan: planned.plan, results, failed, collected, durationMs };
 }
 
-export interface EntryStatus {
+/** One entry in the status file: the last pass's outcome, and what its domain is doing (runtime.ts). */
+export interface EntryStatus extends RuntimeStatus {
   entry: string;
   domain: string;
   action: string;
@@ -390,13 +392,18 @@ export interface EntryStatus {
   at: string;
 }
 
-/** `<stateDir>/status.json`, replaced atomically and durably. */
-export async function writeStatus(stateDir: string, results: readonly ItemResult[]): Promise<void> {
+/**
+ * `<stateDir>/status.json`, replaced atomically and durably. With `port`, each domain's runtime
+ * status (state, exit code, restarts, since) is asked of libvirt and the state directory.
+ */
+export async function writeStatus(stateDir: string, results: readonly ItemResult[], port?: LibvirtPort): Promise<void> {
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   const at = new Date().toISOString();
   const pendingChanges = (await pendingChangesOf(stateDir)?.all()) ?? new Map<string, string[]>();
+  const runtimes = port === undefined ? new Map<string, RuntimeStatus>() : await runtimesOf(port, stateDir, results.map((r) => r.item.domain), new Set(pendingChanges.keys()));
   const entries: EntryStatus[] = results.map((r) => {
     const pendingChange = r.item.domain === '' ? undefined : pendingChanges.get(r.item.domain);
+    const runtime = runtimes.get(r.item.domain) ?? { state: r.item.domain === '' ? 'absent' : 'unknown', exitCode: null, signal: null, restarts: 0, since: null };
     return {
       entry: r.item.entry,
       domain: r.item.domain,
@@ -405,6 +412,7 @@ export async function writeStatus(stateDir: string, results: readonly ItemResult
       reason: r.item.reason,
       ...(r.error !== undefined ? { error: r.error } : {}),
       ...(pendingChange !== undefined ? { pendingChange } : {}),
+      ...runtime,
       at,
     };
   });

@@ -104,10 +104,10 @@ export async function applySettings(config: RuntimeConfig, s: EntrySettings, ctx
     annotations[`${RECORDED_PREFIX}${key}`] = typeof value === 'string' ? value : JSON.stringify(value);
     if (!inForce) notInForce.push(key);
   };
-  if (s.restart !== undefined) record('restart', s.restart);
   // in force through the annotations: a stop reads the stop policy back from the domain's metadata
   // (reconcile/stop.ts), the plan its update policy (reconcile/live.ts); the daemon forwards the ports of running domains (network/ports.ts)
-  for (const key of ['stopSignal', 'stopTimeout', 'publish', 'updatePolicy'] as const) if (s[key] !== undefined) record(key, s[key], true);
+  // and restarts them by their restart policy (reconcile/restarts.ts)
+  for (const key of ['stopSignal', 'stopTimeout', 'publish', 'updatePolicy', 'restart'] as const) if (s[key] !== undefined) record(key, s[key], true);
 
   const mounts: Mount[] = [];
   for (const [i, v] of (s.volumes ?? []).entries()) {

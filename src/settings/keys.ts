@@ -140,7 +140,8 @@ const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 **
 /** Below this, a container's init cannot even be set up. */
 export const MIN_MEMORY = 4 * 1024 ** 2;
 const MAX_MEMORY = 2 ** 53 - 1;
-const RESTART = /^(no|always|on-failure(:[1-9][0-9]{0,5})?)$/;
+/** A restart policy (reconcile/restarts.ts reads it from the domain). */
+export const RESTART = /^(no|always|on-failure(:[1-9][0-9]{0,5})?)$/;
 const SIGNAL = /^(SIG)?[A-Z][A-Z0-9+-]*$|^([1-9]|[1-5][0-9]|6[0-4])$/;
 export const VOLUME_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 /**
@@ -402,14 +403,14 @@ export const ENTRY_KEYS: readonly KeySpec[] = [
   },
   {
     key: 'restart',
-    effect: 'recorded',
+    effect: 'applied',
     check: (v, w) => {
       const s = text(v, w);
       if (!RESTART.test(s)) fail(w, 'must be "no", "always", "on-failure" or "on-failure:N"', v);
       return s;
     },
     schema: { type: 'string', pattern: '^(no|always|on-failure(:[1-9][0-9]{0,5})?)$' },
-    doc: 'Restart policy: `"no"`, `"always"`, `"on-failure"`, `"on-failure:N"`. Recorded, not yet in force.',
+    doc: 'Restart policy, over the daemon\'s `restartPolicy`: when the container\'s process ends by itself (its exit status, recorded by the init shim), `"always"` starts it again, `"on-failure"` unless it exited 0, `"on-failure:N"` at most N times in a row (then it stays stopped: `gave-up`), `"no"` never. Restarts back off (the daemon\'s `restartDelayMs`, doubled after each quick exit up to `restartMaxDelaySec`); `crashLoopRestarts` quick exits in a row make it `crash-looping` (restarted at the cap). A stop by an operator (`ocivirt stop`, `virsh shutdown`, `virsh destroy`) is never undone.',
     examples: ['always', 'on-failure:3'],
     refused: ['sometimes', 'on-failure:0', true],
   },

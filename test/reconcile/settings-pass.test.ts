@@ -50,11 +50,11 @@ function imageLayout(dir: string): string {
 test('a bundle with settings: they win over config.json; recorded keys are said; a change redefines', async () => {
   const { spool, opts, port } = setup();
   writeMinimalBundle(join(spool, 'web'));
-  settings(spool, 'web.ocivirt.json', { command: ['/bin/sh', 'from-settings'], env: { GREETING: 'hi' }, memory: '64M', restart: 'always' });
+  settings(spool, 'web.ocivirt.json', { command: ['/bin/sh', 'from-settings'], env: { GREETING: 'hi' }, memory: '64M', restart: 'always', pids: 64 });
   const r = await syncOnce(port, opts);
   assert.equal(r.failed.map((f) => f.error), []);
   assert.equal(r.plan.map((i) => `${i.action} ${i.domain}`), ['create web']);
-  assert.match(r.plan[0]!.reason, /settings recorded, not yet in force: restart$/);
+  assert.match(r.plan[0]!.reason, /settings recorded, not yet in force: pids$/);
   const d = domainOf(port, 'web');
   assert.equal(d.os.initargs, ['from-settings']);
   assert.ok(d.os.initenv.some((e) => e.name === 'GREETING' && e.value === 'hi'));
@@ -62,12 +62,12 @@ test('a bundle with settings: they win over config.json; recorded keys are said;
   assert.ok(d.metadata.ours!.annotations.some((a) => a.key === 'org.ocivirt.settings.restart' && a.value === 'always'));
 
   assert.equal((await syncOnce(port, opts)).plan.map((i) => i.action), ['nothing']);
-  settings(spool, 'web.ocivirt.json', { command: ['/bin/sh', 'changed'], env: { GREETING: 'hi' }, memory: '64M', restart: 'always' });
+  settings(spool, 'web.ocivirt.json', { command: ['/bin/sh', 'changed'], env: { GREETING: 'hi' }, memory: '64M', restart: 'always', pids: 64 });
   const changed = await syncOnce(port, opts);
   assert.equal(changed.plan.map((i) => i.action), ['update']);
   assert.equal(domainOf(port, 'web').os.initargs, ['changed']);
   // a settings file that changes nothing in the config still changes the desired digest
-  settings(spool, 'web.ocivirt.json', { command: ['/bin/sh', 'changed'], env: { GREETING: 'hi' }, memory: '64M', restart: 'no' });
+  settings(spool, 'web.ocivirt.json', { command: ['/bin/sh', 'changed'], env: { GREETING: 'hi' }, memory: '64M', restart: 'no', pids: 64 });
   assert.equal((await syncOnce(port, opts)).plan.map((i) => i.action), ['update']);
   rmSync(join(spool, 'web.ocivirt.json'));
   assert.equal((await syncOnce(port, opts)).plan.map((i) => i.action), ['update']);
