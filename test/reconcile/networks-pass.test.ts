@@ -43,12 +43,12 @@ test('settings networks: interfaces with addresses, in force, stable over passes
   bundle(join(spool, 'a'));
   bundle(join(spool, 'b'));
   settings(spool, 'a.ocivirt.json', { networks: [{ network: 'lan', ip: '10.77.0.50/24' }] });
-  settings(spool, 'b.ocivirt.json', { networks: ['lan'], restart: 'always' });
+  settings(spool, 'b.ocivirt.json', { networks: ['lan'], pids: 64 });
   const r = await syncOnce(port, opts);
   assert.equal(r.failed.map((f) => f.error), []);
   assert.equal(r.plan.map((i) => `${i.action} ${i.domain}`), ['create a', 'create b']);
   assert.not.match(r.plan[0]!.reason, /not yet in force/);
-  assert.match(r.plan[1]!.reason, /not yet in force: restart$/);
+  assert.match(r.plan[1]!.reason, /not yet in force: pids$/);
   const ifs = (name: string) => parseDomainXml(port.domains.get(name)!.xml!).devices.interfaces.map((i) => [i.source?.network, i.ips[0]?.address, i.routes[0]?.gateway]);
   assert.equal(ifs('a'), [['lan', '10.77.0.50', '10.77.0.1']]);
   assert.equal(ifs('b'), [['lan', '10.77.0.2', '10.77.0.1']]);

@@ -106,7 +106,7 @@ test('workdir, hostname, memory, cpus, pids, start, annotations', async () => {
   assert.equal(other.notInForce, ['hostname', 'pids']);
 });
 
-test('restart is recorded, not in force; stopSignal, stopTimeout and publish are recorded and in force (the stop and the daemon read them back); networks and named volumes are left to later steps', async () => {
+test('restart, stopSignal, stopTimeout and publish are recorded and in force (the restart supervisor, the stop and the daemon read them back); networks and named volumes are left to later steps', async () => {
   const r = await apply({
     restart: 'on-failure:3',
     stopSignal: 'SIGQUIT',
@@ -115,7 +115,7 @@ test('restart is recorded, not in force; stopSignal, stopTimeout and publish are
     publish: ['8080:80'],
     volumes: ['cache:/var/cache:ro'],
   });
-  assert.equal(r.notInForce, ['restart']);
+  assert.equal(r.notInForce, []);
   assert.is(r.config.annotations!['org.ocivirt.settings.stopSignal'], 'SIGQUIT');
   assert.is(r.config.annotations!['org.ocivirt.settings.publish'], JSON.stringify([{ hostPort: 8080, port: 80, protocol: 'tcp' }]));
   const a = r.config.annotations!;
