@@ -286,8 +286,9 @@ export class Daemon {
       this.status.set(s.entry, { item: { entry: s.entry, domain: s.domain, action: 'nothing', reason }, ok: true, attempts: 0, pending: true });
     }
     if (looked === 'all' || results.some((r) => r.ok && r.item.action !== 'nothing' && r.item.action !== 'fail')) await this.rebuildPorts();
-    // exits nobody heard (the daemon was not running), restarts planned before a daemon restart
-    if (looked === 'all') await this.restarts.reconcile(new Set([...this.status.values()].map((r) => r.item.domain).filter((d) => d !== '')));
+    // exits nobody heard (the daemon was not running, or the pass had not finished), restarts planned before a daemon restart
+    const domains = results.filter((r) => r.ok && r.item.domain !== '' && !(r.item.action === 'delete')).map((r) => r.item.domain);
+    await this.restarts.reconcile(new Set(domains), looked === 'all');
     await this.writeStatus();
     const failed = results.filter((r) => !r.ok).length;
     const mem = process.memoryUsage();
@@ -324,6 +325,8 @@ export class Daemon {
   /** The entry of a domain of this instance (as the last pass saw them). */
   private entryOf(domain: string): string | undefined {
     for (const r of this.status.values()) if (r.item.domain === domain) return r.item.entry;
+    // a domain the running pass is making (its first start can end before the pass does)
+    for (const [entry, name] of this.known) if (name === domain) return entry;
     return undefined;
   }
 

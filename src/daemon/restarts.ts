@@ -93,11 +93,12 @@ export class RestartSupervisor {
   }
 
   /**
-   * After a full pass over `domains` (this instance's): restarts planned before a daemon restart
-   * are armed again, exits nobody heard are dealt with, records of domains gone are dropped.
+   * After a pass over `domains` (this instance's): restarts planned before a daemon restart are
+   * armed again, exits nobody heard are dealt with; after a full one (`all`: every domain of this
+   * instance), records of domains gone are dropped.
    */
-  async reconcile(domains: ReadonlySet<string>): Promise<void> {
-    for (const name of await this.records.list()) if (!domains.has(name)) await this.serial(name, () => this.records.remove(name));
+  async reconcile(domains: ReadonlySet<string>, all = true): Promise<void> {
+    if (all) for (const name of await this.records.list()) if (!domains.has(name)) await this.serial(name, () => this.records.remove(name));
     for (const domain of domains) {
       if (this.stopped) return;
       if (this.timers.has(domain)) continue;
@@ -132,13 +133,15 @@ export class RestartSupervisor {
     const done = (r: RestartRecord) => this.records.put(domain, { ...r, handled: ps.at });
     const exit = exitOf(ps.state);
     const exitFields = exit === undefined ? {} : exit.setupFailed !== undefined ? { setupFailed: exit.setupFailed } : exit.exitCode !== null ? { exitCode: exit.exitCode } : { signal: exit.signal };
-    if (this.o.locks.busy(domain)) {
+    // every stop is a signal through libvirt (the shim records it) or a destroy; an end without
+    // either is the process's own, whatever ocivirt was doing with the domain meanwhile
+    const fromOutside = ps.outsideSignal !== undefined || detail === 'destroyed' || exit === undefined;
+    if (fromOutside && this.o.locks.busy(domain)) {
       // ocivirt's own stop (an update, a removal): it says what it did (domain.stopped)
       await done({ ...rec, ...(exit !== undefined ? { exit } : {}) });
       return;
     }
-    const byProcess = ps.outsideSignal === undefined && detail !== 'destroyed' && exit !== undefined;
-    if (!byProcess || (await this.held.has(domain))) {
+    if (fromOutside || (await this.held.has(domain))) {
       // an operator's stop, or an end nobody recorded (a destroy, the host going down): left stopped
       if (!(await this.held.has(domain)) && ps.outsideSignal !== undefined) {
         await this.held.add(domain);

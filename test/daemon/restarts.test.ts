@@ -224,12 +224,17 @@ test('stops from outside are respected: virsh shutdown (outside-signal) is held,
   assert.equal((await run(v.stateDir, v.port)).state, 'stopped');
 });
 
-test('ocivirt\'s own stop (its lock held: an update, a removal) is not restarted nor held', async () => {
+test('ocivirt\'s own stop (its lock held: an update, a removal) is not restarted nor held; an exit meanwhile is', async () => {
   const t = await setup('always');
   await t.locks.run('web', () => t.processEnds('exited 0\noutside-signal 15\n'));
   await t.sup().idle();
   assert.is(t.clock.nextIn(), undefined);
   assert.not.ok(await operatorStopsOf(t.stateDir).has('web'));
+  // the process ending by itself while ocivirt holds the lock for something else is its own exit
+  const u = await setup('always');
+  await u.locks.run('web', () => u.processEnds('exited 3\n'));
+  await u.sup().idle();
+  assert.is(u.clock.nextIn(), 1000);
 });
 
 test('the restart record survives a daemon restart: the planned restart is armed again by the pass', async () => {
