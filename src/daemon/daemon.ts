@@ -310,6 +310,8 @@ export class Daemon {
    * ocivirt did not make is an operator's stop; a stop goes to the restart supervisor.
    */
   private async lifecycle(e: PortEvent): Promise<void> {
+    // events were lost while the connection was down: a full pass finds the exits among them
+    if (!this.stopping && e.type === 'resubscribed') this.queue.addFull();
     if (this.stopping || e.type !== 'lifecycle' || this.entryOf(e.name) === undefined) return;
     const held = await heardLifecycle(this.port, operatorStopsOf(this.config.stateDir), e, (d) => this.locks.busy(d));
     if (held === 'held') this.log.info('domain.held', { domain: e.name, reason: 'destroyed by an operator: left stopped until started (ocivirt start, virsh start)' });
