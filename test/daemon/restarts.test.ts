@@ -7,7 +7,7 @@
  * stops are never undone; the record survives a daemon restart; exits nobody heard are found by the
  * pass; `status` (runtime.ts) tells each state. The status file is the container's: hostile forms.
  */
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -122,12 +122,16 @@ test('setup-failed: the shim\'s reason is read from the container log', async ()
 });
 
 test('exit 3 under policy no: exitCode 3, state exited, not restarted', async () => {
-  const { stateDir, port, processEnds, named, starts, clock } = await setup();
+  const { stateDir, port, processEnds, named, starts, clock, opts } = await setup();
   const before = starts();
   await processEnds('exited 3\n');
   const r = await run(stateDir, port);
   assert.equal([r.state, r.exitCode, r.restarts], ['exited', 3, 0]);
   assert.ok(r.since);
+  // the status file (status --json) has them under these names; a pass does not start it again
+  await syncOnce(port, opts);
+  const shown = (JSON.parse(readFileSync(join(stateDir, 'status.json'), 'utf8')) as { entries: Record<string, unknown>[] }).entries;
+  assert.equal(shown.map((e) => [e.entry, e.domain, e.state, e.exitCode, e.signal, e.restarts, typeof e.since]), [['web', 'web', 'exited', 3, null, 0, 'string']]);
   assert.equal(named('domain.exited').map((e) => [e.exitCode, e.by]), [[3, 'process']]);
   await clock.advance(10 * 60_000);
   assert.is(starts(), before);
