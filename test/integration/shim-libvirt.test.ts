@@ -3,12 +3,14 @@
  * domains on the real libvirtd, each running its process through /.ocivirt/init. Inside: the
  * default seccomp profile (containers-common's, as podman writes it into config.json for x86_64,
  * fixtures/default-seccomp.json) and a hand-made one with argument conditions block with the
- * profile's errno and allow the rest; NoNewPrivs, rlimits, oom_score_adj, groups, umask, the five
+ * profile's errno and allow the rest (seen exactly through a raw system call made by a static probe,
+ * fixtures/syscall-probe.c, built here); NoNewPrivs, rlimits, oom_score_adj, groups, umask, the five
  * capability sets and env values libvirt cannot carry are what the config says. A shim step that
  * fails runs no process and records setup-failed; an exit code is recorded. Domains are named
  * ocivirt-test-shim-<pid>-… and removed afterwards, whatever happens.
  */
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -21,14 +23,18 @@ import { captureLog } from '../helpers/log.js';
 import { TEST_PREFIX, TEST_URI, buildBusyboxRootfs, cleanupDomains, domainState, enterNamespace, makeTempDir, removeTempDir, virsh } from '../helpers/libvirt.js';
 
 const PREFIX = `${TEST_PREFIX}shim-${process.pid}-`;
-const DEFAULT_PROFILE = JSON.parse(readFileSync(new URL('../../../test/shim/fixtures/default-seccomp.json', import.meta.url), 'utf8')) as Record<string, unknown>;
+const FIXTURES = new URL('../../../test/shim/fixtures/', import.meta.url).pathname;
+const DEFAULT_PROFILE = JSON.parse(readFileSync(join(FIXTURES, 'default-seccomp.json'), 'utf8')) as Record<string, unknown>;
 let tmp = '';
+let syscallProbe = '';
 let port: LibvirtPort;
 const dom = (entry: string) => `${PREFIX}${entry}`;
 
 test.before(async () => {
   cleanupDomains(PREFIX);
   tmp = makeTempDir('shim');
+  syscallProbe = join(tmp, 'syscall-probe');
+  execFileSync('cc', ['-std=c11', '-O2', '-static', '-o', syscallProbe, join(FIXTURES, 'syscall-probe.c')]);
   port = await connectLibvirt(TEST_URI);
 });
 
@@ -41,6 +47,8 @@ test.after(async () => {
 function bundle(spool: string, name: string, process: Record<string, unknown>, linux: Record<string, unknown> = {}): void {
   const dir = join(spool, name);
   buildBusyboxRootfs(join(dir, 'rootfs'));
+  copyFileSync(syscallProbe, join(dir, 'rootfs', 'bin', 'syscall-probe'));
+  chmodSync(join(dir, 'rootfs', 'bin', 'syscall-probe'), 0o755);
   chmodSync(join(dir, 'rootfs', 'tmp'), 0o1777); // the probe writes there as uid 1000
   const config = {
     ociVersion: '1.0.2',
@@ -88,6 +96,11 @@ async function until<T>(fn: () => T | undefined, what: string | (() => string), 
   }
 }
 
+/** A script line: one raw system call by the probe, its outcome ("ok RET" / "errno N") kept under `label` in /tmp/probes. */
+const rawCall = (label: string, call: string) => `echo "${label} $(syscall-probe ${call})" >> /tmp/probes`;
+/** label -> 'ok' or 'errno N', from the probes file (a call's return value, e.g. an fd number, is left out). */
+const probes = (text: string) => Object.fromEntries(text.trim().split('\n').map((l) => [l.split(' ')[0]!, l.split(' ').slice(1).join(' ').replace(/^ok -?\d+$/, 'ok')]));
+
 const line = (text: string, key: string) => text.split('\n').find((l) => l.startsWith(`${key}:`))?.split(':')[1]?.trim();
 const capNames = (hex: string | undefined) => BigInt(`0x${hex ?? '0'}`);
 
@@ -105,6 +118,9 @@ test('the process runs under the shim as the config says: seccomp, no_new_privs,
     'id > /tmp/id',
     'kill -0 $$ && echo kill0-ok > /tmp/kill',
     'kill -USR2 $$ >> /tmp/kill 2>&1 || echo kill-usr2-refused >> /tmp/kill',
+    rawCall('inet-dgram', 'socket 2 0x80002 0'), // AF_INET, SOCK_DGRAM|SOCK_CLOEXEC
+    rawCall('inet-stream', 'socket 2 1 0'),
+    rawCall('unix-dgram', 'socket 1 2 0'),
     'echo done > /tmp/done',
     'exec sleep 300',
   ].join('\n');
@@ -118,7 +134,15 @@ test('the process runs under the shim as the config says: seccomp, no_new_privs,
     capabilities: { bounding: ['CAP_KILL', 'CAP_CHOWN'], effective: ['CAP_KILL'], permitted: ['CAP_KILL'], inheritable: ['CAP_KILL'], ambient: ['CAP_KILL'] },
   }, {
     // SIGUSR2 (12) to any process fails with EDQUOT (122); every other kill is allowed
-    seccomp: { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['kill'], action: 'SCMP_ACT_ERRNO', errnoRet: 122, args: [{ index: 1, value: 12, op: 'SCMP_CMP_EQ' }] }] },
+    // an IPv4 datagram socket, whatever its flags (mask 0xf on the type), fails with EPROTO (71):
+    // both conditions must hold, so a stream socket and a unix datagram socket work
+    seccomp: {
+      defaultAction: 'SCMP_ACT_ALLOW',
+      syscalls: [
+        { names: ['kill'], action: 'SCMP_ACT_ERRNO', errnoRet: 122, args: [{ index: 1, value: 12, op: 'SCMP_CMP_EQ' }] },
+        { names: ['socket'], action: 'SCMP_ACT_ERRNO', errnoRet: 71, args: [{ index: 0, value: 2, op: 'SCMP_CMP_EQ' }, { index: 1, value: 0xf, valueTwo: 2, op: 'SCMP_CMP_MASKED_EQ' }] },
+      ],
+    },
   });
   await sync(spool, state);
   const name = dom('probe');
@@ -147,6 +171,7 @@ test('the process runs under the shim as the config says: seccomp, no_new_privs,
   const kill = cat('/tmp/kill');
   assert.match(kill, /kill0-ok/);
   assert.match(kill, /Disk quota exceeded/, `the profile's errno: ${kill}`);
+  assert.equal(probes(cat('/tmp/probes')), { 'inet-dgram': 'errno 71', 'inet-stream': 'ok', 'unix-dgram': 'ok' });
   // the shim is PID 1 and stays; its status file says running
   assert.equal(enterNamespace(name, ['/bin/cat', '/proc/1/cmdline']).split('\0').slice(0, 2), ['/.ocivirt/init', '/.ocivirt/spec']);
   assert.is(statusOf(state, 'probe'), 'running\n');
@@ -159,6 +184,12 @@ test('the default seccomp profile: what it does not allow fails with its errno, 
     'exec 2>&1',
     'chroot / /bin/true > /tmp/chroot 2>&1; echo "rc=$?" >> /tmp/chroot',
     'mkdir /tmp/made && echo mkdir-ok > /tmp/mkdir',
+    rawCall('chroot', 'chroot s:/'), // the profile's ERRNO 1 list
+    rawCall('personality-linux32', 'personality 8'), // allowed for these argument values only
+    rawCall('personality-other', 'personality 0x40008'), // PER_LINUX32|ADDR_NO_RANDOMIZE: the default errno, ENOSYS
+    rawCall('add_key', 'add_key'), // in no rule: the default errno
+    rawCall('netlink-audit', 'socket 16 3 9'), // AF_NETLINK, SOCK_RAW, NETLINK_AUDIT: the profile's EINVAL
+    rawCall('netlink-route', 'socket 16 3 0'),
     'cat /proc/self/status > /tmp/status',
     'echo done > /tmp/done',
     'exec sleep 300',
@@ -176,6 +207,14 @@ test('the default seccomp profile: what it does not allow fails with its errno, 
   assert.match(cat('/tmp/chroot'), /Operation not permitted/, cat('/tmp/chroot'));
   assert.match(cat('/tmp/chroot'), /rc=1/);
   assert.is(cat('/tmp/mkdir').trim(), 'mkdir-ok');
+  assert.equal(probes(cat('/tmp/probes')), {
+    chroot: 'errno 1',
+    'personality-linux32': 'ok',
+    'personality-other': 'errno 38',
+    add_key: 'errno 38',
+    'netlink-audit': 'errno 22',
+    'netlink-route': 'ok',
+  });
   const status = cat('/tmp/status');
   assert.is(line(status, 'Seccomp'), '2');
   assert.is(line(status, 'NoNewPrivs'), '0');
@@ -188,13 +227,14 @@ test('a shim step that fails runs no process and records setup-failed; an exit c
   const spool = join(tmp, 'spool-exit');
   const state = join(tmp, 'state-exit');
   bundle(spool, 'fails', { args: ['sh', '-c', 'touch /tmp/ran; sleep 300'] }, { sysctl: { 'net.ipv4.no_such_key': '1' } });
-  bundle(spool, 'exits', { args: ['sh', '-c', 'exit 3'] });
+  bundle(spool, 'exits', { args: ['sh', '-c', 'touch /tmp/ran; exit 3'] });
   await sync(spool, state);
   await until(() => (domainState(dom('fails')) === 'shut off' ? true : undefined), 'fails shut off');
   await until(() => (domainState(dom('exits')) === 'shut off' ? true : undefined), 'exits shut off');
   assert.is(statusOf(state, 'fails'), 'setup-failed\n');
   assert.ok(existsSync(join(rootfsOf('fails'), 'tmp')), 'the root the container ran from');
   assert.not.ok(existsSync(join(rootfsOf('fails'), 'tmp', 'ran')), 'the process ran');
+  assert.ok(existsSync(join(rootfsOf('exits'), 'tmp', 'ran')), 'where a process that runs leaves its mark');
   assert.is(statusOf(state, 'exits'), 'exited 3\n');
   // undefined with its entry: the directory goes too
   removeTempDir(join(spool, 'exits'));
