@@ -2,8 +2,10 @@
  * Live updates on the real libvirtd, through the real daemon (default `updatePolicy: live`): a
  * running busybox container's memory limit changed in its settings file is in the container's own
  * cgroup (memory.max or memory.limit_in_bytes, read inside it) and in `virsh memtune` without a
- * restart: the same init pid before and after, no second `domain.started`. An env change then waits
- * for the next start: `domain.updated` says it is pending, `status.json` shows `pendingChange`.
+ * restart: the same init pid before and after, no second `domain.started`. The container runs its
+ * process through ocivirt's init shim (pid 1 inside is /.ocivirt/init). An env change then waits for
+ * the next start (the new definition mounts a new shim directory, whose spec has it):
+ * `domain.updated` says it is pending in the converter's terms, `status.json` shows `pendingChange`.
  * Domains are named ocivirt-test-live-<pid>-… and removed afterwards, whatever happens.
  */
 import { readFileSync, renameSync } from 'node:fs';
@@ -11,7 +13,9 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { busyboxLayerEntries, ImageBuilder, writeFiles } from '../image/fixtures.js';
-import { TEST_PREFIX, cleanupDomains, initPidOf, makeTempDir, memoryLimitInside, removeTempDir, virsh } from '../helpers/libvirt.js';
+import { SHIM_INIT, SHIM_MOUNT } from '../../src/shim/domain.js';
+import { parseDomainXml } from '../../src/xml/parse.js';
+import { TEST_PREFIX, cleanupDomains, initPidOf, makeTempDir, memoryLimitInside, pid1Inside, removeTempDir, virsh } from '../helpers/libvirt.js';
 import { DaemonProcess, daemonDirs, putSpoolJson, writeConfig, type DaemonDirs } from '../daemon/harness.js';
 
 const PREFIX = `${TEST_PREFIX}live-${process.pid}-`;
@@ -37,6 +41,9 @@ test.after(async () => {
 
 const putSettings = (file: string, value: unknown) => putSpoolJson(dirs, file, value);
 
+/** The host directory the definition (running, or the next start's) mounts at /.ocivirt. */
+const shimDirOf = (...flags: string[]) => parseDomainXml(virsh('dumpxml', name, ...flags)).devices.filesystems.find((f) => f.target === SHIM_MOUNT)?.source.dir;
+
 /** `virsh memtune --live`'s hard_limit in KiB. */
 function liveHardLimitKiB(): number {
   const line = virsh('memtune', name, '--live').split('\n').find((l) => l.trim().startsWith('hard_limit'));
@@ -55,6 +62,7 @@ test('a memory limit changed in the spool is in the running container\'s cgroup 
   daemon = await DaemonProcess.start(configFile);
   await daemon.waitFor((e) => e.event === 'domain.started' && e.domain === name, 120_000, 'started');
   assert.is(memoryLimitInside(name), 64 * 1024 * 1024);
+  assert.is(pid1Inside(name)[0], SHIM_INIT, 'the process runs through the init shim');
   const pid = initPidOf(name);
 
   let from = daemon.lines.length;
@@ -72,6 +80,8 @@ test('a memory limit changed in the spool is in the running container\'s cgroup 
   putSettings('web.ocivirt.json', { image: 'base', memory: '128M', env: { MODE: 'two' }, start: true });
   const pending = await daemon.waitFor((e) => e.event === 'domain.updated' && e.domain === name, 60_000, 'updated with env', from);
   assert.equal(pending.pending, ['os.initenv']);
+  const [running, next] = [shimDirOf(), shimDirOf('--inactive')];
+  assert.ok(running !== undefined && next !== undefined && running !== next, `the next start's shim directory: ${String(running)} -> ${String(next)}`);
   await daemon.waitFor((e) => e.event === 'sync.completed', 30_000, 'status written', daemon.lines.indexOf(pending));
   const status = JSON.parse(readFileSync(join(dirs.state, 'status.json'), 'utf8')) as { entries: { entry: string; result: string; pendingChange?: string[] }[] };
   const web = status.entries.find((e) => e.entry === 'web.ocivirt.json');
