@@ -3,7 +3,8 @@
  * `concurrency` domains at once; a failing item is retried with backoff and then reported,
  * never blocking the others. Items that stop a domain (removals, and updates under the `restart`
  * policy) mostly wait for it to shut off: they run in a pool of their own, all at once (up to
- * STOP_CONCURRENCY), so a container that takes its whole stop timeout delays no other.
+ * STOP_CONCURRENCY), so a container that takes its whole stop timeout delays no other; with a step
+ * budget (the daemon) the pass does not wait for them either.
  */
 import { sleep, systemClock, type Clock } from '../clock.js';
 import type { UpdatePolicy } from '../config/index.js';
@@ -86,18 +87,22 @@ export async function applyPlan(port: LibvirtPort, plan: readonly PlanItem[], op
   const stopping: number[] = [];
   const others: number[] = [];
   for (const [i, item] of plan.entries()) (stops(item, opts) ? stopping : others).push(i);
-  const pool = async (indices: number[], width: number) => {
+  const pool = async (indices: number[], width: number, itemOpts: ApplyOptions) => {
     let next = 0;
     await Promise.all(
       Array.from({ length: Math.min(width, indices.length) }, async () => {
         while (next < indices.length) {
           const i = indices[next++]!;
-          results[i] = await boundedItem(port, plan[i]!, opts, locks);
+          results[i] = await boundedItem(port, plan[i]!, itemOpts, locks);
         }
       }),
     );
   };
-  await Promise.all([pool(others, opts.concurrency ?? 4), pool(stopping, Math.max(STOP_CONCURRENCY, opts.concurrency ?? 4))]);
+  // With a step budget (the daemon) the pass does not wait for a stop at all: it goes on at once
+  // and the next pass reads the outcome, so a removal that comes a moment later (in the next pass)
+  // is not held up by the stop timeouts of this one's.
+  const stopOpts = opts.steps === undefined ? opts : { ...opts, steps: { ...opts.steps, patienceMs: 0 } };
+  await Promise.all([pool(others, opts.concurrency ?? 4, opts), pool(stopping, Math.max(STOP_CONCURRENCY, opts.concurrency ?? 4), stopOpts)]);
   return results;
 }
 

@@ -1,6 +1,10 @@
 /**
  * Stopping a domain as its image asks: the stop signal goes to the container's init (pid 1), the
- * domain gets its stop timeout to shut off, and is destroyed after it (logged as forced).
+ * domain gets its stop timeout to shut off, and is killed after it (logged as forced): SIGKILL to
+ * its init, whose pid namespace dies with it, then libvirt's destroy if it is still not down.
+ * SIGKILL first because libvirt-lxc's destroy spends its first ~2 s sending SIGTERM once more to
+ * every process of the container's cgroup (which a stubborn container ignores) while it holds a
+ * libvirtd worker and one of ours: twenty stubborn removals would queue on those.
  *
  * The policy is read from the definition the domain runs with (its ocivirt metadata):
  *   signal:  the entry's settings `stopSignal` (org.ocivirt.settings.stopSignal), else the image's
@@ -23,6 +27,8 @@ export const SETTINGS_STOP_TIMEOUT_ANNOTATION = `${RECORDED_PREFIX}stopTimeout`;
 const DEFAULT_SIGNAL: NodeJS.Signals = 'SIGTERM';
 /** How often the domain's state is checked while it has time to stop. */
 export const STOP_POLL_MS = 100;
+/** How long a domain whose init got SIGKILL has to shut off before it is destroyed. */
+export const KILL_GRACE_MS = 2_000;
 
 /** Signals by their Linux number (index + 1); libvirt's VIR_DOMAIN_PROCESS_SIGNAL_* has each. */
 const SIGNALS = [
@@ -107,6 +113,28 @@ export interface StopOutcome {
   ms: number;
 }
 
+/** Polls until `name` is down (true) or `ms` have passed (false). */
+async function shutOffWithin(port: LibvirtPort, name: string, ms: number, clock: Clock, signal: AbortSignal | undefined): Promise<boolean> {
+  const deadline = clock.now() + ms;
+  for (;;) {
+    if (down(await stateOrGone(port, name))) return true;
+    const left = deadline - clock.now();
+    if (left <= 0) return false;
+    await sleep(clock, Math.min(STOP_POLL_MS, left), signal);
+  }
+}
+
+/** SIGKILL to the init; true when the domain is down within KILL_GRACE_MS of it. */
+async function killed(port: LibvirtPort, name: string, clock: Clock, signal: AbortSignal | undefined): Promise<boolean> {
+  try {
+    await port.sendSignal(name, 'SIGKILL');
+  } catch (e) {
+    if (e instanceof LibvirtUnavailableError) throw e;
+    return down(await stateOrGone(port, name)); // down meanwhile, or refused: destroy decides
+  }
+  return shutOffWithin(port, name, KILL_GRACE_MS, clock, signal);
+}
+
 /** A domain undefined while running is transient and vanishes when it stops: that is stopped too. */
 async function stateOrGone(port: LibvirtPort, name: string): Promise<DomainState | 'gone'> {
   try {
@@ -120,7 +148,7 @@ async function stateOrGone(port: LibvirtPort, name: string): Promise<DomainState
 const down = (s: DomainState | 'gone') => s === 'shutoff' || s === 'gone';
 
 /**
- * Stops `name` by its policy: signal, up to the timeout for it to shut off, then destroy.
+ * Stops `name` by its policy: signal, up to the timeout for it to shut off, then SIGKILL and destroy.
  * Logs `domain.stopped` { domain, signal, forced, ms } when it was running.
  */
 export async function stopDomain(port: LibvirtPort, name: string, opts: StopOptions): Promise<StopOutcome> {
@@ -143,19 +171,9 @@ export async function stopDomain(port: LibvirtPort, name: string, opts: StopOpti
     delivered = false; // stopped meanwhile, or the signal was refused: destroy decides below
   }
   opts.log.debug('domain.stopping', { ...opts.fields, domain: name, signal: policy.signal, from: policy.from, timeoutMs: policy.timeoutMs });
-  const deadline = t0 + policy.timeoutMs;
-  let forced = true;
-  for (;;) {
-    if (down(await stateOrGone(port, name))) {
-      forced = false;
-      break;
-    }
-    if (!delivered) break;
-    const left = deadline - clock.now();
-    if (left <= 0) break;
-    await sleep(clock, Math.min(STOP_POLL_MS, left), opts.signal);
-  }
-  if (forced) {
+  // not delivered: no wait, only a look (it may have stopped meanwhile)
+  let forced = !(await shutOffWithin(port, name, delivered ? policy.timeoutMs : 0, clock, opts.signal));
+  if (forced && !(await killed(port, name, clock, opts.signal))) {
     try {
       await port.destroy(name);
     } catch (e) {
@@ -166,7 +184,7 @@ export async function stopDomain(port: LibvirtPort, name: string, opts: StopOpti
   const ms = clock.now() - t0;
   const fields = { ...opts.fields, domain: name, signal: policy.signal, forced, ms };
   if (forced)
-    opts.log.warn('domain.stopped', fields, `${name} did not stop within ${policy.timeoutMs} ms of ${policy.signal}${delivered ? '' : ' (the signal was not delivered)'}; destroyed`);
+    opts.log.warn('domain.stopped', fields, `${name} did not stop within ${policy.timeoutMs} ms of ${policy.signal}${delivered ? '' : ' (the signal was not delivered)'}; killed`);
   else opts.log.info('domain.stopped', fields);
   return { stopped: true, signal: policy.signal, forced, ms };
 }

@@ -40,6 +40,8 @@ export interface FakeDomain {
   ignoresShutdown?: boolean;
   /** The signals its init stops on (shut off as the signal arrives); undefined: every signal. SIGKILL always stops it. */
   stopsOn?: NodeJS.Signals[];
+  /** Not even SIGKILL stops it (an init stuck in the kernel): only destroy does. */
+  survivesKill?: boolean;
   /** Signals sent to its init, in order. */
   signals?: NodeJS.Signals[];
   /** Tuning by family, one set for the running domain and one for its definition. */
@@ -244,7 +246,7 @@ export class FakeLibvirt implements LibvirtPort {
       const d = this.get(`signal ${signal} to`, name);
       if (d.state !== 'running') throw new Error(`signal ${signal} to ${name}: Requested operation is not valid: domain is not running`);
       (d.signals ??= []).push(signal);
-      const stops = signal === 'SIGKILL' || (!d.ignoresShutdown && (d.stopsOn === undefined || d.stopsOn.includes(signal)));
+      const stops = (signal === 'SIGKILL' && d.survivesKill !== true) || (!d.ignoresShutdown && (d.stopsOn === undefined || d.stopsOn.includes(signal)));
       if (stops) this.halt(d, 'shutdown');
     });
   }

@@ -1,14 +1,14 @@
 /**
  * Stopping as the image asks (reconcile/stop.ts) on the in-memory libvirt and the fake clock: the
  * signal chosen (settings > image > SIGTERM), an unknown one replaced and warned about, the stop
- * timeout then destroy (forced: true), a graceful stop (forced: false), and stops of different
- * domains in one pass running at once.
+ * timeout then SIGKILL, destroy when even that fails (forced: true), a graceful stop (forced: false),
+ * stops of different domains in one pass running at once, and a daemon's pass not waiting for them.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { applyPlan, type ApplyOptions } from '../../src/reconcile/apply.js';
 import type { PlanItem } from '../../src/reconcile/plan.js';
-import { signalOf, stopPolicyOf } from '../../src/reconcile/stop.js';
+import { KILL_GRACE_MS, signalOf, stopPolicyOf } from '../../src/reconcile/stop.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { FakeLibvirt } from '../helpers/fake-libvirt.js';
 import { captureLog } from '../helpers/log.js';
@@ -88,23 +88,38 @@ test('the settings\' stopSignal wins over the image\'s', async () => {
   assert.equal(named('domain.stopped').map((e) => [e.signal, e.forced]), [['SIGUSR1', false]]);
 });
 
-test('stubborn: the signal is ignored; destroyed once the settings\' stopTimeout has passed on the clock, logged forced (warn)', async () => {
+test('stubborn: the signal is ignored; killed (SIGKILL to its init) once the settings\' stopTimeout has passed on the clock, logged forced (warn)', async () => {
   const { clock, port, opts, named } = setup();
   const xml = xmlOf('a', { [TIMEOUT]: '2' });
   const d = port.add({ name: 'a', xml, liveXml: xml, state: 'running', ignoresShutdown: true });
   const done = applyPlan(port, [remove('a')], opts);
   await clock.advance(1_900);
-  assert.is(d.state, 'running', 'destroyed before its timeout');
-  assert.is(port.count('destroy'), 0);
+  assert.is(d.state, 'running', 'killed before its timeout');
+  assert.equal(d.signals, ['SIGTERM']);
   await clock.advance(200);
   const [r] = await done;
   assert.ok(r!.ok);
-  assert.equal(d.signals, ['SIGTERM']);
-  assert.is(port.count('destroy'), 1);
+  assert.equal(d.signals, ['SIGTERM', 'SIGKILL']);
+  assert.is(port.count('destroy'), 0, 'down with its init: nothing left to destroy');
   assert.not.ok(port.domains.has('a'));
   const [stopped] = named('domain.stopped');
   assert.equal([stopped!.level, stopped!.signal, stopped!.forced], ['warn', 'SIGTERM', true]);
   assert.ok((stopped!.ms as number) >= 2_000 && (stopped!.ms as number) < 2_200, `ms ${String(stopped!.ms)}`);
+});
+
+test('one that outlives even SIGKILL is destroyed after the kill grace, logged forced', async () => {
+  const { clock, port, opts, named } = setup();
+  const xml = xmlOf('a', { [TIMEOUT]: '1' });
+  const d = port.add({ name: 'a', xml, liveXml: xml, state: 'running', ignoresShutdown: true, survivesKill: true });
+  const done = applyPlan(port, [remove('a')], opts);
+  await clock.advance(1_100);
+  assert.equal([d.signals, port.count('destroy')], [['SIGTERM', 'SIGKILL'], 0]);
+  await clock.advance(KILL_GRACE_MS);
+  const [r] = await done;
+  assert.ok(r!.ok);
+  assert.is(port.count('destroy'), 1);
+  assert.not.ok(port.domains.has('a'));
+  assert.equal(named('domain.stopped').map((e) => [e.signal, e.forced]), [['SIGTERM', true]]);
 });
 
 test('an unknown stop signal: SIGTERM is sent instead and the warning logged (domain.stopping)', async () => {
@@ -154,7 +169,23 @@ test('20 stubborn domains removed in one pass: stopped at once, done in about on
   assert.equal(stopped.map((e) => e.domain).sort(), names);
   assert.ok(stopped.every((e) => e.forced === true));
   // the same domain is never stopped twice
-  assert.equal(names.map((n) => port.count('destroy', n)), names.map(() => 1));
+  assert.equal(names.map((n) => [port.count('sendSignal', n), port.count('destroy', n)]), names.map(() => [2, 0]), 'SIGTERM and SIGKILL each');
+});
+
+test('with a step budget (the daemon) the pass does not wait for a stop: the removal is busy at once and ends by itself', async () => {
+  const { clock, port, opts, named } = setup();
+  const ends: Promise<unknown>[] = [];
+  const steps = { deadlineMs: 60_000, patienceMs: 3_000, clock, onDetach: (_entry: string, ended: Promise<unknown>) => void ends.push(ended) };
+  const xml = xmlOf('a', { [TIMEOUT]: '2' });
+  port.add({ name: 'a', xml, liveXml: xml, state: 'running', ignoresShutdown: true });
+  const t0 = clock.now();
+  const [r] = await clock.runUntil(applyPlan(port, [remove('a')], { ...opts, steps }), 10);
+  assert.equal([r!.ok, r!.busy, port.domains.get('a')?.state], [true, true, 'running']);
+  assert.ok(clock.now() - t0 < 100, `the pass waited ${clock.now() - t0} ms of clock time`);
+  assert.is(ends.length, 1);
+  await clock.runUntil(Promise.all(ends), 10);
+  assert.not.ok(port.domains.has('a'));
+  assert.equal(named('domain.stopped').map((e) => e.forced), [true]);
 });
 
 test.run();
