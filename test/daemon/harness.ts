@@ -5,7 +5,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, linkSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cleanupDomains, removeTempDir } from '../helpers/libvirt.js';
+import { test } from 'uvu';
+import { cleanupDomains, makeTempDir, removeTempDir } from '../helpers/libvirt.js';
 import { repoRoot } from '../helpers/schema.js';
 
 export type LogEvent = Record<string, unknown> & { event: string };
@@ -148,6 +149,28 @@ export function daemonDirs(base: string): DaemonDirs {
   const dirs = { base, spool: join(base, 'spool'), staging: join(base, 'staging'), state: join(base, 'state'), export: join(base, 'export') };
   for (const d of [dirs.spool, dirs.staging]) mkdirSync(d, { recursive: true, mode: 0o700 });
   return dirs;
+}
+
+export interface DaemonSandbox {
+  tmp: string;
+  dirs: DaemonDirs;
+  /** The test's daemon, stopped after the file's tests. */
+  daemon: DaemonProcess | undefined;
+}
+
+/**
+ * A daemon test file's sandbox: domains named `prefix*` removed before its tests and after them
+ * (even when they fail, once its daemon is stopped), a temp dir with the daemon's directories.
+ */
+export function daemonSandbox(prefix: string, label: string): DaemonSandbox {
+  const sb: DaemonSandbox = { tmp: '', dirs: { base: '', spool: '', staging: '', state: '', export: '' }, daemon: undefined };
+  test.before(() => {
+    cleanupDomains(prefix);
+    sb.tmp = makeTempDir(label);
+    sb.dirs = daemonDirs(sb.tmp);
+  });
+  test.after(() => stopAndClean(sb.daemon, prefix, sb.tmp));
+  return sb;
 }
 
 /** A spool file written beside the spool, then renamed in: the watcher sees it whole. */
