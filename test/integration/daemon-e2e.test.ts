@@ -28,7 +28,7 @@ import {
   virsh,
   waitForInit,
 } from '../helpers/libvirt.js';
-import { DaemonProcess, bundleConfig, busyboxCopy, daemonDirs, writeConfig, writeSmallBundle, type DaemonDirs, type LogEvent } from '../daemon/harness.js';
+import { DaemonProcess, stopAndClean, bundleConfig, busyboxCopy, daemonDirs, writeConfig, writeSmallBundle, type DaemonDirs, type LogEvent } from '../daemon/harness.js';
 
 const PREFIX = `${TEST_PREFIX}d${process.pid}-`;
 const QUIET_MS = 800;
@@ -70,14 +70,7 @@ test.before(async () => {
   daemon = await DaemonProcess.start(configFile);
 });
 
-test.after(async () => {
-  try {
-    await daemon?.stop();
-  } finally {
-    cleanupDomains(PREFIX);
-    removeTempDir(tmp);
-  }
-});
+test.after(() => stopAndClean(daemon, PREFIX, tmp));
 
 test('an entry renamed in is defined and, with the start annotation, started: its init runs', async () => {
   const d = daemon!;

@@ -19,7 +19,7 @@ import { busyboxLayerEntries, ImageBuilder, writeFiles } from '../image/fixtures
 import { TEST_PREFIX, cleanupDomains, domainState, makeTempDir, memoryLimitInside, removeTempDir, virsh, waitForInit } from '../helpers/libvirt.js';
 
 const environOf = (pid: number): string[] => readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
-import { DaemonProcess, daemonDirs, writeConfig, type DaemonDirs, type LogEvent } from '../daemon/harness.js';
+import { DaemonProcess, stopAndClean, daemonDirs, writeConfig, type DaemonDirs, type LogEvent } from '../daemon/harness.js';
 
 const PREFIX = `${TEST_PREFIX}settings-${process.pid}-`;
 let tmp = '';
@@ -33,14 +33,7 @@ test.before(() => {
   dirs = daemonDirs(tmp);
 });
 
-test.after(async () => {
-  try {
-    await daemon?.stop();
-  } finally {
-    cleanupDomains(PREFIX);
-    removeTempDir(tmp);
-  }
-});
+test.after(() => stopAndClean(daemon, PREFIX, tmp));
 
 function busyboxImage(into: string): void {
   const b = new ImageBuilder();

@@ -16,7 +16,7 @@ import { busyboxLayerEntries, ImageBuilder, writeFiles } from '../image/fixtures
 import { SHIM_INIT, SHIM_MOUNT } from '../../src/shim/domain.js';
 import { parseDomainXml } from '../../src/xml/parse.js';
 import { TEST_PREFIX, cleanupDomains, initPidOf, makeTempDir, memoryLimitInside, pid1Inside, removeTempDir, virsh } from '../helpers/libvirt.js';
-import { DaemonProcess, daemonDirs, putSpoolJson, writeConfig, type DaemonDirs } from '../daemon/harness.js';
+import { DaemonProcess, stopAndClean, daemonDirs, putSpoolJson, writeConfig, type DaemonDirs } from '../daemon/harness.js';
 
 const PREFIX = `${TEST_PREFIX}live-${process.pid}-`;
 let tmp = '';
@@ -30,14 +30,7 @@ test.before(() => {
   dirs = daemonDirs(tmp);
 });
 
-test.after(async () => {
-  try {
-    await daemon?.stop();
-  } finally {
-    cleanupDomains(PREFIX);
-    removeTempDir(tmp);
-  }
-});
+test.after(() => stopAndClean(daemon, PREFIX, tmp));
 
 const putSettings = (file: string, value: unknown) => putSpoolJson(dirs, file, value);
 

@@ -19,7 +19,7 @@ import * as assert from 'uvu/assert';
 import { busyboxLayerEntries, ImageBuilder, writeFiles } from '../image/fixtures.js';
 import { TEST_PREFIX, cleanupDomains, domainState, makeTempDir, removeTempDir, virsh } from '../helpers/libvirt.js';
 import { repoRoot } from '../helpers/schema.js';
-import { DaemonProcess, daemonDirs, putSpoolJson, writeConfig, type DaemonDirs, type LogEvent } from '../daemon/harness.js';
+import { DaemonProcess, stopAndClean, daemonDirs, putSpoolJson, writeConfig, type DaemonDirs, type LogEvent } from '../daemon/harness.js';
 
 const PREFIX = `${TEST_PREFIX}restart-${process.pid}-`;
 let tmp = '';
@@ -36,14 +36,7 @@ test.before(() => {
   configFile = join(tmp, 'ocivirt.json');
 });
 
-test.after(async () => {
-  try {
-    await daemon?.stop();
-  } finally {
-    cleanupDomains(PREFIX);
-    removeTempDir(tmp);
-  }
-});
+test.after(() => stopAndClean(daemon, PREFIX, tmp));
 
 interface Shown {
   entry: string;

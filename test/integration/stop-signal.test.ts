@@ -13,7 +13,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { busyboxLayerEntries, ImageBuilder, writeFiles } from '../image/fixtures.js';
 import { TEST_PREFIX, cleanupDomains, makeTempDir, removeTempDir, virsh } from '../helpers/libvirt.js';
-import { DaemonProcess, daemonDirs, writeConfig, type DaemonDirs } from '../daemon/harness.js';
+import { DaemonProcess, stopAndClean, daemonDirs, writeConfig, type DaemonDirs } from '../daemon/harness.js';
 
 const PREFIX = `${TEST_PREFIX}stop-${process.pid}-`;
 let tmp = '';
@@ -27,14 +27,7 @@ test.before(() => {
   dirs = daemonDirs(tmp);
 });
 
-test.after(async () => {
-  try {
-    await daemon?.stop();
-  } finally {
-    cleanupDomains(PREFIX);
-    removeTempDir(tmp);
-  }
-});
+test.after(() => stopAndClean(daemon, PREFIX, tmp));
 
 function putSettings(name: string, value: unknown): void {
   const staged = join(dirs.staging, name);
