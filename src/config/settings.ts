@@ -3,6 +3,7 @@
  * and what it means. The loader, the defaults file (config/ocivirt.json) and the documentation
  * (docs/configuration.md) all follow this table, so they cannot drift apart.
  */
+import { RESTART } from '../settings/keys.js';
 
 export type StartPolicy = 'never' | 'always' | 'annotation';
 export type UpdatePolicy = 'live' | 'next-start' | 'restart';
@@ -148,7 +149,7 @@ export const SETTINGS: readonly Setting[] = [
     doc: "Container output (stdout/stderr, kept by the init shim in `<stateDir>/containers/<domain>/run/log/`): the cap of each of its two files, `current` and `previous`, so a container keeps at most twice this. It is part of each container's definition: a change redefines every container, in force at its next start; `ocivirt logs NAME` reads it." },
   { key: 'logsToJournal', kind: { type: 'bool' }, default: false, env: 'OCIVIRT_LOGS_TO_JOURNAL',
     doc: "Also forward every container's output to journald (its stdout stream socket; `SYSLOG_IDENTIFIER` the domain name: `journalctl -t DOMAIN`; stderr at priority err, stdout info, the shim's notices warning), resuming where it stopped after a daemon restart." },
-  { key: 'restartPolicy', kind: { type: 'string', pattern: /^(no|always|on-failure(:[1-9][0-9]{0,5})?)$/, patternText: '"no", "always", "on-failure" or "on-failure:N"' }, default: 'no', env: 'OCIVIRT_RESTART_POLICY',
+  { key: 'restartPolicy', kind: { type: 'string', pattern: RESTART, patternText: '"no", "always", "on-failure" or "on-failure:N"' }, default: 'no', env: 'OCIVIRT_RESTART_POLICY',
     doc: 'What happens when a container\'s process ends by itself (its exit status is recorded by the init shim), unless its entry\'s settings `restart` says otherwise: `no` leaves it stopped (`exited`), `always` starts it again, `on-failure` unless it exited 0, `on-failure:N` at most N times in a row (then `gave-up`). A stop from outside (`ocivirt stop`, `virsh shutdown`, `virsh destroy`) is never undone. See [entry-settings.md](entry-settings.md#restart).' },
   { key: 'restartDelayMs', kind: { type: 'int', min: 10, max: 600_000 }, default: 1000, env: 'OCIVIRT_RESTART_DELAY_MS',
     doc: 'The first restart\'s delay after an exit; it doubles after each exit that came sooner than `restartMaxDelaySec` after the start, up to that cap.' },

@@ -17,6 +17,7 @@ import { errorMessage } from '../errors.js';
 import { writeFileAtomically } from '../fsroot/atomic.js';
 import type { EventLogger } from '../log.js';
 import { isValidDomainName } from '../spool/names.js';
+import { containerDir } from '../shim/domain.js';
 import { containerLogDir, LogDir, LogReader, watchDir } from './read.js';
 import type { LogLine } from './records.js';
 
@@ -65,7 +66,8 @@ export class JournalForwarder {
         this.opts.log.warn('logs.journal.failed', { domain, err: errorMessage(e) }, 'cannot forward this container\'s output to the journal');
       }
     }
-    for (const [domain, f] of this.followed) if (!domains.includes(domain)) await this.drop(domain, f);
+    const present = new Set(domains);
+    for (const [domain, f] of this.followed) if (!present.has(domain)) await this.drop(domain, f);
   }
 
   private async follow(domain: string): Promise<void> {
@@ -81,11 +83,11 @@ export class JournalForwarder {
       warn(`journald: ${errorMessage(e)} (tried again in ${SCAN_MS / 1000} s)`);
       if (this.followed.get(domain) === f) void this.drop(domain, f);
     });
-    const posFile = join(this.opts.stateDir, 'containers', domain, 'journal-position');
+    const posFile = join(containerDir(this.opts.stateDir, domain), 'journal-position');
     const sink = async (lines: LogLine[]) => {
       for (const l of lines) {
         if (journal.destroyed) throw new Error('the journald connection is closed');
-        if (!journal.write(Buffer.concat([Buffer.from(PRIORITY[l.stream]), l.data, Buffer.from('\n')]))) {
+        if (!journal.write(journalLines(PRIORITY[l.stream], l.data))) {
           await new Promise((r) => {
             journal.once('drain', r);
             journal.once('close', r);
@@ -121,6 +123,32 @@ export class JournalForwarder {
     if (this.scanTimer) clearInterval(this.scanTimer);
     for (const [domain, f] of this.followed) await this.drop(domain, f);
   }
+}
+
+/** Below journald's LineMax (48K by default): a longer line is cut by journald itself. */
+const JOURNAL_PIECE = 32 * 1024;
+const NUL = Buffer.from([0]);
+const NUL_SHOWN = Buffer.from('\\x00');
+
+/**
+ * One container line as journald stream lines, each with our priority prefix. journald also ends a
+ * line at a NUL byte and at LineMax, and reads a `<N>` after either as the next line's priority: so
+ * NULs are shown as `\x00` and a long line is cut into pieces here, each carrying our prefix; a
+ * container's output can never choose its own priority (emerg is sent to every terminal).
+ */
+export function journalLines(priority: string, data: Buffer): Buffer {
+  const parts: Buffer[] = [];
+  for (let at = data.indexOf(NUL), from = 0; ; at = data.indexOf(NUL, from)) {
+    parts.push(data.subarray(from, at < 0 ? data.length : at));
+    if (at < 0) break;
+    parts.push(NUL_SHOWN);
+    from = at + 1;
+  }
+  const clean = parts.length === 1 ? data : Buffer.concat(parts);
+  const out: Buffer[] = [];
+  const prefix = Buffer.from(priority);
+  for (let i = 0; i < clean.length || i === 0; i += JOURNAL_PIECE) out.push(prefix, clean.subarray(i, i + JOURNAL_PIECE), Buffer.from('\n'));
+  return Buffer.concat(out);
 }
 
 function isPosition(v: unknown): v is { ino: number; offset: number } {

@@ -5,6 +5,7 @@
  * reopened through /proc/self/fd: what was checked is what is read), only regular files are read
  * (a FIFO or a device is never opened for reading), and at most `limit` bytes of each.
  */
+import { containerDir } from '../shim/domain.js';
 import { constants, watch, type FSWatcher } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -18,7 +19,7 @@ const CHUNK = 1 << 20;
 
 /** The per-container log directory on the host (the shim's `/.ocivirt/run/log`). */
 export function containerLogDir(stateDir: string, domain: string): string {
-  return join(stateDir, 'containers', domain, 'run', 'log');
+  return join(containerDir(stateDir, domain), 'run', 'log');
 }
 
 /** Bytes of one log file read at most: past the cap, a file is not the shim's alone (the container can write there). */

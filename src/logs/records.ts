@@ -59,13 +59,20 @@ export function parseRecord(line: Buffer): Record | undefined {
 }
 
 /**
+ * What one line may hold in memory. The container writes these files: bytes that never end a
+ * record, or P records that never reach their F, must not grow a long-running reader (the
+ * journal forwarder) without bound. A longer line goes out in pieces marked incomplete.
+ */
+export const MAX_OPEN_LINE = 1024 * 1024;
+
+/**
  * Bytes in, lines out: feed chunks of a log file in order (records may straddle chunks); every
  * completed line goes to `emit`. `bad` counts lines that were not records.
  */
 export class LineAssembler {
   bad = 0;
   private rest: Buffer = Buffer.alloc(0);
-  private readonly parts = new Map<LogStream, { time: string; ns: bigint; chunks: Buffer[] }>();
+  private readonly parts = new Map<LogStream, { time: string; ns: bigint; chunks: Buffer[]; size: number }>();
 
   constructor(private readonly emit: (line: LogLine) => void) {}
 
@@ -77,6 +84,11 @@ export class LineAssembler {
       start = nl + 1;
     }
     buf = buf.subarray(start);
+    if (buf.length > MAX_OPEN_LINE) {
+      // no record is this long (the shim's are a few KiB): not a record, dropped
+      this.bad++;
+      buf = buf.subarray(0, 0);
+    }
     // copied: the caller may reuse its buffer
     this.rest = Buffer.from(buf);
   }
@@ -99,10 +111,15 @@ export class LineAssembler {
       return;
     }
     const open = this.parts.get(r.stream);
-    const part = open ?? { time: r.time, ns: r.ns, chunks: [] };
+    const part = open ?? { time: r.time, ns: r.ns, chunks: [], size: 0 };
     part.chunks.push(Buffer.from(r.content));
+    part.size += r.content.length;
     if (!r.full) {
       if (!open) this.parts.set(r.stream, part);
+      if (part.size >= MAX_OPEN_LINE) {
+        this.parts.delete(r.stream);
+        this.emit({ time: part.time, ns: part.ns, stream: r.stream, data: Buffer.concat(part.chunks), complete: false });
+      }
       return;
     }
     this.parts.delete(r.stream);

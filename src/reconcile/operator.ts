@@ -13,6 +13,7 @@ import { InputError } from '../errors.js';
 import type { LibvirtPort, PortEvent } from '../libvirt/port.js';
 import type { EventLogger } from '../log.js';
 import { parseDomainXml } from '../xml/parse.js';
+import { entryStem } from '../spool/names.js';
 import { readInstanceId } from './instance.js';
 import { Markers } from './pending.js';
 import { STATUS_FILE } from './sync.js';
@@ -64,8 +65,7 @@ export async function operatorRestart(port: LibvirtPort, domain: string, opts: O
  */
 export async function resolveDomain(port: LibvirtPort, stateDir: string, name: string): Promise<string> {
   const entries = await statusEntries(stateDir);
-  const stem = (e: string) => e.replace(/(\.ocivirt\.json|\.oci\.tar|\.tar\.gz|\.tgz|\.tar|\.oci)$/, '');
-  const byEntry = entries.find((e) => e.entry === name) ?? entries.find((e) => stem(e.entry) === name);
+  const byEntry = entries.find((e) => e.entry === name) ?? entries.find((e) => entryStem(e.entry) === name);
   const domain = byEntry?.domain || name;
   if ((await port.lookup(domain)) === undefined)
     throw new InputError(byEntry ? `entry '${name}' has no domain in libvirt (${domain})` : `no entry or domain named '${name}'`);

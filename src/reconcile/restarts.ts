@@ -118,14 +118,26 @@ export function exitOf(state: ProcessState): RestartRecord['exit'] {
   return undefined;
 }
 
+/**
+ * A record as put writes it: its counts and times are finite numbers (a damaged one would reach a
+ * timer or a date and throw there), so anything else starts over.
+ */
+function isRestartRecord(r: unknown): r is RestartRecord {
+  if (typeof r !== 'object' || r === null) return false;
+  const x = r as Record<string, unknown>;
+  const count = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
+  const time = (v: unknown) => v === undefined || Number.isFinite(v);
+  return count(x.restarts) && count(x.quick) && Number.isFinite(x.since) && time(x.nextAt) && time(x.handled) && time(x.startedAt);
+}
+
 /** `<state>/restarts/<domain>`: one record per domain. */
 export class RestartRecords {
   constructor(private readonly dir: string) {}
 
   async get(domain: string): Promise<RestartRecord | undefined> {
     try {
-      const r = JSON.parse(await readFile(join(this.dir, domain), 'utf8')) as RestartRecord;
-      return typeof r === 'object' && r !== null && typeof r.restarts === 'number' && typeof r.quick === 'number' ? r : undefined;
+      const r = JSON.parse(await readFile(join(this.dir, domain), 'utf8')) as unknown;
+      return isRestartRecord(r) ? r : undefined;
     } catch {
       return undefined; // none, or unreadable: starts over
     }

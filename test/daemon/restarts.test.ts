@@ -22,6 +22,7 @@ import { runtimeOf } from '../../src/reconcile/runtime.js';
 import { syncOnce, type SyncOptions } from '../../src/reconcile/sync.js';
 import { containerDir } from '../../src/shim/domain.js';
 import { writeMinimalBundle } from '../helpers/bundle.js';
+import { syncedWeb } from '../helpers/synced-entry.js';
 import { FakeClock, settle } from '../helpers/fake-clock.js';
 import { FakeLibvirt } from '../helpers/fake-libvirt.js';
 import { captureLog } from '../helpers/log.js';
@@ -33,16 +34,7 @@ const BACKOFF = { baseMs: 1000, maxMs: 60_000, crashLoopAfter: 3 };
 let serial = 0;
 
 async function setup(restart?: string, defaultPolicy: RestartPolicy = { mode: 'no' }) {
-  const base = join(tmp, `t${serial++}`);
-  const spool = join(base, 'spool');
-  mkdirSync(spool, { recursive: true });
-  const { log, events } = captureLog();
-  const stateDir = join(base, 'state');
-  const opts: SyncOptions = { spoolDir: spool, stateDir, log, startPolicy: 'always', retryDelayMs: 1, stopTimeoutMs: 10 };
-  const port = new FakeLibvirt();
-  writeMinimalBundle(join(spool, 'web'));
-  if (restart !== undefined) writeFileSync(join(spool, 'web.ocivirt.json'), JSON.stringify({ restart }));
-  await syncOnce(port, opts);
+  const { spool, stateDir, opts, port, log, events } = await syncedWeb(join(tmp, `t${serial++}`), restart !== undefined ? { restart } : undefined);
   const clock = new FakeClock();
   const locks = new DomainLocks();
   let mtime = 1_700_000_000;
@@ -289,6 +281,20 @@ test('the backoff: pure decision', () => {
   assert.equal(afterExit(always, { kind: 'exited', code: 1 }, { ...rec, quick: 3 }, 10, 5, BACKOFF).decision, { action: 'restart', delayMs: 60_000, crashLooping: true });
   assert.equal(parseRestartPolicy('on-failure:7'), { mode: 'on-failure', max: 7 });
   assert.is(parseRestartPolicy('sometimes'), undefined);
+});
+
+test('a damaged restart record (wrong types, NaN-like values, not JSON) is no record: the count starts over, nothing throws', async () => {
+  const dir = join(tmp, 'damaged');
+  mkdirSync(join(dir, 'restarts'), { recursive: true });
+  const records = restartRecordsOf(dir);
+  const put = (text: string) => writeFileSync(join(dir, 'restarts', 'web'), text);
+  for (const bad of ['{"restarts":1,"quick":0,"since":"x"}', '{"restarts":1,"quick":0,"since":1,"nextAt":"soon"}', '{"restarts":-1,"quick":0,"since":1}',
+    '{"restarts":1.5,"quick":0,"since":1}', '{"restarts":1,"quick":0,"since":1e999}', '[]', 'null', 'not json']) {
+    put(bad);
+    assert.is(await records.get('web'), undefined, bad);
+  }
+  put('{"restarts":2,"quick":1,"since":1700000000000,"nextAt":1700000001000}');
+  assert.is((await records.get('web'))?.restarts, 2, 'a whole record is read');
 });
 
 test.run();

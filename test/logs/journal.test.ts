@@ -9,7 +9,7 @@ import { appendFileSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSy
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { JournalForwarder } from '../../src/logs/journal.js';
+import { JournalForwarder, journalLines } from '../../src/logs/journal.js';
 import { captureLog } from '../helpers/log.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'ocivirt-journal-'));
@@ -94,4 +94,14 @@ test('journald not there: a warning per container, the daemon goes on', async ()
 });
 
 test.after(() => rmSync(scratch, { recursive: true, force: true }));
+test('hostile lines: a NUL or a line past journald\'s LineMax never lets the container choose a priority', () => {
+  const lines = (data: string | Buffer) => journalLines('<6>', Buffer.from(data)).toString('latin1').split('\n').slice(0, -1);
+  assert.equal(lines('x\0<0>emerg'), ['<6>x\\x00<0>emerg']);
+  const long = lines('a'.repeat(48 * 1024) + '<0>emerg' + 'b'.repeat(60 * 1024));
+  assert.ok(long.length >= 4, `${long.length} pieces`);
+  assert.ok(long.every((l) => l.startsWith('<6>') && l.length <= 32 * 1024 + 3), 'each piece carries our prefix, below LineMax');
+  assert.is(long.map((l) => l.slice(3)).join(''), 'a'.repeat(48 * 1024) + '<0>emerg' + 'b'.repeat(60 * 1024));
+  assert.equal(lines(''), ['<6>']);
+});
+
 test.run();

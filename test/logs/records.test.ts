@@ -1,7 +1,7 @@
 /** Log records (src/logs/records.ts): parsing, lines joined across records and chunk boundaries, --since. */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { LineAssembler, parseRecord, parseSince, stampNs, type LogLine } from '../../src/logs/records.js';
+import { LineAssembler, MAX_OPEN_LINE, parseRecord, parseSince, stampNs, type LogLine } from '../../src/logs/records.js';
 import { prng, runSeed } from '../helpers/prng.js';
 
 const TS = '2026-11-30T00:50:23.123456789Z';
@@ -44,6 +44,19 @@ test('lines: P records joined to the F of the same stream, streams apart, whatev
   assert.is(asm.pending, `${TS} stdout F mo`.length);
   asm.end();
   assert.equal(got.map((l) => [l.data.toString(), l.complete]), [['open', false]]);
+});
+
+test('hostile files: a line that never ends and P records that never reach their F hold at most MAX_OPEN_LINE', () => {
+  const got: LogLine[] = [];
+  const asm = new LineAssembler((l) => got.push(l));
+  const piece = 'y'.repeat(64 * 1024);
+  for (let i = 0; i < 40; i++) asm.push(Buffer.from(`${TS} stdout P ${piece}\n`)); // 2.5 MiB, no F
+  assert.ok(got.length >= 2, `${got.length} pieces out`);
+  assert.ok(got.every((l) => !l.complete && l.data.length <= MAX_OPEN_LINE + piece.length));
+  const endless = Buffer.alloc(256 * 1024, 0x7a);
+  for (let i = 0; i < 8; i++) asm.push(endless); // 2 MiB without a newline
+  assert.ok(asm.pending <= MAX_OPEN_LINE, `${asm.pending} bytes held`);
+  assert.ok(asm.bad >= 1);
 });
 
 test('--since: RFC 3339 with nanoseconds and offsets, dates, durations back from now; anything else refused', () => {

@@ -12,6 +12,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { heardLifecycle, operatorRestart, operatorStart, operatorStop, operatorStopsOf, resolveDomain } from '../../src/reconcile/operator.js';
 import { syncOnce, type SyncOptions } from '../../src/reconcile/sync.js';
+import { syncedWeb } from '../helpers/synced-entry.js';
 import { writeMinimalBundle } from '../helpers/bundle.js';
 import { FakeLibvirt } from '../helpers/fake-libvirt.js';
 import { captureLog } from '../helpers/log.js';
@@ -22,16 +23,7 @@ test.after(() => rmSync(tmp, { recursive: true, force: true }));
 
 let serial = 0;
 async function setup() {
-  const base = join(tmp, `t${serial++}`);
-  const spool = join(base, 'spool');
-  mkdirSync(spool, { recursive: true });
-  const { log, events } = captureLog();
-  const stateDir = join(base, 'state');
-  const opts: SyncOptions = { spoolDir: spool, stateDir, log, startPolicy: 'always', retryDelayMs: 1, stopTimeoutMs: 10 };
-  const port = new FakeLibvirt();
-  writeMinimalBundle(join(spool, 'web'));
-  writeFileSync(join(spool, 'web.ocivirt.json'), JSON.stringify({ stopSignal: 'SIGQUIT' }));
-  await syncOnce(port, opts);
+  const { stateDir, opts, port, log, events } = await syncedWeb(join(tmp, `t${serial++}`), { stopSignal: 'SIGQUIT' });
   return { opts, port, events, stateDir, op: { stateDir, log, defaultTimeoutMs: 1_000 } };
 }
 
